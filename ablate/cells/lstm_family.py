@@ -1,0 +1,404 @@
+"""The LSTM and its ablations: one forward/backward kernel pair, specialised per cell.
+
+Every LSTM-family name of ``spec.py`` is one ``Variant`` of flags. ``make_kernels`` closes
+over the flags as compile-time constants, so Numba prunes the branches a variant does not
+take (haste's approach): each name runs exactly its own equations and nothing more.
+
+Shapes (one batch chunk): x [T,B,I]; gates [T,B,G] post-activation, G = len(gates)·H;
+c, h [T,B,H]. The input projection W x_t + b and the weight gradients are whole-sequence
+matrix products; only the recurrent products run per time step.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from ablate.kernels.jit import kernel
+
+from ablate.kernels.activations import for_dtype
+
+# Input activations g(a_g) and memory activations h = o ⊙ act(c).
+TANH, LINEAR, SIGMOID, SCALED_SIGMOID = 0, 1, 2, 3  # SCALED: 4σ−2 for g, 2σ−1 for c
+
+
+class Variant(NamedTuple):
+    gates: str  # packed gate letters in row order, e.g. "ifgo"
+    input_act: int = TANH  # g = act(a_g)
+    memory_act: int = TANH  # h = o ⊙ act(c)
+    cifg: bool = False  # f = 1 − i
+    peephole: bool = False  # p_i, p_f see c_{t-1}; p_o sees c_t
+    full_gate_recurrence: bool = False  # [a_i;a_f;a_o] += R_gates [i;f;o]_{t-1}
+    single_net: bool = False  # c_t = tanh(a_c + P_c c_{t-1}); the "c" rows sit in the g slot
+    net_readout: bool = False  # h_t = tanh(a_h + P_h c_t); the "h" rows sit in the o slot
+    use_gate: bool = False  # h_t = tanh(W_u (f ⊙ c_{t-1}) + b_u) ⊙ o
+
+
+VARIANTS: dict[str, Variant] = {
+    "lstm": Variant("ifgo"),
+    "lstm_peephole": Variant("ifgo", peephole=True),
+    "nig": Variant("fgo"),
+    "nfg": Variant("igo"),
+    "nog": Variant("ifg"),
+    "niaf": Variant("ifgo", input_act=LINEAR),
+    "noaf": Variant("ifgo", memory_act=LINEAR),
+    "cifg": Variant("igo", cifg=True),
+    "fgr": Variant("ifgo", full_gate_recurrence=True),
+    "single_net": Variant("go", single_net=True),
+    "net_readout": Variant("ifgo", net_readout=True),
+    "sigmoid_input": Variant("ifgo", input_act=SIGMOID),
+    "sigmoid_readout": Variant("ifgo", memory_act=SIGMOID),
+    "use_gate": Variant("ifgo", use_gate=True),
+    "lstm97": Variant("igo", input_act=SCALED_SIGMOID, memory_act=SCALED_SIGMOID),
+}
+
+
+_KERNELS: dict = {}
+
+
+def kernels(name: str, dtype) -> tuple:
+    """(views, forward, backward) compiled for one cell name and float dtype."""
+    key = (name, np.dtype(dtype).name)
+    if key not in _KERNELS:
+        _KERNELS[key] = make_kernels(VARIANTS[name], np.dtype(dtype))
+    return _KERNELS[key]
+
+
+def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
+    """Build the njit (views, forward, backward) triple of one variant and precision."""
+    tanh, sigmoid = for_dtype(dtype)
+    one, two, four = dtype.type(1), dtype.type(2), dtype.type(4)
+    n_slots = len(variant.gates)
+    # Row-block slot of each gate, -1 where absent. single_net's "c" rows use the g slot,
+    # net_readout's "h" rows the o slot.
+    I_SLOT, F_SLOT = variant.gates.find("i"), variant.gates.find("f")
+    G_SLOT, O_SLOT = variant.gates.find("g"), variant.gates.find("o")
+    HAS_I, HAS_F, HAS_O = I_SLOT >= 0, F_SLOT >= 0, O_SLOT >= 0
+    INPUT_ACT, MEMORY_ACT, CIFG = variant.input_act, variant.memory_act, variant.cifg
+    PEEP, FGR = variant.peephole, variant.full_gate_recurrence
+    SINGLE, NET_READOUT, USE_GATE = variant.single_net, variant.net_readout, variant.use_gate
+    # The memory is read by "h = o ⊙ act(c)" unless a network reads it.
+    GATED_READ = not NET_READOUT and not USE_GATE
+
+    @kernel
+    def views(params, n_in, n_hidden, n_out):
+        """Named views of the flat vector, in spec.py's block order; absent extras are empty."""
+        H = n_hidden
+        G = n_slots * H
+        n_peep = H if PEEP else 0
+        n_fgr = 3 * H if FGR else 0
+        n_net = H if (SINGLE or NET_READOUT or USE_GATE) else 0
+        n_use = H if USE_GATE else 0
+        k = 0
+        W = params[k : k + G * n_in].reshape((G, n_in))
+        k += G * n_in
+        R = params[k : k + G * H].reshape((G, H))
+        k += G * H
+        b = params[k : k + G]
+        k += G
+        peep = params[k : k + 3 * n_peep].reshape((3, n_peep))
+        k += 3 * n_peep
+        R_gates = params[k : k + n_fgr * n_fgr].reshape((n_fgr, n_fgr))
+        k += n_fgr * n_fgr
+        P = params[k : k + n_net * n_net].reshape((n_net, n_net))  # P_c, P_h or W_u
+        k += n_net * n_net
+        b_u = params[k : k + n_use]
+        k += n_use
+        W_out = params[k : k + n_out * H].reshape((n_out, H))
+        k += n_out * H
+        b_out = params[k : k + n_out]
+        return W, R, b, peep, R_gates, P, b_u, W_out, b_out
+
+    @kernel
+    def forward(params, x, n_hidden, n_out):
+        """Run the cell over x [T,B,I]; returns the state (h, c, gates, aux, ifo).
+
+        gates [T,B,G] post-activation; aux [T,B,H] holds act(c_t) (or u_t for use_gate);
+        ifo [T,B,3H] the i, f, o gate values again, contiguous, for full gate recurrence.
+        """
+        T, B, n_in = x.shape
+        H = n_hidden
+        G = n_slots * H
+        W, R, b, peep, R_gates, P, b_u, _, _ = views(params, n_in, H, n_out)
+        # gates[t] starts as the input projection W x_t + b and is overwritten in place.
+        gates = np.dot(x.reshape((T * B, n_in)), W.T).reshape((T, B, G))
+        h = np.empty((T, B, H), dtype=x.dtype)
+        c = np.empty((T, B, H), dtype=x.dtype)
+        aux = np.empty((T, B, H), dtype=x.dtype)
+        ifo = np.zeros((T if FGR else 0, B, 3 * H), dtype=x.dtype)
+        recurrent = np.zeros((B, G), dtype=x.dtype)
+        gate_feedback = np.zeros((B, 3 * H if FGR else 0), dtype=x.dtype)
+        memory_feedback = np.zeros((B, H if SINGLE else 0), dtype=x.dtype)
+        read = np.zeros((B, H if not GATED_READ else 0), dtype=x.dtype)
+        forgotten = np.zeros((B, H if USE_GATE else 0), dtype=x.dtype)
+        zero_state = np.zeros((B, H), dtype=x.dtype)
+        for t in range(T):
+            h_prev = h[t - 1] if t > 0 else zero_state
+            c_prev = c[t - 1] if t > 0 else zero_state
+            if t > 0:
+                np.dot(h_prev, R.T, recurrent)  # R h_{t-1}
+                if FGR:
+                    np.dot(ifo[t - 1], R_gates.T, gate_feedback)  # R_gates [i;f;o]_{t-1}
+                if SINGLE:
+                    np.dot(c_prev, P.T, memory_feedback)  # P_c c_{t-1}
+            a = gates[t]
+            for bb in range(B):
+                for j in range(H):
+                    cp = c_prev[bb, j]
+                    if HAS_I:
+                        k = I_SLOT * H + j
+                        pre = a[bb, k] + b[k] + recurrent[bb, k]
+                        if PEEP:
+                            pre += peep[0, j] * cp
+                        if FGR:
+                            pre += gate_feedback[bb, j]
+                        ig = sigmoid(pre)
+                        a[bb, k] = ig
+                    else:
+                        ig = one
+                    if HAS_F:
+                        k = F_SLOT * H + j
+                        pre = a[bb, k] + b[k] + recurrent[bb, k]
+                        if PEEP:
+                            pre += peep[1, j] * cp
+                        if FGR:
+                            pre += gate_feedback[bb, H + j]
+                        fg = sigmoid(pre)
+                        a[bb, k] = fg
+                    elif CIFG:
+                        fg = one - ig
+                    else:
+                        fg = one
+                    k = G_SLOT * H + j
+                    pre = a[bb, k] + b[k] + recurrent[bb, k]
+                    if SINGLE:
+                        ct = tanh(pre + memory_feedback[bb, j])  # c_t = tanh(a_c + P_c c_{t-1})
+                        a[bb, k] = ct
+                    else:
+                        if INPUT_ACT == TANH:
+                            gv = tanh(pre)
+                        elif INPUT_ACT == LINEAR:
+                            gv = pre
+                        elif INPUT_ACT == SIGMOID:
+                            gv = sigmoid(pre)
+                        else:
+                            gv = four * sigmoid(pre) - two
+                        a[bb, k] = gv
+                        ct = fg * cp + ig * gv  # c_t = f ⊙ c_{t-1} + i ⊙ g
+                    c[t, bb, j] = ct
+                    if USE_GATE:
+                        forgotten[bb, j] = fg * cp
+                    if HAS_O:
+                        k = O_SLOT * H + j
+                        pre = a[bb, k] + b[k] + recurrent[bb, k]
+                        if PEEP:
+                            pre += peep[2, j] * ct
+                        if FGR:
+                            pre += gate_feedback[bb, 2 * H + j]
+                        og = sigmoid(pre)
+                        a[bb, k] = og
+                    else:
+                        og = one
+                    if FGR:
+                        ifo[t, bb, j] = ig
+                        ifo[t, bb, H + j] = fg
+                        ifo[t, bb, 2 * H + j] = og
+                    if GATED_READ:
+                        if MEMORY_ACT == TANH:
+                            act = tanh(ct)
+                        elif MEMORY_ACT == LINEAR:
+                            act = ct
+                        elif MEMORY_ACT == SIGMOID:
+                            act = sigmoid(ct)
+                        else:
+                            act = two * sigmoid(ct) - one
+                        aux[t, bb, j] = act
+                        h[t, bb, j] = og * act  # h_t = o ⊙ act(c_t)
+            if NET_READOUT:
+                np.dot(c[t], P.T, read)  # P_h c_t
+                for bb in range(B):
+                    for j in range(H):
+                        k = O_SLOT * H + j
+                        hv = tanh(a[bb, k] + b[k] + recurrent[bb, k] + read[bb, j])
+                        a[bb, k] = hv
+                        h[t, bb, j] = hv
+            if USE_GATE:
+                np.dot(forgotten, P.T, read)  # W_u (f ⊙ c_{t-1})
+                for bb in range(B):
+                    for j in range(H):
+                        u = tanh(read[bb, j] + b_u[j])
+                        aux[t, bb, j] = u
+                        h[t, bb, j] = u * a[bb, O_SLOT * H + j]
+        return h, c, gates, aux, ifo
+
+    @kernel
+    def backward(params, x, n_hidden, n_out, state, dh_out, grad):
+        """Backpropagate dL/dh_t [T,B,H] (from the readout) through time; adds into grad.
+
+        Returns (dh_sq [T], dc_sq [T]): squared Euclidean norms over the chunk of the total
+        dL/dh_t and dL/dc_t — the error flow the diagnostics plot.
+        """
+        h, c, gates, aux, ifo = state
+        T, B, n_in = x.shape
+        H = n_hidden
+        G = n_slots * H
+        W, R, b, peep, R_gates, P, b_u, _, _ = views(params, n_in, H, n_out)
+        dW, dR, db, dpeep, dR_gates, dP, db_u, _, _ = views(grad, n_in, H, n_out)
+        d_pre = np.empty((T, B, G), dtype=x.dtype)  # dL/da_t, all gates
+        d_ifo = np.zeros((T if FGR else 0, B, 3 * H), dtype=x.dtype)
+        d_net = np.zeros((T if not GATED_READ or SINGLE else 0, B, H), dtype=x.dtype)
+        dh_next = np.zeros((B, H), dtype=x.dtype)  # dL/dh_t through R h_t
+        dc_next = np.zeros((B, H), dtype=x.dtype)  # dL/dc_t from step t+1
+        d_gates_next = np.zeros((B, 3 * H if FGR else 0), dtype=x.dtype)
+        d_read = np.zeros((B, H if not GATED_READ else 0), dtype=x.dtype)
+        dc = np.empty((B, H), dtype=x.dtype)
+        zero_state = np.zeros((B, H), dtype=x.dtype)
+        dh_norm = np.zeros(T)
+        dc_norm = np.zeros(T)
+        for t in range(T - 1, -1, -1):
+            a = gates[t]
+            da = d_pre[t]
+            c_prev = c[t - 1] if t > 0 else zero_state
+            # Pass 1: into the read-out of the memory, giving dL/dc_t from h_t.
+            for bb in range(B):
+                for j in range(H):
+                    dh = dh_out[t, bb, j] + dh_next[bb, j]
+                    dh_norm[t] += dh * dh
+                    ct = c[t, bb, j]
+                    dct = dc_next[bb, j]
+                    if GATED_READ:
+                        act = aux[t, bb, j]
+                        og = a[bb, O_SLOT * H + j] if HAS_O else one
+                        d_act = dh * og
+                        # into c_t through the memory activation
+                        if MEMORY_ACT == TANH:
+                            dct += d_act * (one - act * act)
+                        elif MEMORY_ACT == LINEAR:
+                            dct += d_act
+                        elif MEMORY_ACT == SIGMOID:
+                            dct += d_act * act * (one - act)
+                        else:  # act = 2σ(c) − 1, act' = (1 − act²)/2
+                            dct += d_act * (one - act * act) / two
+                        if HAS_O:
+                            do = dh * act
+                            if FGR:
+                                do += d_gates_next[bb, 2 * H + j]
+                            dao = do * og * (one - og)  # into a_o through σ
+                            da[bb, O_SLOT * H + j] = dao
+                            if PEEP:
+                                dct += dao * peep[2, j]  # into c_t through the o peephole
+                                dpeep[2, j] += dao * ct
+                    elif NET_READOUT:
+                        hv = a[bb, O_SLOT * H + j]
+                        dah = dh * (one - hv * hv)  # into a_h + P_h c_t through tanh
+                        da[bb, O_SLOT * H + j] = dah
+                        d_net[t, bb, j] = dah
+                    else:  # USE_GATE: h = u ⊙ o, u = tanh(W_u (f ⊙ c_{t-1}) + b_u)
+                        og = a[bb, O_SLOT * H + j]
+                        u = aux[t, bb, j]
+                        do = dh * u
+                        da[bb, O_SLOT * H + j] = do * og * (one - og)
+                        dz = dh * og * (one - u * u)  # into W_u (f ⊙ c_{t-1}) + b_u
+                        d_net[t, bb, j] = dz
+                        db_u[j] += dz
+                    dc[bb, j] = dct
+            if NET_READOUT:
+                np.dot(d_net[t], P, d_read)  # into c_t through P_h
+                dc += d_read
+            if USE_GATE:
+                np.dot(d_net[t], P, d_read)  # into f ⊙ c_{t-1} through W_u
+            # Pass 2: into the gates and c_{t-1}.
+            for bb in range(B):
+                for j in range(H):
+                    dct = dc[bb, j]
+                    dc_norm[t] += dct * dct
+                    cp = c_prev[bb, j]
+                    if SINGLE:
+                        ct = a[bb, G_SLOT * H + j]
+                        dz = dct * (one - ct * ct)  # into a_c + P_c c_{t-1} through tanh
+                        da[bb, G_SLOT * H + j] = dz
+                        d_net[t, bb, j] = dz
+                        continue
+                    ig = a[bb, I_SLOT * H + j] if HAS_I else one
+                    if HAS_F:
+                        fg = a[bb, F_SLOT * H + j]
+                    elif CIFG:
+                        fg = one - ig
+                    else:
+                        fg = one
+                    gv = a[bb, G_SLOT * H + j]
+                    dcp = dct * fg  # into c_{t-1} through the forget gate
+                    df = dct * cp
+                    if USE_GATE:
+                        dcp += d_read[bb, j] * fg  # into c_{t-1} through u
+                        df += d_read[bb, j] * cp
+                    # into a_g through the input activation
+                    dg = dct * ig
+                    if INPUT_ACT == TANH:
+                        dag = dg * (one - gv * gv)
+                    elif INPUT_ACT == LINEAR:
+                        dag = dg
+                    elif INPUT_ACT == SIGMOID:
+                        dag = dg * gv * (one - gv)
+                    else:  # g = 4σ − 2: g' = 4σ(1 − σ) = (2 + g)(2 − g)/4
+                        dag = dg * (two + gv) * (two - gv) / four
+                    da[bb, G_SLOT * H + j] = dag
+                    if HAS_I:
+                        di = dct * gv
+                        if CIFG:
+                            di -= df  # f = 1 − i
+                        if FGR:
+                            di += d_gates_next[bb, j]
+                        dai = di * ig * (one - ig)
+                        da[bb, I_SLOT * H + j] = dai
+                        if PEEP:
+                            dcp += dai * peep[0, j]
+                            dpeep[0, j] += dai * cp
+                    if HAS_F:
+                        if FGR:
+                            df += d_gates_next[bb, H + j]
+                        daf = df * fg * (one - fg)
+                        da[bb, F_SLOT * H + j] = daf
+                        if PEEP:
+                            dcp += daf * peep[1, j]
+                            dpeep[1, j] += daf * cp
+                    dc_next[bb, j] = dcp
+            if SINGLE:
+                np.dot(d_net[t], P, dc_next)  # into c_{t-1} through P_c
+            if FGR:
+                for bb in range(B):
+                    for j in range(H):
+                        d_ifo[t, bb, j] = da[bb, I_SLOT * H + j]
+                        d_ifo[t, bb, H + j] = da[bb, F_SLOT * H + j]
+                        d_ifo[t, bb, 2 * H + j] = da[bb, O_SLOT * H + j]
+                np.dot(d_ifo[t], R_gates, d_gates_next)  # into [i;f;o]_{t-1}
+            np.dot(da, R, dh_next)  # into h_{t-1} through R
+        # Weight gradients as whole-sequence products.
+        flat_da = d_pre.reshape((T * B, G))
+        dW += np.dot(flat_da.T, x.reshape((T * B, n_in)))
+        for n in range(T * B):
+            for k in range(G):
+                db[k] += flat_da[n, k]
+        if T > 1:
+            dR += np.dot(d_pre[1:].reshape(((T - 1) * B, G)).T, h[:-1].reshape(((T - 1) * B, H)))
+            if FGR:
+                dR_gates += np.dot(
+                    d_ifo[1:].reshape(((T - 1) * B, 3 * H)).T,
+                    ifo[:-1].reshape(((T - 1) * B, 3 * H)),
+                )
+            if SINGLE:
+                dP += np.dot(
+                    d_net[1:].reshape(((T - 1) * B, H)).T, c[:-1].reshape(((T - 1) * B, H))
+                )
+        if NET_READOUT:
+            dP += np.dot(d_net.reshape((T * B, H)).T, c.reshape((T * B, H)))
+        if USE_GATE:
+            forgotten = np.zeros((T, B, H), dtype=x.dtype)  # f ⊙ c_{t-1}
+            for t in range(1, T):
+                for bb in range(B):
+                    for j in range(H):
+                        forgotten[t, bb, j] = gates[t, bb, F_SLOT * H + j] * c[t - 1, bb, j]
+            dP += np.dot(d_net.reshape((T * B, H)).T, forgotten.reshape((T * B, H)))
+        return dh_norm, dc_norm
+
+    return views, forward, backward

@@ -1,0 +1,1 @@
+"""Compiled building blocks shared by every cell: activations, readout and loss, Adam."""
