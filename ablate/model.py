@@ -235,6 +235,7 @@ def _pin_blas_threads() -> None:
     global _BLAS_PINNED
     if _BLAS_PINNED:
         return
+    import scipy.linalg.cython_blas  # noqa: F401  (loads the BLAS that compiled np.dot calls)
     from threadpoolctl import ThreadpoolController
 
     controller = ThreadpoolController()

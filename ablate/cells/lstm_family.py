@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 from ablate.kernels.jit import kernel
+from ablate.kernels.reductions import add_column_sums, sum_squares
 
 from ablate.kernels.activations import for_dtype
 
@@ -73,10 +74,11 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
     # net_readout's "h" rows the o slot.
     I_SLOT, F_SLOT = variant.gates.find("i"), variant.gates.find("f")
     G_SLOT, O_SLOT = variant.gates.find("g"), variant.gates.find("o")
-    HAS_I, HAS_F, HAS_O = I_SLOT >= 0, F_SLOT >= 0, O_SLOT >= 0
     INPUT_ACT, MEMORY_ACT, CIFG = variant.input_act, variant.memory_act, variant.cifg
     PEEP, FGR = variant.peephole, variant.full_gate_recurrence
     SINGLE, NET_READOUT, USE_GATE = variant.single_net, variant.net_readout, variant.use_gate
+    HAS_I, HAS_F = I_SLOT >= 0, F_SLOT >= 0
+    HAS_O = O_SLOT >= 0 and not NET_READOUT  # net_readout's o slot holds the readout network
     # The memory is read by "h = o ⊙ act(c)" unless a network reads it.
     GATED_READ = not NET_READOUT and not USE_GATE
 
@@ -252,6 +254,7 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
         d_gates_next = np.zeros((B, 3 * H if FGR else 0), dtype=x.dtype)
         d_read = np.zeros((B, H if not GATED_READ else 0), dtype=x.dtype)
         dc = np.empty((B, H), dtype=x.dtype)
+        dh = np.empty((B, H), dtype=x.dtype)
         zero_state = np.zeros((B, H), dtype=x.dtype)
         dh_norm = np.zeros(T)
         dc_norm = np.zeros(T)
@@ -259,17 +262,20 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
             a = gates[t]
             da = d_pre[t]
             c_prev = c[t - 1] if t > 0 else zero_state
+            for bb in range(B):
+                for j in range(H):
+                    dh[bb, j] = dh_out[t, bb, j] + dh_next[bb, j]  # from y_t and from step t+1
+            dh_norm[t] = sum_squares(dh)
             # Pass 1: into the read-out of the memory, giving dL/dc_t from h_t.
             for bb in range(B):
                 for j in range(H):
-                    dh = dh_out[t, bb, j] + dh_next[bb, j]
-                    dh_norm[t] += dh * dh
+                    dht = dh[bb, j]
                     ct = c[t, bb, j]
                     dct = dc_next[bb, j]
                     if GATED_READ:
                         act = aux[t, bb, j]
                         og = a[bb, O_SLOT * H + j] if HAS_O else one
-                        d_act = dh * og
+                        d_act = dht * og
                         # into c_t through the memory activation
                         if MEMORY_ACT == TANH:
                             dct += d_act * (one - act * act)
@@ -280,7 +286,7 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
                         else:  # act = 2σ(c) − 1, act' = (1 − act²)/2
                             dct += d_act * (one - act * act) / two
                         if HAS_O:
-                            do = dh * act
+                            do = dht * act
                             if FGR:
                                 do += d_gates_next[bb, 2 * H + j]
                             dao = do * og * (one - og)  # into a_o through σ
@@ -290,15 +296,15 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
                                 dpeep[2, j] += dao * ct
                     elif NET_READOUT:
                         hv = a[bb, O_SLOT * H + j]
-                        dah = dh * (one - hv * hv)  # into a_h + P_h c_t through tanh
+                        dah = dht * (one - hv * hv)  # into a_h + P_h c_t through tanh
                         da[bb, O_SLOT * H + j] = dah
                         d_net[t, bb, j] = dah
                     else:  # USE_GATE: h = u ⊙ o, u = tanh(W_u (f ⊙ c_{t-1}) + b_u)
                         og = a[bb, O_SLOT * H + j]
                         u = aux[t, bb, j]
-                        do = dh * u
+                        do = dht * u
                         da[bb, O_SLOT * H + j] = do * og * (one - og)
-                        dz = dh * og * (one - u * u)  # into W_u (f ⊙ c_{t-1}) + b_u
+                        dz = dht * og * (one - u * u)  # into W_u (f ⊙ c_{t-1}) + b_u
                         d_net[t, bb, j] = dz
                         db_u[j] += dz
                     dc[bb, j] = dct
@@ -307,11 +313,11 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
                 dc += d_read
             if USE_GATE:
                 np.dot(d_net[t], P, d_read)  # into f ⊙ c_{t-1} through W_u
+            dc_norm[t] = sum_squares(dc)
             # Pass 2: into the gates and c_{t-1}.
             for bb in range(B):
                 for j in range(H):
                     dct = dc[bb, j]
-                    dc_norm[t] += dct * dct
                     cp = c_prev[bb, j]
                     if SINGLE:
                         ct = a[bb, G_SLOT * H + j]
@@ -376,9 +382,7 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
         # Weight gradients as whole-sequence products.
         flat_da = d_pre.reshape((T * B, G))
         dW += np.dot(flat_da.T, x.reshape((T * B, n_in)))
-        for n in range(T * B):
-            for k in range(G):
-                db[k] += flat_da[n, k]
+        add_column_sums(flat_da, db)
         if T > 1:
             dR += np.dot(d_pre[1:].reshape(((T - 1) * B, G)).T, h[:-1].reshape(((T - 1) * B, H)))
             if FGR:
