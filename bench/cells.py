@@ -92,7 +92,7 @@ def time_ours(cell, params0, x, target, mask, n_hidden, repeats, warmup) -> floa
     counter = [0]
 
     def step():
-        _, grad = ablate.loss_and_grad(cell, params, x, target, mask, "xent",
+        _, grad = ablate.loss_and_grad(cell.name, params, x, target, mask, "xent",
                                        n_hidden, N_CLASSES)
         counter[0] += 1
         update(params, grad, m, v, counter[0], LEARNING_RATE)
@@ -119,7 +119,7 @@ def time_nn(cell, x, target, n_hidden, repeats, warmup) -> float:
 
 
 def time_eager(cell, params0, x, target, mask, n_hidden, repeats, warmup) -> float:
-    blocks = ablate.unflatten(cell, params0.copy(), N_IN, n_hidden, N_CLASSES)
+    blocks = ablate.unflatten(cell.name, params0.copy(), N_IN, n_hidden, N_CLASSES)
     model = torch_cells.EagerCell(cell.name, blocks)
     optimiser = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
     x_t, target_t, mask_t = (torch.from_numpy(a) for a in (x, target, mask))
@@ -138,13 +138,13 @@ def run(cells: list[str], grid: dict, repeats: int, baselines: bool = True) -> l
     for name in cells:
         cell = ablate.cells.get(name)
         for n_hidden in grid["hidden"]:
-            params0 = ablate.init_params(cell, N_IN, n_hidden, N_CLASSES, seed=0,
+            params0 = ablate.init_params(cell.name, N_IN, n_hidden, N_CLASSES, seed=0,
                                          dtype=np.float32)
             for n_batch in grid["batch"]:
                 for n_steps in grid["steps"]:
                     x, target, mask = problem(n_hidden, n_batch, n_steps)
                     start = time.perf_counter()
-                    ablate.loss_and_grad(cell, params0, x, target, mask, "xent",
+                    ablate.loss_and_grad(cell.name, params0, x, target, mask, "xent",
                                          n_hidden, N_CLASSES)  # compiles on first use
                     first_ms = 1e3 * (time.perf_counter() - start)
                     row = dict(cell=name, H=n_hidden, B=n_batch, T=n_steps, first_ms=first_ms)

@@ -46,18 +46,18 @@ def cast(x, target, mask, dtype):
 @pytest.mark.parametrize("name", CELL_NAMES)
 def test_float32_matches_float64(name, loss):
     cell = ablate.cells.get(name)
-    params32 = ablate.init_params(cell, N_IN, N_HIDDEN, N_OUT, seed=1, dtype=F32)
+    params32 = ablate.init_params(cell.name, N_IN, N_HIDDEN, N_OUT, seed=1, dtype=F32)
     params64 = params32.astype(F64)  # the same values: only the arithmetic differs
     x, target, mask = problem(loss, F32)
-    loss32, grad32 = ablate.loss_and_grad(cell, params32, x, target, mask, loss,
+    loss32, grad32 = ablate.loss_and_grad(cell.name, params32, x, target, mask, loss,
                                           N_HIDDEN, N_OUT)
-    loss64, grad64 = ablate.loss_and_grad(cell, params64, *cast(x, target, mask, F64), loss,
+    loss64, grad64 = ablate.loss_and_grad(cell.name, params64, *cast(x, target, mask, F64), loss,
                                           N_HIDDEN, N_OUT)
     assert grad32.dtype == F32 and grad64.dtype == F64
     assert isinstance(loss32, float) and isinstance(loss64, float)
     errors = {"loss": abs(loss32 - loss64) / abs(loss64)}
-    blocks32 = ablate.unflatten(cell, grad32, N_IN, N_HIDDEN, N_OUT)
-    blocks64 = ablate.unflatten(cell, grad64, N_IN, N_HIDDEN, N_OUT)
+    blocks32 = ablate.unflatten(cell.name, grad32, N_IN, N_HIDDEN, N_OUT)
+    blocks64 = ablate.unflatten(cell.name, grad64, N_IN, N_HIDDEN, N_OUT)
     for block in blocks64:
         errors[f"d{block}"] = rel_err(blocks32[block], blocks64[block])
     bad = {k: v for k, v in errors.items() if not v < 1e-4}
@@ -69,17 +69,17 @@ def test_float32_matches_float64(name, loss):
 @pytest.mark.parametrize("name", CELL_NAMES)
 def test_same_seed_same_bytes(name):
     cell = ablate.cells.get(name)
-    first = ablate.init_params(cell, N_IN, N_HIDDEN, N_OUT, seed=3)
-    second = ablate.init_params(cell, N_IN, N_HIDDEN, N_OUT, seed=3)
+    first = ablate.init_params(cell.name, N_IN, N_HIDDEN, N_OUT, seed=3)
+    second = ablate.init_params(cell.name, N_IN, N_HIDDEN, N_OUT, seed=3)
     assert first.dtype == F32, "init_params defaults to float32"
     assert first.tobytes() == second.tobytes()
-    other = ablate.init_params(cell, N_IN, N_HIDDEN, N_OUT, seed=4)
+    other = ablate.init_params(cell.name, N_IN, N_HIDDEN, N_OUT, seed=4)
     assert other.tobytes() != first.tobytes(), "a different seed gave the same parameters"
 
     x, target, mask = problem("xent", F32)
-    loss_a, grad_a = ablate.loss_and_grad(cell, first, x, target, mask, "xent",
+    loss_a, grad_a = ablate.loss_and_grad(cell.name, first, x, target, mask, "xent",
                                           N_HIDDEN, N_OUT)
-    loss_b, grad_b = ablate.loss_and_grad(cell, second, x, target, mask, "xent",
+    loss_b, grad_b = ablate.loss_and_grad(cell.name, second, x, target, mask, "xent",
                                           N_HIDDEN, N_OUT)
     assert loss_a == loss_b
     assert grad_a.tobytes() == grad_b.tobytes()
@@ -92,7 +92,7 @@ def test_unflatten_views_follow_block_shapes(name):
     cell = ablate.cells.get(name)
     n_params = cell.n_params(N_IN, N_HIDDEN, N_OUT)
     params = np.arange(n_params, dtype=F64)
-    blocks = ablate.unflatten(cell, params, N_IN, N_HIDDEN, N_OUT)
+    blocks = ablate.unflatten(cell.name, params, N_IN, N_HIDDEN, N_OUT)
     shapes = cell.block_shapes(N_IN, N_HIDDEN, N_OUT)
     assert [(k, v.shape) for k, v in blocks.items()] == [(k, tuple(s)) for k, s in shapes]
     offset = 0
@@ -101,7 +101,7 @@ def test_unflatten_views_follow_block_shapes(name):
         np.testing.assert_array_equal(block.ravel(), params[offset:offset + block.size])
         offset += block.size
     assert offset == n_params
-    again = ablate.flatten(cell, {k: v.copy() for k, v in blocks.items()},
+    again = ablate.flatten(cell.name, {k: v.copy() for k, v in blocks.items()},
                            N_IN, N_HIDDEN, N_OUT)
     np.testing.assert_array_equal(again, params)
 
@@ -113,11 +113,11 @@ def test_unflatten_views_follow_block_shapes(name):
 def test_init_follows_spec(name, dtype):
     """uniform(±1/√H) weights; b shifted by forget_bias on f, input_bias on i; irnn R = I."""
     cell = ablate.cells.get(name)
-    params = ablate.init_params(cell, N_IN, N_HIDDEN, N_OUT, seed=0, dtype=dtype)
+    params = ablate.init_params(cell.name, N_IN, N_HIDDEN, N_OUT, seed=0, dtype=dtype)
     assert params.dtype == dtype
     assert params.shape == (cell.n_params(N_IN, N_HIDDEN, N_OUT),)
     assert np.all(np.isfinite(params))
-    blocks = ablate.unflatten(cell, params, N_IN, N_HIDDEN, N_OUT)
+    blocks = ablate.unflatten(cell.name, params, N_IN, N_HIDDEN, N_OUT)
     bound = 1.0 / np.sqrt(N_HIDDEN) * (1 + 1e-6)
     assert np.max(np.abs(blocks["W"])) <= bound
     assert np.std(blocks["W"]) > 0.3 * bound, "W looks not randomly initialised"
@@ -140,8 +140,8 @@ FORGET_BIAS_CELLS = [n for n in CELL_NAMES if "f" in ablate.cells.get(n).gates]
 @pytest.mark.parametrize("name", FORGET_BIAS_CELLS)
 def test_forget_bias_plus_one_where_spec_says(name):
     cell = ablate.cells.get(name)
-    params = ablate.init_params(cell, N_IN, N_HIDDEN, N_OUT, seed=2, dtype=F64)
-    b = ablate.unflatten(cell, params, N_IN, N_HIDDEN, N_OUT)["b"]
+    params = ablate.init_params(cell.name, N_IN, N_HIDDEN, N_OUT, seed=2, dtype=F64)
+    b = ablate.unflatten(cell.name, params, N_IN, N_HIDDEN, N_OUT)["b"]
     k = cell.gates.index("f")
     forget = b[k * N_HIDDEN:(k + 1) * N_HIDDEN]
     if cell.forget_bias == 1.0:
@@ -159,8 +159,8 @@ def test_spec_forget_bias_on_the_lstm_family():
 
 def test_lstm97_input_bias_negative():
     cell = ablate.cells.get("lstm97")
-    params = ablate.init_params(cell, N_IN, N_HIDDEN, N_OUT, seed=0)
-    b = ablate.unflatten(cell, params, N_IN, N_HIDDEN, N_OUT)["b"]
+    params = ablate.init_params(cell.name, N_IN, N_HIDDEN, N_OUT, seed=0)
+    b = ablate.unflatten(cell.name, params, N_IN, N_HIDDEN, N_OUT)["b"]
     k = cell.gates.index("i")
     assert np.all(b[k * N_HIDDEN:(k + 1) * N_HIDDEN] < 0)
 
@@ -168,8 +168,8 @@ def test_lstm97_input_bias_negative():
 def test_irnn_recurrence_is_identity():
     cell = ablate.cells.get("irnn")
     for dtype in (F32, F64):
-        params = ablate.init_params(cell, N_IN, N_HIDDEN, N_OUT, seed=9, dtype=dtype)
-        blocks = ablate.unflatten(cell, params, N_IN, N_HIDDEN, N_OUT)
+        params = ablate.init_params(cell.name, N_IN, N_HIDDEN, N_OUT, seed=9, dtype=dtype)
+        blocks = ablate.unflatten(cell.name, params, N_IN, N_HIDDEN, N_OUT)
         np.testing.assert_array_equal(blocks["R"], np.eye(N_HIDDEN))
 
 
@@ -193,7 +193,7 @@ def one_clear_error(call, *words: str) -> str:
 @pytest.fixture(scope="module")
 def lstm_case():
     cell = ablate.cells.get("lstm")
-    params = ablate.init_params(cell, N_IN, N_HIDDEN, N_OUT, seed=0)
+    params = ablate.init_params(cell.name, N_IN, N_HIDDEN, N_OUT, seed=0)
     x, target, mask = problem("xent", F32)
     return cell, params, x, target, mask
 
@@ -206,38 +206,38 @@ def test_unknown_cell_lists_known_ones():
 
 def test_unknown_loss(lstm_case):
     cell, params, x, target, mask = lstm_case
-    one_clear_error(lambda: ablate.loss_and_grad(cell, params, x, target, mask, "hinge",
+    one_clear_error(lambda: ablate.loss_and_grad(cell.name, params, x, target, mask, "hinge",
                                                  N_HIDDEN, N_OUT), "hinge", "xent", "mse")
 
 
 def test_x_wrong_ndim(lstm_case):
     cell, params, x, target, mask = lstm_case
-    one_clear_error(lambda: ablate.loss_and_grad(cell, params, x[0], target, mask, "xent",
+    one_clear_error(lambda: ablate.loss_and_grad(cell.name, params, x[0], target, mask, "xent",
                                                  N_HIDDEN, N_OUT), "x")
-    one_clear_error(lambda: ablate.forward(cell, params, x[0], N_HIDDEN, N_OUT), "x")
+    one_clear_error(lambda: ablate.forward(cell.name, params, x[0], N_HIDDEN, N_OUT), "x")
 
 
 def test_x_size_inconsistent_with_params(lstm_case):
     cell, params, x, target, mask = lstm_case
     wider = np.concatenate([x, x[:, :, :1]], axis=2)
-    one_clear_error(lambda: ablate.loss_and_grad(cell, params, wider, target, mask, "xent",
+    one_clear_error(lambda: ablate.loss_and_grad(cell.name, params, wider, target, mask, "xent",
                                                  N_HIDDEN, N_OUT), "x")
-    one_clear_error(lambda: ablate.forward(cell, params, wider, N_HIDDEN, N_OUT), "x")
+    one_clear_error(lambda: ablate.forward(cell.name, params, wider, N_HIDDEN, N_OUT), "x")
 
 
 def test_n_hidden_inconsistent_with_params(lstm_case):
     cell, params, x, target, mask = lstm_case
-    one_clear_error(lambda: ablate.loss_and_grad(cell, params, x, target, mask, "xent",
+    one_clear_error(lambda: ablate.loss_and_grad(cell.name, params, x, target, mask, "xent",
                                                  N_HIDDEN + 1, N_OUT), "n_hidden")
-    one_clear_error(lambda: ablate.forward(cell, params, x, N_HIDDEN + 1, N_OUT), "n_hidden")
+    one_clear_error(lambda: ablate.forward(cell.name, params, x, N_HIDDEN + 1, N_OUT), "n_hidden")
 
 
 def test_target_shape_mismatch(lstm_case):
     cell, params, x, target, mask = lstm_case
-    one_clear_error(lambda: ablate.loss_and_grad(cell, params, x, target[:, :-1], mask,
+    one_clear_error(lambda: ablate.loss_and_grad(cell.name, params, x, target[:, :-1], mask,
                                                  "xent", N_HIDDEN, N_OUT), "target")
     _, mse_target, _ = problem("mse", F32)
-    one_clear_error(lambda: ablate.loss_and_grad(cell, params, x, mse_target[..., :-1], mask,
+    one_clear_error(lambda: ablate.loss_and_grad(cell.name, params, x, mse_target[..., :-1], mask,
                                                  "mse", N_HIDDEN, N_OUT), "target")
 
 
@@ -245,13 +245,13 @@ def test_target_class_out_of_range(lstm_case):
     cell, params, x, target, mask = lstm_case
     bad = target.copy()
     bad[3, 1] = N_OUT
-    one_clear_error(lambda: ablate.loss_and_grad(cell, params, x, bad, mask, "xent",
+    one_clear_error(lambda: ablate.loss_and_grad(cell.name, params, x, bad, mask, "xent",
                                                  N_HIDDEN, N_OUT), "target")
 
 
 def test_mask_shape_mismatch(lstm_case):
     cell, params, x, target, mask = lstm_case
-    one_clear_error(lambda: ablate.loss_and_grad(cell, params, x, target, mask[:-1], "xent",
+    one_clear_error(lambda: ablate.loss_and_grad(cell.name, params, x, target, mask[:-1], "xent",
                                                  N_HIDDEN, N_OUT), "mask")
 
 
@@ -259,17 +259,17 @@ def test_non_finite_x(lstm_case):
     cell, params, x, target, mask = lstm_case
     bad = x.copy()
     bad[2, 1, 0] = np.nan
-    message = one_clear_error(lambda: ablate.loss_and_grad(cell, params, bad, target, mask,
+    message = one_clear_error(lambda: ablate.loss_and_grad(cell.name, params, bad, target, mask,
                                                            "xent", N_HIDDEN, N_OUT), "x")
     assert "finite" in message.lower() or "nan" in message.lower(), message
-    one_clear_error(lambda: ablate.forward(cell, params, bad, N_HIDDEN, N_OUT), "x")
+    one_clear_error(lambda: ablate.forward(cell.name, params, bad, N_HIDDEN, N_OUT), "x")
 
 
 def test_non_finite_params(lstm_case):
     cell, params, x, target, mask = lstm_case
     bad = params.copy()
     bad[5] = np.inf
-    message = one_clear_error(lambda: ablate.loss_and_grad(cell, bad, x, target, mask,
+    message = one_clear_error(lambda: ablate.loss_and_grad(cell.name, bad, x, target, mask,
                                                            "xent", N_HIDDEN, N_OUT), "params")
     assert "finite" in message.lower() or "inf" in message.lower(), message
-    one_clear_error(lambda: ablate.forward(cell, bad, x, N_HIDDEN, N_OUT), "params")
+    one_clear_error(lambda: ablate.forward(cell.name, bad, x, N_HIDDEN, N_OUT), "params")

@@ -90,7 +90,7 @@ def test_matches_autograd_reference(name, loss, seed):
         p["x"], p["target"], p["mask"], loss,
     )
 
-    result = ablate.forward(cell, p["params"], p["x"], n_hidden, n_out)
+    result = ablate.forward(cell.name, p["params"], p["x"], n_hidden, n_out)
     errors = {"y": rel_err(result.y, ref_out["y"]), "h": rel_err(result.h, ref_out["h"])}
     if cell.has_cell_state:
         assert result.c is not None, f"{name} has a cell state but forward returned c=None"
@@ -99,12 +99,12 @@ def test_matches_autograd_reference(name, loss, seed):
         assert result.c is None, f"{name} has no cell state but forward returned c"
 
     value, grad = ablate.loss_and_grad(
-        cell, p["params"], p["x"], p["target"], p["mask"], loss, n_hidden, n_out
+        name, p["params"], p["x"], p["target"], p["mask"], loss, n_hidden, n_out
     )
     assert isinstance(value, float)
     assert grad.dtype == F64 and grad.shape == p["params"].shape
     errors["loss"] = abs(value - ref_loss) / abs(ref_loss)
-    grads = ablate.unflatten(cell, grad, n_in, n_hidden, n_out)
+    grads = ablate.unflatten(cell.name, grad, n_in, n_hidden, n_out)
     assert list(grads) == list(ref_grads), "gradient blocks differ from block_shapes"
     for block, ref in ref_grads.items():
         errors[f"d{block}"] = rel_err(grads[block], ref)
@@ -127,7 +127,7 @@ def test_matches_finite_differences(name, loss):
     cell = ablate.cells.get(name)
     p = random_problem(cell, 7, loss, sizes=FD_SIZES)
     args = (p["x"], p["target"], p["mask"], loss, p["n_hidden"], p["n_out"])
-    _, grad = ablate.loss_and_grad(cell, p["params"], *args)
+    _, grad = ablate.loss_and_grad(cell.name, p["params"], *args)
 
     eps = 1e-5
     numeric = np.empty_like(p["params"])
@@ -135,8 +135,8 @@ def test_matches_finite_differences(name, loss):
         plus, minus = p["params"].copy(), p["params"].copy()
         plus[k] += eps
         minus[k] -= eps
-        numeric[k] = (ablate.loss_and_grad(cell, plus, *args)[0]
-                      - ablate.loss_and_grad(cell, minus, *args)[0]) / (2 * eps)
+        numeric[k] = (ablate.loss_and_grad(cell.name, plus, *args)[0]
+                      - ablate.loss_and_grad(cell.name, minus, *args)[0]) / (2 * eps)
 
     ours = spec_blocks(cell, grad, p["n_in"], p["n_hidden"], p["n_out"])
     fd = spec_blocks(cell, numeric, p["n_in"], p["n_hidden"], p["n_out"])
@@ -166,10 +166,11 @@ def nn_grads_as_blocks(name: str, module, linear, n_hidden: int) -> dict[str, np
     }
     bias_hh = grad(module.bias_hh_l0)
     if name == "gru":
-        np.testing.assert_array_equal(bias_hh[:2 * n_hidden], blocks["b"][:2 * n_hidden])
+        np.testing.assert_allclose(bias_hh[:2 * n_hidden], blocks["b"][:2 * n_hidden],
+                                   rtol=1e-12, atol=1e-15)
         blocks["b_hn"] = bias_hh[2 * n_hidden:]
     else:
-        np.testing.assert_array_equal(bias_hh, blocks["b"])
+        np.testing.assert_allclose(bias_hh, blocks["b"], rtol=1e-12, atol=1e-15)
     blocks["W_out"] = grad(linear.weight)
     blocks["b_out"] = grad(linear.bias)
     return blocks
@@ -189,16 +190,16 @@ def compare_with_nn(name: str, params: np.ndarray, module, linear, loss: str, se
     nn_loss = torch_cells.reference_loss(y, target, torch.from_numpy(p["mask"]), loss)
     nn_loss.backward()
 
-    result = ablate.forward(cell, params, p["x"], n_hidden, n_out)
+    result = ablate.forward(cell.name, params, p["x"], n_hidden, n_out)
     errors = {"y": rel_err(result.y, y.detach().numpy()),
               "h": rel_err(result.h, out.detach().numpy())}
     if name == "lstm":
         errors["c_last"] = rel_err(result.c[-1], state[1][0].detach().numpy())
     value, grad = ablate.loss_and_grad(
-        cell, params, p["x"], p["target"], p["mask"], loss, n_hidden, n_out
+        name, params, p["x"], p["target"], p["mask"], loss, n_hidden, n_out
     )
     errors["loss"] = abs(value - nn_loss.item()) / abs(nn_loss.item())
-    ours = ablate.unflatten(cell, grad, n_in, n_hidden, n_out)
+    ours = ablate.unflatten(cell.name, grad, n_in, n_hidden, n_out)
     for block, ref in nn_grads_as_blocks(name, module, linear, n_hidden).items():
         errors[f"d{block}"] = rel_err(ours[block], ref)
     bad = {k: v for k, v in errors.items() if not v < 1e-9}
@@ -210,9 +211,9 @@ def compare_with_nn(name: str, params: np.ndarray, module, linear, loss: str, se
 def test_to_torch_matches_torch_nn(name, loss):
     cell = ablate.cells.get(name)
     s = NN_SIZES
-    params = ablate.init_params(cell, s["n_in"], s["n_hidden"], s["n_out"], seed=5, dtype=F64)
+    params = ablate.init_params(cell.name, s["n_in"], s["n_hidden"], s["n_out"], seed=5, dtype=F64)
     params = params + np.random.default_rng(5).normal(0.0, 0.2, params.shape)  # no zeros
-    module, linear = ablate.to_torch(cell, params, s["n_in"], s["n_hidden"], s["n_out"])
+    module, linear = ablate.to_torch(cell.name, params, s["n_in"], s["n_hidden"], s["n_out"])
     assert type(module) is TORCH_MODULES[name] and type(linear) is torch.nn.Linear
     assert module.batch_first is False and module.num_layers == 1
     assert module.input_size == s["n_in"] and module.hidden_size == s["n_hidden"]
@@ -220,7 +221,7 @@ def test_to_torch_matches_torch_nn(name, loss):
     assert module.weight_ih_l0.dtype == torch.float64, "to_torch should keep float64"
     compare_with_nn(name, params, module, linear, loss, seed=11)
     # and back: from_torch(to_torch(p)) == p
-    np.testing.assert_allclose(ablate.from_torch(cell, module, linear), params,
+    np.testing.assert_allclose(ablate.from_torch(cell.name, module, linear), params,
                                rtol=1e-15, atol=1e-15)
 
 
@@ -231,7 +232,7 @@ def test_from_torch_matches_torch_nn(name, loss):
     torch.manual_seed(3)
     module = TORCH_MODULES[name](s["n_in"], s["n_hidden"]).double()
     linear = torch.nn.Linear(s["n_hidden"], s["n_out"]).double()
-    params = ablate.from_torch(ablate.cells.get(name), module, linear)
+    params = ablate.from_torch(name, module, linear)
     cell = ablate.cells.get(name)
     assert params.dtype == F64
     assert params.shape == (cell.n_params(s["n_in"], s["n_hidden"], s["n_out"]),)
@@ -243,7 +244,7 @@ def test_from_torch_keeps_float32(name):
     s = NN_SIZES
     module = TORCH_MODULES[name](s["n_in"], s["n_hidden"])
     linear = torch.nn.Linear(s["n_hidden"], s["n_out"])
-    params = ablate.from_torch(ablate.cells.get(name), module, linear)
+    params = ablate.from_torch(name, module, linear)
     assert params.dtype == np.float32
 
 
