@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -219,10 +221,15 @@ def test_x_wrong_ndim(lstm_case):
 
 def test_x_size_inconsistent_with_params(lstm_case):
     cell, params, x, target, mask = lstm_case
-    wider = np.concatenate([x, x[:, :, :1]], axis=2)
-    one_clear_error(lambda: ablate.loss_and_grad(cell.name, params, wider, target, mask, "xent",
-                                                 N_HIDDEN, N_OUT), "x")
-    one_clear_error(lambda: ablate.forward(cell.name, params, wider, N_HIDDEN, N_OUT), "x")
+    wider = np.concatenate([x, x[:, :, :1]], axis=2)  # I = 11: params were made for 10
+    for call in (
+        lambda: ablate.loss_and_grad(cell.name, params, wider, target, mask, "xent",
+                                     N_HIDDEN, N_OUT),
+        lambda: ablate.forward(cell.name, params, wider, N_HIDDEN, N_OUT),
+    ):
+        message = one_clear_error(call, "params")
+        # it must say where the mismatch comes from: x itself, or the n_in read from it
+        assert re.search(r"\bx\b", message) or "n_in=11" in message, message
 
 
 def test_n_hidden_inconsistent_with_params(lstm_case):
@@ -244,7 +251,7 @@ def test_target_shape_mismatch(lstm_case):
 def test_target_class_out_of_range(lstm_case):
     cell, params, x, target, mask = lstm_case
     bad = target.copy()
-    bad[3, 1] = N_OUT
+    bad[-1, 1] = N_OUT  # a counted step (mask[-1] = 1); masked-out targets may be anything
     one_clear_error(lambda: ablate.loss_and_grad(cell.name, params, x, bad, mask, "xent",
                                                  N_HIDDEN, N_OUT), "target")
 
