@@ -311,7 +311,9 @@ def _check_targets(x, target, mask, loss, n_out):
         target_class = np.where(mask > 0, target, 0).astype(np.int64)
         return target_class, np.zeros((0, 0, 0), x.dtype), mask
     if target.shape != (T, B, n_out):
-        raise ValueError(f'"mse" needs a target of shape [T,B,O] = {(T, B, n_out)}, got {target.shape}')
+        raise ValueError(
+            f'"mse" needs a target of shape [T,B,O] = {(T, B, n_out)}, got {target.shape}'
+        )
     if not np.isfinite(target).all():
         raise ValueError("target contains NaN or infinity")
     return np.zeros((0, 0), np.int64), np.ascontiguousarray(target, dtype=x.dtype), mask

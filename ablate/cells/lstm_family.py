@@ -14,10 +14,10 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from ablate.kernels.jit import kernel
-from ablate.kernels.reductions import add_column_sums, sum_squares
 
 from ablate.kernels.activations import for_dtype
+from ablate.kernels.jit import kernel
+from ablate.kernels.reductions import add_column_sums, sum_squares
 
 # Input activations g(a_g) and memory activations h = o ⊙ act(c).
 TANH, LINEAR, SIGMOID, SCALED_SIGMOID = 0, 1, 2, 3  # SCALED: 4σ−2 for g, 2σ−1 for c
@@ -143,79 +143,98 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
                     np.dot(ifo[t - 1], R_gates.T, gate_feedback)  # R_gates [i;f;o]_{t-1}
                 if SINGLE:
                     np.dot(c_prev, P.T, memory_feedback)  # P_c c_{t-1}
-            a = gates[t]
+            # Pointwise, one batch row at a time, one short loop per gate: each loop touches
+            # few arrays, so LLVM can prove them disjoint and vectorise it.
             for bb in range(B):
-                for j in range(H):
-                    cp = c_prev[bb, j]
-                    if HAS_I:
-                        k = I_SLOT * H + j
-                        pre = a[bb, k] + b[k] + recurrent[bb, k]
+                row = gates[t, bb]  # [G]: W x_t (+ b + R h_{t-1} added here), then post-activation
+                rec = recurrent[bb]
+                cp = c_prev[bb]
+                ct = c[t, bb]
+                if HAS_I:
+                    k0 = I_SLOT * H
+                    for j in range(H):
+                        pre = row[k0 + j] + b[k0 + j] + rec[k0 + j]
                         if PEEP:
-                            pre += peep[0, j] * cp
+                            pre += peep[0, j] * cp[j]
                         if FGR:
                             pre += gate_feedback[bb, j]
-                        ig = sigmoid(pre)
-                        a[bb, k] = ig
-                    else:
-                        ig = one
-                    if HAS_F:
-                        k = F_SLOT * H + j
-                        pre = a[bb, k] + b[k] + recurrent[bb, k]
+                        row[k0 + j] = sigmoid(pre)  # i = σ(a_i)
+                if HAS_F:
+                    k0 = F_SLOT * H
+                    for j in range(H):
+                        pre = row[k0 + j] + b[k0 + j] + rec[k0 + j]
                         if PEEP:
-                            pre += peep[1, j] * cp
+                            pre += peep[1, j] * cp[j]
                         if FGR:
                             pre += gate_feedback[bb, H + j]
-                        fg = sigmoid(pre)
-                        a[bb, k] = fg
-                    elif CIFG:
-                        fg = one - ig
-                    else:
-                        fg = one
-                    k = G_SLOT * H + j
-                    pre = a[bb, k] + b[k] + recurrent[bb, k]
-                    if SINGLE:
-                        ct = tanh(pre + memory_feedback[bb, j])  # c_t = tanh(a_c + P_c c_{t-1})
-                        a[bb, k] = ct
-                    else:
+                        row[k0 + j] = sigmoid(pre)  # f = σ(a_f)
+                k0 = G_SLOT * H
+                if SINGLE:
+                    mem = memory_feedback[bb]
+                    for j in range(H):
+                        # c_t = tanh(a_c + P_c c_{t-1}), kept in the g slot as well
+                        value = tanh(row[k0 + j] + b[k0 + j] + rec[k0 + j] + mem[j])
+                        row[k0 + j] = value
+                        ct[j] = value
+                else:
+                    for j in range(H):
+                        pre = row[k0 + j] + b[k0 + j] + rec[k0 + j]
                         if INPUT_ACT == TANH:
-                            gv = tanh(pre)
+                            row[k0 + j] = tanh(pre)
                         elif INPUT_ACT == LINEAR:
-                            gv = pre
+                            row[k0 + j] = pre
                         elif INPUT_ACT == SIGMOID:
-                            gv = sigmoid(pre)
+                            row[k0 + j] = sigmoid(pre)
                         else:
-                            gv = four * sigmoid(pre) - two
-                        a[bb, k] = gv
-                        ct = fg * cp + ig * gv  # c_t = f ⊙ c_{t-1} + i ⊙ g
-                    c[t, bb, j] = ct
-                    if USE_GATE:
-                        forgotten[bb, j] = fg * cp
-                    if HAS_O:
-                        k = O_SLOT * H + j
-                        pre = a[bb, k] + b[k] + recurrent[bb, k]
+                            row[k0 + j] = four * sigmoid(pre) - two
+                    # c_t = f ⊙ c_{t-1} + i ⊙ g  (i = 1 for nig, f = 1 for nfg, f = 1 − i for cifg)
+                    ki, kf = I_SLOT * H, F_SLOT * H
+                    for j in range(H):
+                        gv = row[k0 + j]
+                        ig = row[ki + j] if HAS_I else one
+                        if HAS_F:
+                            fg = row[kf + j]
+                        elif CIFG:
+                            fg = one - ig
+                        else:
+                            fg = one
+                        ct[j] = fg * cp[j] + ig * gv
+                        if USE_GATE:
+                            forgotten[bb, j] = fg * cp[j]
+                if HAS_O:
+                    k0 = O_SLOT * H
+                    for j in range(H):
+                        pre = row[k0 + j] + b[k0 + j] + rec[k0 + j]
                         if PEEP:
-                            pre += peep[2, j] * ct
+                            pre += peep[2, j] * ct[j]
                         if FGR:
                             pre += gate_feedback[bb, 2 * H + j]
-                        og = sigmoid(pre)
-                        a[bb, k] = og
-                    else:
-                        og = one
-                    if FGR:
-                        ifo[t, bb, j] = ig
-                        ifo[t, bb, H + j] = fg
-                        ifo[t, bb, 2 * H + j] = og
-                    if GATED_READ:
+                        row[k0 + j] = sigmoid(pre)  # o = σ(a_o), peephole on c_t
+                if FGR:
+                    for j in range(H):
+                        ifo[t, bb, j] = row[I_SLOT * H + j]
+                        ifo[t, bb, H + j] = row[F_SLOT * H + j]
+                        ifo[t, bb, 2 * H + j] = row[O_SLOT * H + j]
+                if GATED_READ:
+                    act = aux[t, bb]
+                    ht = h[t, bb]
+                    for j in range(H):
                         if MEMORY_ACT == TANH:
-                            act = tanh(ct)
+                            act[j] = tanh(ct[j])
                         elif MEMORY_ACT == LINEAR:
-                            act = ct
+                            act[j] = ct[j]
                         elif MEMORY_ACT == SIGMOID:
-                            act = sigmoid(ct)
+                            act[j] = sigmoid(ct[j])
                         else:
-                            act = two * sigmoid(ct) - one
-                        aux[t, bb, j] = act
-                        h[t, bb, j] = og * act  # h_t = o ⊙ act(c_t)
+                            act[j] = two * sigmoid(ct[j]) - one
+                    if HAS_O:
+                        k0 = O_SLOT * H
+                        for j in range(H):
+                            ht[j] = row[k0 + j] * act[j]  # h_t = o ⊙ act(c_t)
+                    else:
+                        for j in range(H):
+                            ht[j] = act[j]
+            a = gates[t]
             if NET_READOUT:
                 np.dot(c[t], P.T, read)  # P_h c_t
                 for bb in range(B):
@@ -266,48 +285,61 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
                 for j in range(H):
                     dh[bb, j] = dh_out[t, bb, j] + dh_next[bb, j]  # from y_t and from step t+1
             dh_norm[t] = sum_squares(dh)
+            # One batch row at a time, one short loop per gate (few arrays per loop, so
+            # LLVM proves them disjoint and vectorises).
             # Pass 1: into the read-out of the memory, giving dL/dc_t from h_t.
             for bb in range(B):
-                for j in range(H):
-                    dht = dh[bb, j]
-                    ct = c[t, bb, j]
-                    dct = dc_next[bb, j]
-                    if GATED_READ:
-                        act = aux[t, bb, j]
-                        og = a[bb, O_SLOT * H + j] if HAS_O else one
-                        d_act = dht * og
-                        # into c_t through the memory activation
+                row, drow = a[bb], da[bb]
+                dht, dct = dh[bb], dc[bb]
+                ct, dcn = c[t, bb], dc_next[bb]
+                if GATED_READ:
+                    act = aux[t, bb]
+                    k0 = O_SLOT * H
+                    for j in range(H):
+                        d_act = dht[j] * row[k0 + j] if HAS_O else dht[j]
+                        # into c_t through the memory activation, plus dL/dc_t from step t+1
                         if MEMORY_ACT == TANH:
-                            dct += d_act * (one - act * act)
+                            dct[j] = dcn[j] + d_act * (one - act[j] * act[j])
                         elif MEMORY_ACT == LINEAR:
-                            dct += d_act
+                            dct[j] = dcn[j] + d_act
                         elif MEMORY_ACT == SIGMOID:
-                            dct += d_act * act * (one - act)
+                            dct[j] = dcn[j] + d_act * act[j] * (one - act[j])
                         else:  # act = 2σ(c) − 1, act' = (1 − act²)/2
-                            dct += d_act * (one - act * act) / two
-                        if HAS_O:
-                            do = dht * act
+                            dct[j] = dcn[j] + d_act * (one - act[j] * act[j]) / two
+                    if HAS_O:
+                        for j in range(H):
+                            og = row[k0 + j]
+                            do = dht[j] * act[j]
                             if FGR:
                                 do += d_gates_next[bb, 2 * H + j]
-                            dao = do * og * (one - og)  # into a_o through σ
-                            da[bb, O_SLOT * H + j] = dao
-                            if PEEP:
-                                dct += dao * peep[2, j]  # into c_t through the o peephole
-                                dpeep[2, j] += dao * ct
-                    elif NET_READOUT:
-                        hv = a[bb, O_SLOT * H + j]
-                        dah = dht * (one - hv * hv)  # into a_h + P_h c_t through tanh
-                        da[bb, O_SLOT * H + j] = dah
-                        d_net[t, bb, j] = dah
-                    else:  # USE_GATE: h = u ⊙ o, u = tanh(W_u (f ⊙ c_{t-1}) + b_u)
-                        og = a[bb, O_SLOT * H + j]
-                        u = aux[t, bb, j]
-                        do = dht * u
-                        da[bb, O_SLOT * H + j] = do * og * (one - og)
-                        dz = dht * og * (one - u * u)  # into W_u (f ⊙ c_{t-1}) + b_u
-                        d_net[t, bb, j] = dz
-                        db_u[j] += dz
-                    dc[bb, j] = dct
+                            drow[k0 + j] = do * og * (one - og)  # into a_o through σ
+                        if PEEP:
+                            for j in range(H):
+                                dct[j] += drow[k0 + j] * peep[2, j]  # into c_t via the o peephole
+                                dpeep[2, j] += drow[k0 + j] * ct[j]
+                elif NET_READOUT:
+                    k0 = O_SLOT * H
+                    dnet = d_net[t, bb]
+                    for j in range(H):
+                        hv = row[k0 + j]
+                        dah = dht[j] * (one - hv * hv)  # into a_h + P_h c_t through tanh
+                        drow[k0 + j] = dah
+                        dnet[j] = dah
+                    for j in range(H):
+                        dct[j] = dcn[j]
+                else:  # USE_GATE: h = u ⊙ o, u = tanh(W_u (f ⊙ c_{t-1}) + b_u)
+                    k0 = O_SLOT * H
+                    u = aux[t, bb]
+                    dnet = d_net[t, bb]
+                    for j in range(H):
+                        og = row[k0 + j]
+                        drow[k0 + j] = dht[j] * u[j] * og * (one - og)  # into a_o through σ
+                    for j in range(H):
+                        # into W_u (f ⊙ c_{t-1}) + b_u through tanh
+                        dnet[j] = dht[j] * row[k0 + j] * (one - u[j] * u[j])
+                        db_u[j] += dnet[j]
+                    for j in range(H):
+                        dct[j] = dcn[j]
             if NET_READOUT:
                 np.dot(d_net[t], P, d_read)  # into c_t through P_h
                 dc += d_read
@@ -315,60 +347,65 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
                 np.dot(d_net[t], P, d_read)  # into f ⊙ c_{t-1} through W_u
             dc_norm[t] = sum_squares(dc)
             # Pass 2: into the gates and c_{t-1}.
+            ki, kf, kg = I_SLOT * H, F_SLOT * H, G_SLOT * H
             for bb in range(B):
+                row, drow = a[bb], da[bb]
+                dct, cp, dcn = dc[bb], c_prev[bb], dc_next[bb]
+                if SINGLE:
+                    dnet = d_net[t, bb]
+                    for j in range(H):
+                        ct = row[kg + j]
+                        dnet[j] = dct[j] * (one - ct * ct)  # into a_c + P_c c_{t-1} via tanh
+                        drow[kg + j] = dnet[j]
+                    continue
+                # into a_g through the input activation: dL/dg = dc ⊙ i
                 for j in range(H):
-                    dct = dc[bb, j]
-                    cp = c_prev[bb, j]
-                    if SINGLE:
-                        ct = a[bb, G_SLOT * H + j]
-                        dz = dct * (one - ct * ct)  # into a_c + P_c c_{t-1} through tanh
-                        da[bb, G_SLOT * H + j] = dz
-                        d_net[t, bb, j] = dz
-                        continue
-                    ig = a[bb, I_SLOT * H + j] if HAS_I else one
-                    if HAS_F:
-                        fg = a[bb, F_SLOT * H + j]
-                    elif CIFG:
-                        fg = one - ig
-                    else:
-                        fg = one
-                    gv = a[bb, G_SLOT * H + j]
-                    dcp = dct * fg  # into c_{t-1} through the forget gate
-                    df = dct * cp
-                    if USE_GATE:
-                        dcp += d_read[bb, j] * fg  # into c_{t-1} through u
-                        df += d_read[bb, j] * cp
-                    # into a_g through the input activation
-                    dg = dct * ig
+                    gv = row[kg + j]
+                    dg = dct[j] * row[ki + j] if HAS_I else dct[j]
                     if INPUT_ACT == TANH:
-                        dag = dg * (one - gv * gv)
+                        drow[kg + j] = dg * (one - gv * gv)
                     elif INPUT_ACT == LINEAR:
-                        dag = dg
+                        drow[kg + j] = dg
                     elif INPUT_ACT == SIGMOID:
-                        dag = dg * gv * (one - gv)
+                        drow[kg + j] = dg * gv * (one - gv)
                     else:  # g = 4σ − 2: g' = 4σ(1 − σ) = (2 + g)(2 − g)/4
-                        dag = dg * (two + gv) * (two - gv) / four
-                    da[bb, G_SLOT * H + j] = dag
-                    if HAS_I:
-                        di = dct * gv
+                        drow[kg + j] = dg * (two + gv) * (two - gv) / four
+                if HAS_I:
+                    # into a_i through σ: dL/di = dc ⊙ g (− dc ⊙ c_{t-1} when f = 1 − i)
+                    for j in range(H):
+                        ig = row[ki + j]
+                        di = dct[j] * row[kg + j]
                         if CIFG:
-                            di -= df  # f = 1 − i
+                            di -= dct[j] * cp[j]
                         if FGR:
                             di += d_gates_next[bb, j]
-                        dai = di * ig * (one - ig)
-                        da[bb, I_SLOT * H + j] = dai
-                        if PEEP:
-                            dcp += dai * peep[0, j]
-                            dpeep[0, j] += dai * cp
-                    if HAS_F:
+                        drow[ki + j] = di * ig * (one - ig)
+                if HAS_F:
+                    # into a_f through σ: dL/df = dc ⊙ c_{t-1} (+ the use gate's share)
+                    for j in range(H):
+                        fg = row[kf + j]
+                        df = dct[j] * cp[j]
+                        if USE_GATE:
+                            df += d_read[bb, j] * cp[j]
                         if FGR:
                             df += d_gates_next[bb, H + j]
-                        daf = df * fg * (one - fg)
-                        da[bb, F_SLOT * H + j] = daf
-                        if PEEP:
-                            dcp += daf * peep[1, j]
-                            dpeep[1, j] += daf * cp
-                    dc_next[bb, j] = dcp
+                        drow[kf + j] = df * fg * (one - fg)
+                # into c_{t-1} through the forget gate (and the use gate, the peepholes)
+                for j in range(H):
+                    if HAS_F:
+                        fg = row[kf + j]
+                    elif CIFG:
+                        fg = one - row[ki + j]
+                    else:
+                        fg = one
+                    dcn[j] = dct[j] * fg
+                    if USE_GATE:
+                        dcn[j] += d_read[bb, j] * fg
+                if PEEP:
+                    for j in range(H):
+                        dcn[j] += drow[ki + j] * peep[0, j] + drow[kf + j] * peep[1, j]
+                        dpeep[0, j] += drow[ki + j] * cp[j]
+                        dpeep[1, j] += drow[kf + j] * cp[j]
             if SINGLE:
                 np.dot(d_net[t], P, dc_next)  # into c_{t-1} through P_c
             if FGR:

@@ -13,6 +13,7 @@ The float64 kernels use the exact functions, so gradient checks against PyTorch 
 """
 
 import numpy as np
+
 from ablate.kernels.jit import inline
 
 _CLAMP32 = np.float32(7.90531110763549805)

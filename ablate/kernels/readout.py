@@ -10,9 +10,8 @@ different threads add up to the same loss and gradient.
 """
 
 import numpy as np
+
 from ablate.kernels.jit import kernel
-
-
 
 
 @kernel
