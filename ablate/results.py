@@ -101,7 +101,9 @@ class RunSpec:
         if not _is_real(self.lr) or not math.isfinite(self.lr) or self.lr <= 0:
             raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
         if not _is_real(self.clip) or not math.isfinite(self.clip) or self.clip < 0:
-            raise ValueError(f"clip must be a finite number >= 0 (0: no clipping), got {self.clip!r}")
+            raise ValueError(
+                f"clip must be a finite number >= 0 (0: no clipping), got {self.clip!r}"
+            )
         object.__setattr__(self, "lr", float(self.lr))
         object.__setattr__(self, "clip", float(self.clip))
         object.__setattr__(self, "gap", int(self.gap))

@@ -281,7 +281,8 @@ class _Setup:
             batch[0][:0], batch[1][:0], batch[2][:0], batch[3][:0], self.loss_code,
             spec.n_hidden, self.n_out, np.zeros(0), np.zeros(0),
         )
-        self.predict(params, np.ascontiguousarray(self.validation_x[:, :1]), spec.n_hidden, self.n_out)
+        one_sequence = np.ascontiguousarray(self.validation_x[:, :1])
+        self.predict(params, one_sequence, spec.n_hidden, self.n_out)
         if diagnostics:
             from ablate import diagnostics as diag
 
