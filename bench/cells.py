@@ -9,7 +9,8 @@ Compared in the same process, with torch.set_num_threads(2):
   eager  the same cell as a PyTorch eager loop (ablate.reference.torch_cells) + torch Adam
 
 Every implementation is warmed up (compiled) first; the time is the median of --repeats
-steps. A ratio is torch's time / ours: above 1 means ours is faster.
+steps, the implementations taking turns step by step (fair under a changing load).
+A ratio is torch's time / ours: above 1 means ours is faster.
 
     python bench/cells.py --quick
     python bench/cells.py --cells lstm,gru --hidden 128 --batch 32 --steps 100 --out t.md
@@ -65,15 +66,20 @@ def adam_step() -> tuple[Callable, str]:
     return _adam_step, "bench njit Adam"
 
 
-def median_ms(step: Callable[[], None], repeats: int, warmup: int) -> float:
-    for _ in range(warmup):
-        step()
-    times = []
+def interleaved_medians(steps: dict[str, Callable[[], None]], repeats: int,
+                        warmup: int) -> dict[str, float]:
+    """Median ms per implementation; the timed steps take turns (ours, nn, eager, ours, …)
+    so that a load change on a shared machine hits every implementation alike."""
+    for step in steps.values():
+        for _ in range(warmup):
+            step()
+    times: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - start)
+    return {name: 1e3 * statistics.median(values) for name, values in times.items()}
 
 
 def problem(n_hidden: int, n_batch: int, n_steps: int, seed: int = 0):
@@ -85,7 +91,7 @@ def problem(n_hidden: int, n_batch: int, n_steps: int, seed: int = 0):
     return x, target, mask
 
 
-def time_ours(cell, params0, x, target, mask, n_hidden, repeats, warmup) -> float:
+def ours_step(cell, params0, x, target, mask, n_hidden) -> Callable[[], None]:
     params = params0.copy()
     m, v = np.zeros_like(params), np.zeros_like(params)
     update, _ = adam_step()
@@ -97,10 +103,10 @@ def time_ours(cell, params0, x, target, mask, n_hidden, repeats, warmup) -> floa
         counter[0] += 1
         update(params, grad, m, v, counter[0], LEARNING_RATE)
 
-    return median_ms(step, repeats, warmup)
+    return step
 
 
-def time_nn(cell, x, target, n_hidden, repeats, warmup) -> float:
+def nn_step(cell, x, target, n_hidden) -> Callable[[], None]:
     torch.manual_seed(0)
     module = TORCH_NN[cell.torch_module](N_IN, n_hidden)
     linear = torch.nn.Linear(n_hidden, N_CLASSES)
@@ -115,10 +121,10 @@ def time_nn(cell, x, target, n_hidden, repeats, warmup) -> float:
         loss.backward()
         optimiser.step()
 
-    return median_ms(step, repeats, warmup)
+    return step
 
 
-def time_eager(cell, params0, x, target, mask, n_hidden, repeats, warmup) -> float:
+def eager_step(cell, params0, x, target, mask, n_hidden) -> Callable[[], None]:
     blocks = ablate.unflatten(cell.name, params0.copy(), N_IN, n_hidden, N_CLASSES)
     model = torch_cells.EagerCell(cell.name, blocks)
     optimiser = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
@@ -130,7 +136,7 @@ def time_eager(cell, params0, x, target, mask, n_hidden, repeats, warmup) -> flo
         loss.backward()
         optimiser.step()
 
-    return median_ms(step, repeats, warmup)
+    return step
 
 
 def run(cells: list[str], grid: dict, repeats: int, baselines: bool = True) -> list[dict]:
@@ -148,12 +154,13 @@ def run(cells: list[str], grid: dict, repeats: int, baselines: bool = True) -> l
                                          n_hidden, N_CLASSES)  # compiles on first use
                     first_ms = 1e3 * (time.perf_counter() - start)
                     row = dict(cell=name, H=n_hidden, B=n_batch, T=n_steps, first_ms=first_ms)
-                    row["ours"] = time_ours(cell, params0, x, target, mask, n_hidden,
-                                            repeats, warmup=2)
-                    row["nn"] = time_nn(cell, x, target, n_hidden, repeats, warmup=2) \
-                        if baselines and cell.torch_module in TORCH_NN else None
-                    row["eager"] = time_eager(cell, params0, x, target, mask, n_hidden,
-                                              repeats, warmup=1) if baselines else None
+                    steps = {"ours": ours_step(cell, params0, x, target, mask, n_hidden)}
+                    if baselines and cell.torch_module in TORCH_NN:
+                        steps["nn"] = nn_step(cell, x, target, n_hidden)
+                    if baselines:
+                        steps["eager"] = eager_step(cell, params0, x, target, mask, n_hidden)
+                    medians = interleaved_medians(steps, repeats, warmup=2)
+                    row.update({k: medians.get(k) for k in ("ours", "nn", "eager")})
                     rows.append(row)
                     print(format_row(row), flush=True)
     return rows
@@ -179,7 +186,7 @@ def header_lines(repeats: int) -> list[str]:
     _, adam_name = adam_step()
     return [
         f"One training step (forward, last-step cross-entropy, BPTT, Adam), float32, "
-        f"I={N_IN}, {N_CLASSES} classes; median of {repeats} steps after warm-up; "
+        f"I={N_IN}, {N_CLASSES} classes; median of {repeats} interleaved steps after warm-up; "
         f"ratio = torch ms / ours ms (> 1: ours faster).",
         f"python {platform.python_version()}, numba {numba.__version__}, "
         f"numpy {np.__version__}, torch {torch.__version__} "
@@ -202,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=parse_ints, help="comma-separated B values")
     parser.add_argument("--steps", type=parse_ints, help="comma-separated T values")
     parser.add_argument("--repeats", type=int, default=None,
-                        help="timed steps per implementation (default 5, quick 3)")
+                        help="timed steps per implementation (default 7, quick 5)")
     parser.add_argument("--out", type=Path, help="also write the markdown table here")
     args = parser.parse_args(argv)
 
@@ -221,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     for key in ("hidden", "batch", "steps"):
         if getattr(args, key):
             grid[key] = getattr(args, key)
-    repeats = args.repeats or (3 if args.quick else 5)
+    repeats = args.repeats or (5 if args.quick else 7)
     if repeats < 1:
         print("error: --repeats must be at least 1", file=sys.stderr)
         return 2
