@@ -153,6 +153,12 @@ def _sigmoid(a: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * a))  # σ without overflow warnings
 
 
+def _project(values: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """values [T,B,K] @ weight.T [K,G] as one 2-D product (3-D matmul skips BLAS here)."""
+    T, B, K = values.shape
+    return (values.reshape(T * B, K) @ weight.T).reshape(T, B, weight.shape[0])
+
+
 def gate_values(
     cell: str, params: np.ndarray, x: np.ndarray, n_hidden: int, n_out: int
 ) -> dict[str, np.ndarray]:
@@ -173,8 +179,8 @@ def gate_values(
         for name, block in ablate.unflatten(cell, params, n_in, n_hidden, n_out).items()
     }
     h_prev = np.concatenate([np.zeros((1, B, H)), state.h[:-1].astype(np.float64)])
-    pre = x.astype(np.float64) @ blocks["W"].T + blocks["b"]  # [T,B,G]
-    recurrent = h_prev @ blocks["R"].T if spec.recurrent else np.zeros_like(pre)
+    pre = _project(x.astype(np.float64), blocks["W"]) + blocks["b"]  # W x_t + b [T,B,G]
+    recurrent = _project(h_prev, blocks["R"]) if spec.recurrent else np.zeros_like(pre)
     slot = {gate: pre[..., k * H : (k + 1) * H] for k, gate in enumerate(spec.gates)}
     rec = {gate: recurrent[..., k * H : (k + 1) * H] for k, gate in enumerate(spec.gates)}
     from ablate.cells import lstm_family, simple_family

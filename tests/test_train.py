@@ -4,6 +4,10 @@ clipping, the RunResult record and argument errors. No test asserts a wall-clock
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -171,6 +175,30 @@ def test_run_spec_id_key_and_options():
     assert spec == RunSpec.from_dict(spec.to_dict()) and hash(spec) == hash(spec.replace())
     assert spec.key != spec.replace(seed=4).key
     assert spec.shape_key() == spec.replace(seed=4, lr=1e-3, clip=0.0, budget=5).shape_key()
+
+
+# ---------------------------------------------------------------- compile cache
+
+_CHILD = """
+import json
+from ablate.results import RunSpec
+from ablate.train import train, trainer
+spec = RunSpec("lstm", "tv", gap=5, n_hidden=16, budget=1, eval_every=1, eval_batch=8,
+               test_batch=8)
+train(spec, diagnostics=False)
+stats = trainer("lstm", "float32").stats
+print(json.dumps({"hits": sum(stats.cache_hits.values()),
+                  "misses": sum(stats.cache_misses.values())}))
+"""
+
+
+def test_a_second_process_loads_the_trainer_from_the_disk_cache():
+    train(SMALL.replace(budget=1, eval_every=1), diagnostics=False)  # compiled or loaded here
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    out = subprocess.run([sys.executable, "-c", _CHILD], env=env, capture_output=True,
+                         text=True, check=True, cwd=root)
+    assert json.loads(out.stdout.splitlines()[-1]) == {"hits": 1, "misses": 0}
 
 
 # ---------------------------------------------------------------- bad arguments
