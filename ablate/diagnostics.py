@@ -52,7 +52,7 @@ __all__ = [
 
 ERROR_FLOW_ROWS = 16  # sequences whose error flow is averaged
 GATE_ROWS = 64  # sequences for the gate statistics
-DRIFT_ROWS = 8  # concatenated streams for the state drift
+DRIFT_ROWS = 32  # concatenated streams for the state drift
 DRIFT_SEGMENTS = 20  # sequences per stream: the stream is this many times a training one
 
 
