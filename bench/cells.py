@@ -8,6 +8,9 @@ Compared in the same process, with torch.set_num_threads(2):
   nn     torch.nn.LSTM/GRU/RNN + Linear + torch.optim.Adam, where PyTorch has the cell
   eager  the same cell as a PyTorch eager loop (ablate.reference.torch_cells) + torch Adam
 
+ours and eager compute the readout at every step and mask all but the last (the same
+work); nn reads out only the last step, as idiomatic PyTorch code would.
+
 Every implementation is warmed up (compiled) first; the time is the median of --repeats
 steps, the implementations taking turns step by step (fair under a changing load).
 A ratio is torch's time / ours: above 1 means ours is faster.

@@ -201,9 +201,17 @@ def lstm_case():
 
 
 def test_unknown_cell_lists_known_ones():
-    message = one_clear_error(lambda: ablate.cells.get("lstn"), "lstn")
-    for name in CELL_NAMES:
-        assert name in message, f"known cell {name!r} not listed in {message!r}"
+    for call in (lambda: ablate.cells.get("lstn"),
+                 lambda: ablate.init_params("lstn", N_IN, N_HIDDEN, N_OUT)):
+        message = one_clear_error(call, "lstn")
+        for name in CELL_NAMES:
+            assert name in message, f"known cell {name!r} not listed in {message!r}"
+
+
+def test_to_torch_only_for_cells_torch_has():
+    params = ablate.init_params("nfg", N_IN, N_HIDDEN, N_OUT)
+    one_clear_error(lambda: ablate.to_torch("nfg", params, N_IN, N_HIDDEN, N_OUT),
+                    "nfg", "lstm", "gru", "rnn")
 
 
 def test_unknown_loss(lstm_case):
