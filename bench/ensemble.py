@@ -14,13 +14,17 @@ model with its own seed and its own training batches, float32. Measured in one r
              and with 2 torch threads
 
 Every route draws its batches with ``task.batch`` inside the timed loop. Throughput is
-model-steps per second (models × steps / seconds), the best of ``--repeats``, after a
-warm-up; compile time is excluded (reported separately). Then cold and warm start: the time
-from launching a fresh ``python`` process to its first training step finished, first with an
-empty Numba cache directory (cold), then again with the cache it left (warm).
+model-steps per second (models × steps / wall seconds) after a warm-up, compile time
+excluded; the routes are timed in interleaved rounds and each route's best round counts
+(the machine is shared). Model-steps per CPU-second (all threads and processes of the route)
+is shown beside it: less sensitive to other jobs, it compares work per core.
 
-    python bench/ensemble.py                 # full: about 2–3 minutes on 2 cores
-    python bench/ensemble.py --steps 30 --repeats 1 --no-start
+Then cold and warm start: the time from launching a fresh ``python`` process to its first
+training step finished, first with an empty Numba cache directory (cold), then again with
+the cache it left (warm).
+
+    python bench/ensemble.py                 # full: about 4 minutes on 2 cores
+    python bench/ensemble.py --steps 20 --repeats 1 --no-start
 """
 
 from __future__ import annotations
@@ -47,7 +51,8 @@ LR = 1e-3
 # ---------------------------------------------------------------- ablate
 
 
-def ablate_route(args, threads: int) -> dict:
+def ablate_route(args, threads: int):
+    """A measure() for the ablate ensemble on ``threads`` threads (compiled on creation)."""
     from ablate.results import RunSpec
     from ablate.train import train_ensemble
 
@@ -58,14 +63,14 @@ def ablate_route(args, threads: int) -> dict:
         for seed in range(args.models)
     ]
     train_ensemble(specs[:threads], diagnostics=False, threads=threads)  # warm-up, compile
-    best, compile_seconds = 0.0, 0.0
-    for _ in range(args.repeats):
+
+    def measure() -> tuple[float, float]:
+        cpu = time.process_time()
         result = train_ensemble(specs, diagnostics=False, threads=threads).results[0]
-        best = max(best, result.ensemble["model_steps_per_second"])
-        compile_seconds = result.compile_seconds
-    return {"route": f"ablate, {threads} thread{'s' * (threads > 1)}",
-            "model_steps_per_second": best,
-            "note": f"kernel load {compile_seconds:.2f} s (cached)"}
+        cpu = time.process_time() - cpu
+        return result.ensemble["model_steps_per_second"], args.models * args.steps / cpu
+
+    return measure
 
 
 # ---------------------------------------------------------------- torch
@@ -85,8 +90,11 @@ def masked_xent(torch, y, target, mask):
     return -(picked * mask).sum() / mask.sum()
 
 
-def torch_sequential_worker(args, first: int, count: int) -> float:
-    """Train models first..first+count−1 one after another; model-steps/s of this process."""
+def torch_sequential_worker(args, first: int, count: int, start_at: float) -> str:
+    """Train models first..first+count−1 one after another from ``start_at`` (epoch seconds).
+
+    Returns "seconds cpu_seconds" of the timed part.
+    """
     import torch
 
     torch.set_num_threads(1)
@@ -107,34 +115,39 @@ def torch_sequential_worker(args, first: int, count: int) -> float:
             optimiser.step()
 
     run(first, 3)  # warm-up
-    best = 0.0
-    for _ in range(args.repeats):
-        started = time.perf_counter()
-        for seed in range(first, first + count):
-            run(seed, args.steps)
-        best = max(best, count * args.steps / (time.perf_counter() - started))
-    return best
+    time.sleep(max(0.0, start_at - time.time()))  # both processes start together
+    started, cpu = time.perf_counter(), time.process_time()
+    for seed in range(first, first + count):
+        run(seed, args.steps)
+    return f"{time.perf_counter() - started} {time.process_time() - cpu}"
 
 
-def torch_sequential_route(args) -> dict:
-    """2 processes side by side, 1 torch thread each, half the models each."""
+def torch_sequential_route(args):
+    """A measure(): 2 processes side by side, 1 torch thread each, half the models each."""
     half = args.models // 2
-    commands = [
-        [sys.executable, __file__, "--torch-worker", str(first), str(count),
-         "--hidden", str(args.hidden), "--batch", str(args.batch), "--steps", str(args.steps),
-         "--repeats", str(args.repeats)]
-        for first, count in ((0, half), (half, args.models - half))
-    ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    processes = [subprocess.Popen(c, stdout=subprocess.PIPE, text=True, env=env) for c in commands]
-    rates = [float(p.communicate()[0].split()[-1]) for p in processes]
-    # both run at once: the ensemble rate is bounded by the slower process
-    return {"route": "torch nn.LSTM, sequential, 2 processes × 1 thread",
-            "model_steps_per_second": 2 * min(rates),
-            "note": "per process: " + ", ".join(f"{r:.0f}" for r in rates)}
+    shares = ((0, half), (half, args.models - half))
+
+    def measure() -> tuple[float, float]:
+        start_at = time.time() + 6.0  # after both have imported torch and warmed up
+        commands = [
+            [sys.executable, __file__, "--torch-worker", str(first), str(count), str(start_at),
+             "--hidden", str(args.hidden), "--batch", str(args.batch), "--steps",
+             str(args.steps)]
+            for first, count in shares
+        ]
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        processes = [subprocess.Popen(c, stdout=subprocess.PIPE, text=True, env=env)
+                     for c in commands]
+        times = [[float(v) for v in p.communicate()[0].split()[-2:]] for p in processes]
+        wall = max(seconds for seconds, _ in times)  # they ran at once: the slower one counts
+        cpu = sum(cpu_seconds for _, cpu_seconds in times)
+        return args.models * args.steps / wall, args.models * args.steps / cpu
+
+    return measure
 
 
-def torch_vmap_route(args, threads: int) -> dict:
+def torch_vmap_route(args, threads: int):
+    """A measure() for 16 models under vmap on ``threads`` torch threads."""
     import copy
 
     import torch
@@ -190,13 +203,15 @@ def torch_vmap_route(args, threads: int) -> dict:
             optimiser.step()
 
     run(2)  # warm-up
-    best = 0.0
-    for _ in range(args.repeats):
-        started = time.perf_counter()
+
+    def measure() -> tuple[float, float]:
+        torch.set_num_threads(threads)
+        started, cpu = time.perf_counter(), time.process_time()
         run(args.steps)
-        best = max(best, args.models * args.steps / (time.perf_counter() - started))
-    return {"route": f"torch stack_module_state + vmap, {threads} thread{'s' * (threads > 1)}",
-            "model_steps_per_second": best, "note": ""}
+        wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+        return args.models * args.steps / wall, args.models * args.steps / cpu
+
+    return measure
 
 
 # ---------------------------------------------------------------- start-up
@@ -230,19 +245,30 @@ def start_times(args) -> list[dict]:
 # ---------------------------------------------------------------- main
 
 
+ROUTES = (
+    ("ablate, 1 thread", lambda args: ablate_route(args, 1)),
+    ("ablate, 2 threads", lambda args: ablate_route(args, 2)),
+    ("torch nn.LSTM, sequential, 2 processes × 1 thread", torch_sequential_route),
+    ("torch stack_module_state + vmap, 1 thread", lambda args: torch_vmap_route(args, 1)),
+    ("torch stack_module_state + vmap, 2 threads", lambda args: torch_vmap_route(args, 2)),
+)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", type=int, default=16)
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--steps", type=int, default=60, help="training steps per model")
-    parser.add_argument("--repeats", type=int, default=2, help="timed repeats; the best counts")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="rounds; each round times every route once, the best counts")
     parser.add_argument("--no-start", action="store_true", help="skip cold/warm start")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
-    parser.add_argument("--torch-worker", nargs=2, type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--torch-worker", nargs=3, type=float, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.torch_worker:
-        print(torch_sequential_worker(args, *args.torch_worker))
+        first, count, start_at = args.torch_worker
+        print(torch_sequential_worker(args, int(first), int(count), start_at))
         return
     if min(args.models, args.hidden, args.batch, args.steps, args.repeats) < 1:
         parser.error("--models, --hidden, --batch, --steps and --repeats must be positive")
@@ -252,29 +278,37 @@ def main(argv: list[str] | None = None) -> None:
 
     load_before = os.getloadavg()
     print(f"# ensemble benchmark: {args.models} × lstm (H{args.hidden}, B{args.batch}, "
-          f"T{GAP + 20}), {args.steps} steps per model, best of {args.repeats}")
+          f"T{GAP + 20}), {args.steps} steps per model, best of {args.repeats} rounds")
     print(f"numba {numba.__version__}, numpy {np.__version__}, torch {torch.__version__}, "
-          f"{os.cpu_count()} cores, load average before {load_before[0]:.2f}\n")
-    rows = []
-    for threads in (1, 2):
-        rows.append(ablate_route(args, threads))
-        print(f"  {rows[-1]['route']}: {rows[-1]['model_steps_per_second']:.0f}", flush=True)
-    rows.append(torch_sequential_route(args))
-    print(f"  {rows[-1]['route']}: {rows[-1]['model_steps_per_second']:.0f}", flush=True)
-    for threads in (1, 2):
-        rows.append(torch_vmap_route(args, threads))
-        print(f"  {rows[-1]['route']}: {rows[-1]['model_steps_per_second']:.0f}", flush=True)
-
-    ours = rows[1]["model_steps_per_second"]
-    best_torch = max(rows[2:], key=lambda row: row["model_steps_per_second"])
-    print("\n| route | model-steps/s | note |\n|---|---:|---|")
+          f"{os.cpu_count()} cores, load average before {load_before[0]:.2f}\n", flush=True)
+    measures = {name: make(args) for name, make in ROUTES}  # warm-up and compile
+    walls: dict[str, list[float]] = {name: [] for name in measures}
+    cpus: dict[str, list[float]] = {name: [] for name in measures}
+    for round_ in range(args.repeats):  # interleaved, so a busy spell hits every route
+        for name, measure in measures.items():
+            wall_rate, cpu_rate = measure()
+            walls[name].append(wall_rate)
+            cpus[name].append(cpu_rate)
+            print(f"  round {round_ + 1}: {name}: {wall_rate:.0f} model-steps/s "
+                  f"({cpu_rate:.0f} per CPU-second)", flush=True)
+    rows = [{"route": name, "model_steps_per_second": max(walls[name]),
+             "model_steps_per_cpu_second": max(cpus[name]), "all": walls[name]}
+            for name in measures]
+    print("\n| route | model-steps/s (best) | per CPU-second (best) | every round |")
+    print("|---|---:|---:|---|")
     for row in rows:
-        print(f"| {row['route']} | {row['model_steps_per_second']:.0f} | {row['note']} |")
+        every = ", ".join(f"{v:.0f}" for v in row["all"])
+        print(f"| {row['route']} | {row['model_steps_per_second']:.0f} | "
+              f"{row['model_steps_per_cpu_second']:.0f} | {every} |")
+    ours, one_thread = rows[1], rows[0]
+    best_torch = max(rows[2:], key=lambda row: row["model_steps_per_second"])
     summary = {
-        "ablate_2_threads": ours,
+        "ablate_2_threads": ours["model_steps_per_second"],
         "best_torch_route": best_torch["route"],
-        "speedup_vs_best_torch": ours / best_torch["model_steps_per_second"],
-        "scaling_1_to_2_threads": ours / rows[0]["model_steps_per_second"],
+        "speedup_vs_best_torch": ours["model_steps_per_second"]
+        / best_torch["model_steps_per_second"],
+        "scaling_1_to_2_threads": ours["model_steps_per_second"]
+        / one_thread["model_steps_per_second"],
     }
     print(f"\nablate (2 threads) / best PyTorch route ({best_torch['route']}): "
           f"{summary['speedup_vs_best_torch']:.2f}×")
@@ -287,7 +321,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"| {row['start']} | {row['seconds']:.2f} | {row['compile_seconds']:.2f} |")
     load_after = os.getloadavg()
     print(f"\nload average after {load_after[0]:.2f} (others' jobs on the machine make "
-          "these numbers noisy; compare routes within one run)")
+          "these numbers noisy; routes are interleaved and the best round counts)")
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "summary": summary, "starts": starts,
                                          "load": [load_before[0], load_after[0]]}, indent=2))
