@@ -16,7 +16,7 @@ import hashlib
 from pathlib import Path
 
 from numba import njit
-from numba.core.caching import FunctionCache
+from numba.core.caching import FunctionCache, IndexDataCacheFile
 from numba.core.dispatcher import Dispatcher
 
 # error_model="numpy": no Python zero-division checks, which would block vectorisation.
@@ -50,7 +50,39 @@ def _closure_key(py_func) -> str:
     return "(" + ",".join(_describe(cell.cell_contents) for cell in py_func.__closure__) + ")"
 
 
+class _KeyNamedFiles(IndexDataCacheFile):
+    """One data file per key, named by the key's hash; no shared index.
+
+    Numba numbers data files through an index that every process rewrites; two processes
+    compiling different variants of one factory kernel at once (pytest -n 2) can pick the
+    same number and each load the other's machine code. A file named by its key cannot
+    be mistaken for another, and a process writing the same key writes the same content.
+    """
+
+    def _name_for(self, key) -> str:
+        digest = hashlib.sha256(str(key).encode()).hexdigest()[:24]
+        return self._data_name_pattern.replace("{number:d}", digest)
+
+    def save(self, key, data):
+        self._save_data(self._name_for(key), (str(key), data))
+
+    def load(self, key):
+        try:
+            stored_key, data = self._load_data(self._name_for(key))
+        except Exception:  # absent, or unreadable: compile afresh
+            return None
+        return data if stored_key == str(key) else None
+
+
 class _StableCache(FunctionCache):
+    def __init__(self, py_func):
+        super().__init__(py_func)
+        self._cache_file = _KeyNamedFiles(
+            cache_path=self._cache_path,
+            filename_base=self._impl.filename_base,
+            source_stamp=self._impl.locator.get_source_stamp(),
+        )
+
     def _index_key(self, sig, codegen):
         closure = hashlib.sha256(_closure_key(self._py_func).encode()).hexdigest()
         return (sig, codegen.magic_tuple(), (_PACKAGE_HASH, closure))
