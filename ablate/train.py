@@ -50,7 +50,7 @@ from ablate import cells, tasks
 from ablate.kernels.adam import adam_step
 from ablate.kernels.driver import LOSS_CODES
 from ablate.kernels.jit import kernel
-from ablate.model import _pin_blas_threads, init_params, n_threads
+from ablate.model import _keep_freed_memory, _pin_blas_threads, init_params, n_threads
 from ablate.results import RunResult, RunSpec
 
 __all__ = ["train", "train_ensemble", "Trained", "trainer", "clip_by_global_norm", "global_norm"]
@@ -188,7 +188,8 @@ def train_ensemble(
     compile_seconds = time.perf_counter() - compile_started
     runs = [_Run(spec, setup) for spec in specs]
 
-    _pin_blas_threads()
+    _pin_blas_threads()  # compiled np.dot must not fork BLAS threads under our workers
+    _keep_freed_memory()  # per-step work arrays stay in the heap: no page faults per step
     queue = deque(runs)
     lock = threading.Lock()
     errors: list[BaseException] = []
