@@ -125,7 +125,7 @@ class RunSpec:
     @property
     def key(self) -> str:
         """A hash of every field: two specs with the same key are the same run."""
-        text = json.dumps(self.to_dict(), sort_keys=True)
+        text = json.dumps(json_safe(self.to_dict()), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def shape_key(self) -> tuple:
