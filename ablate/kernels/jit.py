@@ -92,6 +92,13 @@ def kernel(fn=None, **options):
     """Compile ``fn`` with njit (project flags plus ``options``) and the stable disk cache."""
 
     def wrap(py_func):
+        if py_func.__closure__ is not None:
+            # Numba names compiled symbols by qualified name plus a per-process counter, so
+            # two variants of one factory kernel compiled in different processes can share
+            # a symbol name, and a caller linking both from the cache gets the wrong one.
+            # The closure's constants in the name keep every variant's symbols distinct.
+            tag = hashlib.sha256(_closure_key(py_func).encode()).hexdigest()[:12]
+            py_func.__qualname__ = f"{py_func.__qualname__}_{tag}"
         dispatcher = njit(**{**FLAGS, **options})(py_func)
         dispatcher._cache = _StableCache(py_func)
         return dispatcher
