@@ -43,13 +43,16 @@ def spec_blocks(cell, flat: np.ndarray, n_in: int, n_hidden: int, n_out: int) ->
     return blocks
 
 
+STEPS_BY_SEED = (13, 1, 9, 4)  # every cell sees every length (T = 1 included) over 4 seeds
+
+
 def random_problem(cell, seed: int, loss: str, sizes=None, dtype=F64):
     """Random odd shapes, random parameters, inputs, targets and a mask with zero steps."""
     rng = np.random.default_rng([seed, len(cell.name), sum(map(ord, cell.name))])
     if sizes is None:
         sizes = dict(
             n_in=int(rng.choice([3, 5, 7])), n_hidden=int(rng.choice([5, 7, 9])),
-            n_batch=int(rng.choice([1, 3, 5])), n_steps=int(rng.choice([1, 4, 9, 13])),
+            n_batch=int(rng.choice([1, 3, 5])), n_steps=STEPS_BY_SEED[seed % 4],
             n_out=int(rng.choice([2, 3])),
         )
     n_in, n_hidden, n_out = sizes["n_in"], sizes["n_hidden"], sizes["n_out"]
@@ -78,7 +81,7 @@ def test_reference_covers_every_cell():
         torch_cells.get_cell(name)
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
 @pytest.mark.parametrize("loss", LOSSES)
 @pytest.mark.parametrize("name", CELL_NAMES)
 def test_matches_autograd_reference(name, loss, seed):
