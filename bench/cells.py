@@ -12,7 +12,7 @@ ours and eager compute the readout at every step and mask all but the last (the 
 work); nn reads out only the last step, as idiomatic PyTorch code would.
 
 Every implementation is warmed up (compiled) first; the time is the median of --repeats
-steps, the implementations taking turns step by step (fair under a changing load).
+steps, taken in 3 rounds of consecutive steps per implementation (see ``median_ms``).
 A ratio is torch's time / ours: above 1 means ours is faster.
 
     python bench/cells.py --quick
@@ -69,19 +69,29 @@ def adam_step() -> tuple[Callable, str]:
     return _adam_step, "bench njit Adam"
 
 
-def interleaved_medians(steps: dict[str, Callable[[], None]], repeats: int,
-                        warmup: int) -> dict[str, float]:
-    """Median ms per implementation; the timed steps take turns (ours, nn, eager, ours, …)
-    so that a load change on a shared machine hits every implementation alike."""
+def median_ms(steps: dict[str, Callable[[], None]], repeats: int, warmup: int,
+              rounds: int = 3) -> dict[str, float]:
+    """Median ms per implementation over ``rounds`` rounds of consecutive steps.
+
+    Each round runs every implementation in turn, a block of about repeats/rounds timed
+    steps each, after one untimed step: a load change on a shared machine hits every
+    implementation alike, and the untimed step absorbs the switch. Steps are not
+    interleaved one by one: torch's OpenMP workers keep spinning on the cores for a
+    while after each torch step, which measured ours 1.9× slower (lstm, H=32) when a
+    torch step ran just before each of ours.
+    """
     for step in steps.values():
         for _ in range(warmup):
             step()
     times: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in range(repeats):
+    per_round = max(1, -(-repeats // rounds))
+    for _ in range(rounds):
         for name, step in steps.items():
-            start = time.perf_counter()
-            step()
-            times[name].append(time.perf_counter() - start)
+            step()  # untimed: the other implementation's threads may still hold the cores
+            for _ in range(per_round):
+                start = time.perf_counter()
+                step()
+                times[name].append(time.perf_counter() - start)
     return {name: 1e3 * statistics.median(values) for name, values in times.items()}
 
 
@@ -162,7 +172,7 @@ def run(cells: list[str], grid: dict, repeats: int, baselines: bool = True) -> l
                         steps["nn"] = nn_step(cell, x, target, n_hidden)
                     if baselines:
                         steps["eager"] = eager_step(cell, params0, x, target, mask, n_hidden)
-                    medians = interleaved_medians(steps, repeats, warmup=2)
+                    medians = median_ms(steps, repeats, warmup=2)
                     row.update({k: medians.get(k) for k in ("ours", "nn", "eager")})
                     rows.append(row)
                     print(format_row(row), flush=True)
@@ -189,7 +199,7 @@ def header_lines(repeats: int) -> list[str]:
     _, adam_name = adam_step()
     return [
         f"One training step (forward, last-step cross-entropy, BPTT, Adam), float32, "
-        f"I={N_IN}, {N_CLASSES} classes; median of {repeats} interleaved steps after warm-up; "
+        f"I={N_IN}, {N_CLASSES} classes; median of ≥ {repeats} steps in 3 rounds after warm-up; "
         f"ratio = torch ms / ours ms (> 1: ours faster).",
         f"python {platform.python_version()}, numba {numba.__version__}, "
         f"numpy {np.__version__}, torch {torch.__version__} "
@@ -212,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=parse_ints, help="comma-separated B values")
     parser.add_argument("--steps", type=parse_ints, help="comma-separated T values")
     parser.add_argument("--repeats", type=int, default=None,
-                        help="timed steps per implementation (default 7, quick 5)")
+                        help="timed steps per implementation (default 9)")
     parser.add_argument("--out", type=Path, help="also write the markdown table here")
     args = parser.parse_args(argv)
 
@@ -231,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     for key in ("hidden", "batch", "steps"):
         if getattr(args, key):
             grid[key] = getattr(args, key)
-    repeats = args.repeats or (5 if args.quick else 7)
+    repeats = args.repeats or 9
     if repeats < 1:
         print("error: --repeats must be at least 1", file=sys.stderr)
         return 2
