@@ -238,15 +238,16 @@ def reference_forward(
     step = _STEPS[cell_name]
     W, b = blocks["W"], blocks["b"]
     n_hidden = b.shape[0] // len(cell.gates)
-    n_steps, n_batch, _ = x.shape
+    _, n_batch, _ = x.shape
     x = x.to(W.dtype)
     ax = x @ W.T + b  # [T,B,G] input side of every pre-activation, all steps at once
     h = ax.new_zeros(n_batch, n_hidden)
     c = ax.new_zeros(n_batch, n_hidden)
     carry = None
     hs, cs = [], []
-    for t in range(n_steps):
-        h, c, carry = step(ax[t], h, c, carry, blocks)
+    # unbind, not ax[t]: indexing's backward would materialise a zero [T,B,G] per step
+    for ax_t in ax.unbind(0):
+        h, c, carry = step(ax_t, h, c, carry, blocks)
         hs.append(h)
         cs.append(c)
     h_all = torch.stack(hs) if hs else ax.new_zeros(0, n_batch, n_hidden)
