@@ -307,7 +307,10 @@ def _check_inputs(spec, params, x, n_hidden, n_out) -> np.ndarray:
     x = np.asarray(x)
     if x.ndim != 3 or 0 in x.shape:
         raise ValueError(f"x must have shape [T,B,I] with T, B, I ≥ 1, got {x.shape}")
-    _check_params(spec, params, x.shape[2], n_hidden, n_out)
+    try:
+        _check_params(spec, params, x.shape[2], n_hidden, n_out)
+    except ValueError as error:
+        raise ValueError(f"{error} (n_in={x.shape[2]} is the last axis of x {x.shape})") from None
     if not params.flags.c_contiguous:
         raise ValueError("params must be C-contiguous")
     if not np.isfinite(params).all():

@@ -18,6 +18,7 @@ from ablate.cells.spec import SPECS, Cell
 __all__ = ["Cell", "names", "get", "kernels", "drivers"]
 
 _REGISTRY: dict[str, Cell] = {cell.name: cell for cell in SPECS}
+_KERNELS: dict = {}
 _DRIVERS: dict = {}
 
 
@@ -36,15 +37,15 @@ def get(name: str) -> Cell:
 
 
 def kernels(name: str, dtype) -> tuple:
-    """(views, forward, backward) kernels of a cell for float32 or float64."""
+    """(views, forward, backward) kernels of a cell for float32 or float64 (built once)."""
     get(name)
-    from ablate.cells import lstm_family
+    key = (name, np.dtype(dtype).name)
+    if key not in _KERNELS:
+        from ablate.cells import lstm_family, simple_family
 
-    if name in lstm_family.VARIANTS:
-        return lstm_family.kernels(name, dtype)
-    from ablate.cells import simple_family
-
-    return simple_family.kernels(name, dtype)
+        family = lstm_family if name in lstm_family.VARIANTS else simple_family
+        _KERNELS[key] = family.make_kernels(family.VARIANTS[name], np.dtype(dtype))
+    return _KERNELS[key]
 
 
 def drivers(name: str, dtype) -> tuple:

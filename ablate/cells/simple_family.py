@@ -49,17 +49,6 @@ VARIANTS: dict[str, Variant] = {
 }
 
 
-_KERNELS: dict = {}
-
-
-def kernels(name: str, dtype) -> tuple:
-    """(views, forward, backward) compiled for one cell name and float dtype."""
-    key = (name, np.dtype(dtype).name)
-    if key not in _KERNELS:
-        _KERNELS[key] = make_kernels(VARIANTS[name], np.dtype(dtype))
-    return _KERNELS[key]
-
-
 def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
     """Build the njit (views, forward, backward) triple of one variant and precision."""
     views = make_views(len(variant.gates), variant.kind != MIN, variant.kind == GRU)
