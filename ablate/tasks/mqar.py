@@ -24,8 +24,6 @@ the values, whatever else is seen); chance loss ln n_values. Solved: >= 99% of q
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numba import njit
 
@@ -36,10 +34,9 @@ from ablate.tasks.task import (
     MARKER,
     Annotation,
     Batch,
+    ClassTask,
     Option,
-    Task,
     integer_at_least,
-    masked_accuracy,
 )
 
 
@@ -95,7 +92,7 @@ def generate_mqar(
     return x, target, mask, role, link
 
 
-class MQAR(Task):
+class MQAR(ClassTask):
     name = "mqar"
     loss = "xent"
     metric_name = "accuracy over queries"
@@ -122,17 +119,8 @@ class MQAR(Task):
     def n_out(self, gap: int) -> int:
         return self.options["n_values"]
 
-    def chance(self, gap: int) -> float:
-        return 1.0 / self.options["n_values"]
-
-    def chance_loss(self, gap: int) -> float:
-        return math.log(self.options["n_values"])
-
     def min_lag(self, gap: int) -> int:
         return gap + 2
-
-    def metric(self, y: np.ndarray, batch: Batch) -> float:
-        return masked_accuracy(self.check_output(y, batch), batch)
 
     def _generate(self, gap, batch_size, seed, stream):
         o = self.options

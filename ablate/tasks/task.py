@@ -25,6 +25,7 @@ For tests and diagnostics, ``annotated_batch`` also returns where the informatio
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -197,3 +198,21 @@ def masked_accuracy(y: np.ndarray, batch: Batch, where: np.ndarray | None = None
     right = np.argmax(logits, axis=-1) == batch.target[steps, rows]
     right &= np.all(np.isfinite(logits), axis=-1)  # a diverged model is wrong, not lucky
     return float(np.mean(right))
+
+
+class ClassTask(Task):
+    """A task whose every answer is one of ``n_out`` classes, uniform to a blind predictor.
+
+    chance = 1/O, chance loss = ln O, metric = accuracy on the masked steps.
+    """
+
+    loss = "xent"
+
+    def chance(self, gap: int) -> float:
+        return 1.0 / self.n_out(gap)
+
+    def chance_loss(self, gap: int) -> float:
+        return math.log(self.n_out(gap))
+
+    def metric(self, y: np.ndarray, batch: Batch) -> float:
+        return masked_accuracy(self.check_output(y, batch), batch)

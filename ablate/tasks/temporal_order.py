@@ -30,8 +30,6 @@ Solved: >= 99% of sequences classified right.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numba import njit
 
@@ -42,9 +40,8 @@ from ablate.tasks.task import (
     MARKER,
     Annotation,
     Batch,
+    ClassTask,
     Option,
-    Task,
-    masked_accuracy,
     one_of,
 )
 
@@ -106,7 +103,7 @@ def generate_temporal_order(
     return x, target, mask, role, link
 
 
-class TemporalOrder(Task):
+class TemporalOrder(ClassTask):
     name = "temporal_order"
     loss = "xent"
     metric_name = "accuracy"
@@ -118,18 +115,9 @@ class TemporalOrder(Task):
     def n_out(self, gap: int) -> int:
         return 2 ** len(PAPER_WINDOWS[self.options["variant"]])
 
-    def chance(self, gap: int) -> float:
-        return 1.0 / self.n_out(gap)
-
-    def chance_loss(self, gap: int) -> float:
-        return math.log(self.n_out(gap))
-
     def min_lag(self, gap: int) -> int:
         windows, shortest, _ = layout(gap, self.options["variant"])
         return shortest - 1 - int(windows[0, 1])
-
-    def metric(self, y: np.ndarray, batch: Batch) -> float:
-        return masked_accuracy(self.check_output(y, batch), batch)
 
     def _generate(self, gap, batch_size, seed, stream):
         windows, shortest, longest = layout(gap, self.options["variant"])

@@ -34,8 +34,6 @@ Solved: >= 99% of queries answered right.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numba import njit
 
@@ -47,10 +45,9 @@ from ablate.tasks.task import (
     MARKER,
     Annotation,
     Batch,
+    ClassTask,
     Option,
-    Task,
     integer_at_least,
-    masked_accuracy,
 )
 
 UNKNOWN = 0
@@ -163,7 +160,7 @@ def generate_episodes(
     return x, target, mask, role, link
 
 
-class TV(Task):
+class TV(ClassTask):
     name = "tv"
     loss = "xent"
     metric_name = "accuracy"
@@ -176,17 +173,8 @@ class TV(Task):
     def n_out(self, gap: int) -> int:
         return self.options["n_classes"]
 
-    def chance(self, gap: int) -> float:
-        return 1.0 / self.options["n_classes"]
-
-    def chance_loss(self, gap: int) -> float:
-        return math.log(self.options["n_classes"])
-
     def min_lag(self, gap: int) -> int:
         return gap + 1
-
-    def metric(self, y: np.ndarray, batch: Batch) -> float:
-        return masked_accuracy(self.check_output(y, batch), batch)
 
     def episodes(self, stream: str) -> int:
         return 1
