@@ -28,6 +28,7 @@ import numpy as np
 
 from ablate.kernels.activations import for_dtype
 from ablate.kernels.jit import kernel
+from ablate.kernels.products import recurrent_product
 from ablate.kernels.reductions import add_column_sums, sum_squares
 
 ELMAN, GRU, MIN = 0, 1, 2  # kernel pair of a variant
@@ -153,9 +154,10 @@ def make_elman(views, relu: bool, dtype: np.dtype) -> tuple:
         # h[t] starts as the input projection W x_t and is overwritten in place.
         h = project(x, W, 1)[0]
         recurrent = np.zeros((B, H), dtype=x.dtype)  # R h_{t-1}, zero at t = 0
+        scratch = np.empty((H, B), dtype=x.dtype)
         for t in range(T):
             if t > 0:
-                np.dot(h[t - 1], R.T, recurrent)
+                recurrent_product(h[t - 1], R, recurrent, scratch)
             a = h[t]
             for bb in range(B):
                 for j in range(H):
@@ -228,11 +230,12 @@ def make_gru(views, dtype: np.dtype) -> tuple:
         h = np.empty((T, B, H), dtype=x.dtype)
         hidden_n = np.empty((T, B, H), dtype=x.dtype)
         recurrent = np.zeros((B, 3 * H), dtype=x.dtype)  # R h_{t-1}, zero at t = 0
+        scratch = np.empty((3 * H, B), dtype=x.dtype)
         zero_state = np.zeros((B, H), dtype=x.dtype)
         for t in range(T):
             h_prev = h[t - 1] if t > 0 else zero_state
             if t > 0:
-                np.dot(h_prev, R.T, recurrent)
+                recurrent_product(h_prev, R, recurrent, scratch)
             r_t, z_t, n_t = gates[0, t], gates[1, t], gates[2, t]
             for bb in range(B):
                 for j in range(H):
