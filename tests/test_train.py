@@ -38,9 +38,12 @@ def test_lstm_solves_tv_at_gap_10_for_every_seed():
 
 def test_lstm_solves_copy_at_gap_10_for_every_seed():
     # Three symbols to recall (Arjovsky's copy with n_recall=3): the default ten take an
-    # LSTM tens of thousands of steps, too long for a test.
-    specs = [RunSpec("lstm", "copy", gap=10, seed=seed, lr=1e-2, n_hidden=32, budget=2500,
-                     eval_every=100, task_options={"n_recall": 3}) for seed in range(4)]
+    # LSTM tens of thousands of steps, too long for a test. H=64 and a 1024-sequence
+    # validation set: with H=32 and 256 sequences, early stop at the 99% criterion left one
+    # seed at 98.9% on the test stream (selection noise at the threshold).
+    specs = [RunSpec("lstm", "copy", gap=10, seed=seed, lr=1e-2, n_hidden=64, budget=2500,
+                     eval_every=100, eval_batch=1024, task_options={"n_recall": 3})
+             for seed in range(4)]
     for result in train(specs, diagnostics=False):
         assert result.stop_reason == "solved", (result.run_id, result.curve["val_metric"])
         assert result.solved and not result.diverged
