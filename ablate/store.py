@@ -223,6 +223,10 @@ def _create(path: Path) -> None:
     # (or 0-byte, hence "foreign") ledger at the real path.
     temporary = path.with_name(f"{path.name}.creating-{os.getpid()}")
     now = datetime.now(UTC).isoformat(timespec="seconds")
+    for suffix in ("-wal", "-journal"):  # SQLite would replay them into the new file
+        if os.path.lexists(f"{path}{suffix}"):
+            raise LedgerError(f"{path}{suffix} is left from a ledger no longer at {path}; move "
+                              f"it next to that ledger (as <its name>{suffix}) or delete it")
     try:
         temporary.unlink(missing_ok=True)
         db = sqlite3.connect(temporary, isolation_level=None)

@@ -298,3 +298,9 @@ def test_a_directory_or_a_missing_file_is_refused(tmp_path):
     assert "does not exist" in one_line_error(lambda: load(missing), missing)
     assert "does not exist" in one_line_error(lambda: Ledger(missing, create=False), missing)
     assert sorted(os.listdir(tmp_path)) == ["ledger.sqlite"] and not os.listdir(folder)
+    # a WAL left by a ledger that was moved away without it would be replayed into a new one
+    orphan = tmp_path / "moved" / "ledger.sqlite"
+    orphan.parent.mkdir()
+    Path(f"{orphan}-wal").write_bytes(b"old frames")
+    assert "-wal is left from a ledger" in one_line_error(lambda: Ledger(orphan), orphan)
+    assert not orphan.exists()
