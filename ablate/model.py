@@ -12,7 +12,10 @@ call, none per time step. The chunks' gradients are summed afterwards.
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import NamedTuple
 
 import numpy as np
@@ -203,7 +206,28 @@ def n_threads() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
 
 
+_LOCAL = threading.local()
+
+
+@contextmanager
+def serial() -> Iterator[None]:
+    """Within this block, the calling thread runs forward / loss_and_grad unchunked.
+
+    The chunking follows the thread count, and a chunk's matrix products round differently
+    from the whole batch's, so only an unchunked call gives the same bytes on any number of
+    cores. Ensembles use it: they run in parallel over models instead.
+    """
+    previous = getattr(_LOCAL, "serial", False)
+    _LOCAL.serial = True
+    try:
+        yield
+    finally:
+        _LOCAL.serial = previous
+
+
 def _n_chunks(batch: int) -> int:
+    if getattr(_LOCAL, "serial", False):
+        return 1
     return max(1, min(n_threads(), batch // _MIN_CHUNK_ROWS))
 
 

@@ -489,3 +489,16 @@ def load(path: str | os.PathLike, *, all_versions: bool = False) -> pandas.DataF
     frame = pandas.DataFrame([_frame_row(*row[:10]) for row in rows], columns=list(COLUMNS))
     return frame.sort_values(["task", "cell", "gap", "n_hidden", "lr", "seed"],
                              kind="mergesort", ignore_index=True)
+
+
+def read_meta(path: str | os.PathLike) -> dict[str, str]:
+    """The ledger's meta table (format, created_at, and what the runner stored: suite,
+    suite_text, protocol, description). Read-only and lock-free, with load()'s checks."""
+    path = Path(path)
+    db = _open_checked(path)
+    try:
+        return dict(db.execute("SELECT name, value FROM meta").fetchall())
+    except sqlite3.DatabaseError as error:
+        raise _corrupt(path, str(error)) from None
+    finally:
+        db.close()

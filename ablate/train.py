@@ -50,7 +50,7 @@ from ablate import cells, tasks
 from ablate.kernels.adam import adam_step
 from ablate.kernels.driver import LOSS_CODES
 from ablate.kernels.jit import kernel
-from ablate.model import _keep_freed_memory, _pin_blas_threads, init_params, n_threads
+from ablate.model import _keep_freed_memory, _pin_blas_threads, init_params, n_threads, serial
 from ablate.results import RunResult, RunSpec
 
 __all__ = ["train", "train_ensemble", "Trained", "trainer", "clip_by_global_norm", "global_norm"]
@@ -414,9 +414,10 @@ class _Run:
         from ablate import diagnostics
 
         spec, setup = self.spec, self.setup
-        return diagnostics.diagnose(
-            spec.cell, self.params, setup.task, spec.gap, spec.n_hidden, seed=spec.eval_seed
-        )
+        with serial():  # the same bytes whatever the number of cores (see model.serial)
+            return diagnostics.diagnose(
+                spec.cell, self.params, setup.task, spec.gap, spec.n_hidden, seed=spec.eval_seed
+            )
 
     def result(self, wall: float, compile_seconds: float, ensemble: dict) -> RunResult:
         test_loss, metric = self.final

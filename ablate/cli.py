@@ -1,0 +1,174 @@
+"""The command line: ``run_suite.py`` (installed as ``ablate``).
+
+    run_suite.py suites/why_gates.toml [--workers N] [--backend cpu|cuda]
+                 [--scheduler tcp://host:port] [--fresh] [--dry-run] [--results DIR]
+    run_suite.py report results/why_gates
+
+A user mistake (a suite typo, an unknown cell, a foreign file at the ledger path, a busy
+ledger) prints one line ``error: …`` and exits with status 2; no traceback. Ctrl-C stops
+the sweep, keeps every recorded run and exits with 130; the same command resumes.
+Exit status 1 means some runs failed (their errors are in the ledger and are retried on
+the next resume).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+USAGE_ERROR = 2
+INTERRUPTED = 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="run_suite.py",
+        description="Run a suite of recurrent-cell trainings into a resumable ledger; "
+        "'run_suite.py report DIR' writes the report of a results directory.",
+    )
+    parser.add_argument("suite", help="a suite file, e.g. suites/smoke.toml")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="worker processes (default: one per core, at most one per ensemble)")
+    parser.add_argument("--backend", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                        help="a Dask distributed scheduler, e.g. tcp://10.0.0.5:8786")
+    parser.add_argument("--fresh", action="store_true",
+                        help="move the existing ledger aside and start a new one")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the grid size and an estimated time; run nothing")
+    parser.add_argument("--results", default="results", metavar="DIR",
+                        help="where results/<suite>/ goes (default: results)")
+    parser.add_argument("--max-ensemble", type=int, default=None, metavar="N",
+                        help="at most N runs per ensemble call (default 16)")
+    parser.add_argument("--no-report", action="store_true",
+                        help="do not write the report at the end of the sweep")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] == "report":
+        return _report_command(argv[1:])
+    args = _parser().parse_args(argv)
+    try:
+        return _run_command(args)
+    except KeyboardInterrupt:
+        print("\ninterrupted: every finished run is in the ledger; run the same command "
+              "to resume", file=sys.stderr)
+        return INTERRUPTED
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return USAGE_ERROR
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    from ablate.store import LedgerError
+    from ablate.suite import SuiteError, load_suite
+    from ablate.sweep import MAX_ENSEMBLE, check_backend, run_suite
+
+    if args.workers is not None and args.workers < 1:
+        return _fail(f"--workers must be an integer >= 1, got {args.workers}")
+    max_ensemble = MAX_ENSEMBLE if args.max_ensemble is None else args.max_ensemble
+    if max_ensemble < 1:
+        return _fail(f"--max-ensemble must be an integer >= 1, got {max_ensemble}")
+    try:
+        suite = load_suite(args.suite)
+        check_backend(args.backend)
+        if args.dry_run:
+            print(dry_run_text(suite, Path(args.results), args.workers, max_ensemble))
+            return 0
+        summary = run_suite(
+            suite, args.results, workers=args.workers, backend=args.backend,
+            scheduler=args.scheduler, fresh=args.fresh, max_ensemble=max_ensemble,
+            progress=not args.quiet,
+        )
+    except (SuiteError, LedgerError, ValueError) as error:
+        return _fail(str(error).splitlines()[0] if str(error) else type(error).__name__)
+    print(
+        f"{summary.suite}: {summary.done} runs recorded, {summary.skipped} already done, "
+        f"{summary.failed} failed, {summary.diverged} diverged; "
+        f"{summary.wall_seconds:.1f} s; ledger {summary.ledger}"
+    )
+    for failure in summary.failures:
+        print(f"  failed: {failure}", file=sys.stderr)
+    if not args.no_report:
+        _write_report(summary.ledger.parent)
+    return 1 if summary.failed else 0
+
+
+def dry_run_text(suite, results_root: Path, workers: int | None, max_ensemble: int) -> str:
+    """What --dry-run prints: the grid, what the ledger already holds, an estimated time."""
+    from ablate.cost import estimate_suite_seconds
+    from ablate.store import KERNEL_VERSION, load
+    from ablate.sweep import pack, usable_cores
+
+    ledger_path = results_root / suite.name / "ledger.sqlite"
+    done_keys: set[str] = set()
+    if ledger_path.exists():
+        frame = load(ledger_path)
+        current = (frame["status"] == "done") & (frame["kernel_version"] == KERNEL_VERSION)
+        done_keys = set(frame.loc[current, "spec_key"])
+    todo = [spec for spec in suite.specs if spec.key not in done_keys]
+    groups = pack(todo, max_ensemble) if todo else []
+    workers = workers or max(1, min(usable_cores(), len(groups)))
+    cells = sorted({spec.cell for spec in suite.specs})
+    tasks = sorted({spec.task for spec in suite.specs})
+    lines = [
+        f"suite {suite.name}: {suite.description}".rstrip(": "),
+        f"  {len(suite.specs)} runs: {len(cells)} cells × {len(tasks)} tasks "
+        f"({', '.join(tasks)}) × their gaps × seeds × learning rates × sizes",
+        f"  {len(suite.specs) - len(todo)} already done in {ledger_path}"
+        if ledger_path.exists() else f"  ledger: {ledger_path} (new)",
+        f"  to run: {len(todo)} runs in {len(groups)} ensembles on {workers} workers",
+    ]
+    if todo:
+        seconds = estimate_suite_seconds(todo, workers)
+        lines.append(
+            f"  estimated time: at most {_duration(seconds)} (every run to its full budget; "
+            "runs that solve early stop sooner)"
+        )
+    return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _write_report(results_dir: Path) -> int:
+    try:
+        from ablate.report import build_report
+    except ImportError:
+        return 0
+    path = build_report(results_dir)
+    print(f"report: {path}")
+    return 0
+
+
+def _report_command(argv: list[str]) -> int:
+    from ablate.store import LedgerError
+
+    parser = argparse.ArgumentParser(
+        prog="run_suite.py report",
+        description="Write report.md, figures/ and tables/ of a results directory from its ledger.",
+    )
+    parser.add_argument("results_dir", help="e.g. results/why_gates")
+    args = parser.parse_args(argv)
+    results_dir = Path(args.results_dir)
+    if not (results_dir / "ledger.sqlite").is_file():
+        return _fail(f"{results_dir / 'ledger.sqlite'} does not exist; run the suite first")
+    try:
+        return _write_report(results_dir)
+    except LedgerError as error:
+        return _fail(str(error))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,337 @@
+"""Run a suite: skip what the ledger holds, pack runs into ensembles, schedule, record.
+
+    suite = ablate.suite.load_suite("suites/why_gates.toml")
+    summary = run_suite(suite, results_root="results", workers=2)
+
+The driver (this process) is the only writer of ``results/<suite>/ledger.sqlite``. It
+adds every run of the suite as 'pending', asks the ledger which are not done yet, packs
+those that share shapes (``RunSpec.shape_key``) into ensembles of at most
+``max_ensemble`` runs, and hands each ensemble to a worker: a local process pool (the
+default, one single-threaded ensemble per core) or a Dask distributed cluster
+(``scheduler="tcp://host:port"``). Each finished ensemble is recorded in one transaction,
+so a kill at any moment loses at most the ensembles in flight, and running the same
+command again resumes with exactly the runs that are missing. A model's numbers depend
+only on its own spec (``ablate.train``), so how runs are packed, which worker trains
+them and how often the sweep was interrupted does not change a single byte of a result
+(timings aside).
+
+Workers are separate processes, so a crash inside compiled code costs one ensemble (its
+runs are recorded as failed and retried on the next resume), never the driver. A local
+worker dies with the driver (Linux ``PR_SET_PDEATHSIG``): killing ``run_suite.py`` leaves
+no orphans computing results nobody will record.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import multiprocessing
+import os
+import shutil
+import signal
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ablate.results import RunResult, RunSpec
+
+__all__ = ["run_suite", "pack", "train_group", "SweepSummary", "BACKENDS", "usable_cores"]
+
+BACKENDS = ("cpu", "cuda")
+MAX_ENSEMBLE = 16  # runs per ensemble call: big enough to amortise setup, small enough to balance
+
+
+def usable_cores() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+# ---------------------------------------------------------------- packing
+
+
+def pack(specs: Sequence[RunSpec], max_ensemble: int = MAX_ENSEMBLE) -> list[list[RunSpec]]:
+    """Runs grouped by shape, each group cut into near-equal ensembles of ≤ max_ensemble.
+
+    Groups keep the order of first appearance, runs keep their order within a group; the
+    biggest ensembles (by estimated cost) go first so the last ones to finish are small.
+    """
+    if max_ensemble < 1:
+        raise ValueError(f"max_ensemble must be an integer >= 1, got {max_ensemble!r}")
+    groups: dict[tuple, list[RunSpec]] = {}
+    for spec in specs:
+        groups.setdefault(spec.shape_key(), []).append(spec)
+    packed = []
+    for group in groups.values():
+        n_parts = math.ceil(len(group) / max_ensemble)
+        small, extra = divmod(len(group), n_parts)  # sizes differ by at most one
+        start = 0
+        for part in range(n_parts):
+            size = small + (part < extra)
+            packed.append(group[start : start + size])
+            start += size
+    return sorted(packed, key=_group_cost, reverse=True)
+
+
+def _group_cost(group: list[RunSpec]) -> float:
+    """Relative work of an ensemble, to start the longest first: runs × budget × gap × H²
+    (a step's time grows with the sequence length and, above H≈32, with H²)."""
+    return sum(spec.budget * (spec.gap + 10) * (spec.n_hidden + 16) ** 2 for spec in group)
+
+
+# ---------------------------------------------------------------- the worker side
+
+
+def train_group(spec_dicts: list[dict], threads: int = 1) -> list[dict]:
+    """Train one ensemble (RunSpec dicts in, RunResult dicts out); runs on a worker.
+
+    Plain dicts cross the process boundary so a Dask worker needs nothing but ablate.
+    """
+    from ablate.train import train_ensemble
+
+    specs = [RunSpec.from_dict(data) for data in spec_dicts]
+    trained = train_ensemble(specs, threads=threads)
+    return [result.to_dict() for result in trained.results]
+
+
+def _worker_init(threads: int) -> None:
+    """Local pool worker: die with the driver; BLAS and chunk threads as assigned."""
+    os.environ["ABLATE_NUM_THREADS"] = str(threads)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: an orphan finishes its ensemble and exits when the pipe closes
+    if os.getppid() == 1:  # the driver died before prctl took effect
+        os._exit(1)
+
+
+# ---------------------------------------------------------------- the driver
+
+
+@dataclass
+class SweepSummary:
+    suite: str
+    ledger: Path
+    total: int  # runs in the suite
+    skipped: int  # already done in the ledger before this sweep
+    done: int = 0  # recorded by this sweep
+    failed: int = 0
+    diverged: int = 0
+    wall_seconds: float = 0.0
+    busy_seconds: float = 0.0  # Σ over ensembles of the worker's time inside train_ensemble
+    workers: int = 1
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def overhead_fraction(self) -> float | None:
+        """1 − (busy worker time / (workers · wall)): what the runner costs beyond training."""
+        if self.wall_seconds <= 0 or self.done == 0:
+            return None
+        return max(0.0, 1.0 - self.busy_seconds / (self.workers * self.wall_seconds))
+
+
+def run_suite(
+    suite,
+    results_root: str | Path = "results",
+    *,
+    workers: int | None = None,
+    backend: str = "cpu",
+    scheduler: str | None = None,
+    fresh: bool = False,
+    max_ensemble: int = MAX_ENSEMBLE,
+    progress: bool = True,
+    on_result: Callable[[RunResult], None] | None = None,
+) -> SweepSummary:
+    """Run every run of ``suite`` the ledger does not hold yet; see the module docstring.
+
+    ``fresh``: move an existing ledger aside (``ledger.<time>.sqlite``, nothing is deleted)
+    and start a new one.
+    """
+    from ablate.store import Ledger
+
+    check_backend(backend)
+    ledger_path = Path(results_root) / suite.name / "ledger.sqlite"
+    if fresh and ledger_path.exists():
+        _move_aside(ledger_path)
+    started = time.perf_counter()
+    with Ledger(ledger_path) as ledger:
+        ledger.set_meta(suite=suite.name, suite_text=suite.text, protocol=suite.protocol,
+                        description=suite.description)
+        ledger.add(suite.specs)
+        todo = ledger.pending(suite.specs)
+        summary = SweepSummary(suite.name, ledger_path, len(suite.specs),
+                               len(suite.specs) - len(todo))
+        if not todo:
+            return summary
+        groups = pack(todo, max_ensemble)
+        if scheduler is None:
+            cores = usable_cores()
+            summary.workers = workers or min(cores, len(groups))
+            threads = max(1, cores // summary.workers)
+            stream = _local_results(groups, summary.workers, threads)
+        else:
+            stream = _dask_results(groups, scheduler)
+            summary.workers = workers or 1
+        bar = _progress_bar(summary, len(todo), progress)
+        try:
+            for group, outcome, busy in stream:
+                if isinstance(outcome, BaseException):
+                    message = f"{type(outcome).__name__}: {outcome}".splitlines()[0]
+                    ledger.record_failure(group, message)
+                    summary.failed += len(group)
+                    summary.failures.append(f"{group[0].run_id} (+{len(group) - 1}): {message}")
+                else:
+                    results = [RunResult.from_dict(data) for data in outcome]
+                    ledger.record(results)
+                    summary.done += len(results)
+                    summary.diverged += sum(result.diverged for result in results)
+                    summary.busy_seconds += busy
+                    if on_result is not None:
+                        for result in results:
+                            on_result(result)
+                if bar is not None:
+                    bar.update(len(group))
+                    bar.set_postfix(done=summary.done + summary.skipped, failed=summary.failed,
+                                    diverged=summary.diverged, refresh=False)
+        finally:
+            stream.close()
+            if bar is not None:
+                bar.close()
+            summary.wall_seconds = time.perf_counter() - started
+    return summary
+
+
+def check_backend(backend: str) -> None:
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; allowed: {', '.join(BACKENDS)}")
+    if backend == "cuda":
+        raise ValueError(
+            "backend 'cuda' is not available yet: the CUDA kernels are not built "
+            "(issue 7); use --backend cpu"
+        )
+
+
+def _move_aside(path: Path) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target = path.with_name(f"{path.stem}.{stamp}{path.suffix}")
+    shutil.move(path, target)
+    for suffix in ("-wal", "-shm"):
+        side = Path(f"{path}{suffix}")
+        if side.exists():
+            shutil.move(side, Path(f"{target}{suffix}"))
+    return target
+
+
+def _timed_group(spec_dicts: list[dict], threads: int) -> tuple[list[dict], float]:
+    started = time.perf_counter()
+    results = train_group(spec_dicts, threads)
+    return results, time.perf_counter() - started
+
+
+def _local_results(
+    groups: list[list[RunSpec]], workers: int, threads: int
+) -> Iterator[tuple[list[RunSpec], object, float]]:
+    """(group, result dicts or the exception, busy seconds) as ensembles finish.
+
+    At most ``workers`` ensembles are in flight, so when a worker dies (a crash in compiled
+    code, the OOM killer) and breaks the pool, the ensembles it may have held are known:
+    they go back to the queue of a new pool, and one that was in flight in
+    ``_MAX_POOL_BREAKS`` broken pools is reported failed instead of being retried forever.
+    """
+    context = multiprocessing.get_context("spawn")  # never fork a process that has threads
+    queue = deque(groups)
+    breaks: dict[int, int] = {}
+    while queue:
+        pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init,
+                                   initargs=(threads,))
+        running: dict[Future, list[RunSpec]] = {}
+        try:
+            broken = None
+            while (queue or running) and broken is None:
+                while queue and len(running) < workers:
+                    group = queue.popleft()
+                    dicts = [spec.to_dict() for spec in group]
+                    running[pool.submit(_timed_group, dicts, threads)] = group
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    group = running.pop(future)
+                    try:
+                        results, busy = future.result()
+                    except BrokenProcessPool as error:
+                        broken = error
+                        running[future] = group  # back with the others in flight
+                    except Exception as error:  # raised inside training: these runs only
+                        yield group, error, 0.0
+                    else:
+                        yield group, results, busy
+            for group in running.values():  # only after a break
+                breaks[id(group)] = breaks.get(id(group), 0) + 1
+                if breaks[id(group)] >= _MAX_POOL_BREAKS:
+                    yield group, broken, 0.0
+                else:
+                    queue.appendleft(group)
+        finally:
+            _terminate(pool)
+
+
+_MAX_POOL_BREAKS = 2
+
+
+def _terminate(pool: ProcessPoolExecutor) -> None:
+    """Stop a pool now, killing ensembles in flight (the driver is stopping or broken)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        if process.is_alive():
+            process.kill()
+
+
+def _dask_results(
+    groups: list[list[RunSpec]], scheduler: str
+) -> Iterator[tuple[list[RunSpec], object, float]]:
+    """The same stream from a Dask distributed cluster at ``scheduler``.
+
+    Dask reschedules a task whose worker died (up to ``distributed.scheduler.allowed-
+    failures`` times); ``retries`` adds retries for exceptions raised by the task.
+    """
+    try:
+        from distributed import Client, as_completed
+    except ImportError:
+        raise ValueError(
+            "--scheduler needs Dask distributed: pip install 'ablate[dist]'"
+        ) from None
+    try:
+        client = Client(scheduler, timeout="20s")
+    except OSError as error:
+        raise ValueError(f"cannot reach the Dask scheduler at {scheduler}: {error}") from None
+    try:
+        futures = {}
+        for group in groups:
+            future = client.submit(_timed_group, [s.to_dict() for s in group], 1,
+                                   pure=False, retries=2)
+            futures[future] = group
+        for future in as_completed(futures):
+            group = futures[future]
+            try:
+                results, busy = future.result()
+            except Exception as error:
+                yield group, error, 0.0
+            else:
+                yield group, results, busy
+    finally:
+        client.close()
+
+
+def _progress_bar(summary: SweepSummary, n_todo: int, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=summary.total, initial=summary.skipped, unit="run",
+                desc=summary.suite, dynamic_ncols=True)
