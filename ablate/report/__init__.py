@@ -25,18 +25,6 @@ from ablate.report import claims, figures, markdown, select, tables
 __all__ = ["build_report", "claims", "select", "tables", "figures"]
 
 
-def _read_meta(ledger: Path) -> dict[str, str]:
-    from ablate import store
-
-    if hasattr(store, "read_meta"):
-        return dict(store.read_meta(ledger))
-    db = store._open_checked(ledger)  # read-only; until store.read_meta exists
-    try:
-        return dict(db.execute("SELECT name, value FROM meta"))
-    finally:
-        db.close()
-
-
 def _clear(directory: Path, pattern: str) -> None:
     if directory.is_dir():
         for path in directory.glob(pattern):
@@ -47,12 +35,12 @@ def _clear(directory: Path, pattern: str) -> None:
 def build_report(results_dir: str | Path, ledger: str | Path | None = None) -> Path:
     """Write report.md, figures/*.png (+ .csv) and tables/*.csv under ``results_dir`` from the
     ledger (default ``results_dir/ledger.sqlite``); returns the path of report.md."""
-    from ablate.store import load
+    from ablate.store import load, read_meta
 
     root = Path(results_dir)
     ledger = Path(ledger) if ledger is not None else root / "ledger.sqlite"
     frame = select.prepare(load(ledger))
-    meta = _read_meta(ledger)
+    meta = read_meta(ledger)
     notes = []
     protocol = meta.get("protocol") or "best_lr"
     if protocol not in select.PROTOCOLS:

@@ -34,6 +34,7 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator  # noqa: 
 
 from ablate.report import frames  # noqa: E402
 from ablate.report.style import (  # noqa: E402
+    MAX_LINES,
     cell_groups,
     colour,
     marker,
@@ -87,6 +88,14 @@ def _group_panels(frame: pd.DataFrame) -> tuple[list[tuple[str, pd.DataFrame]], 
             if not mine.empty:
                 out.append((f"{title}: {group}", mine))
     return out, len(tasks)
+
+
+def _line_layout(frame: pd.DataFrame) -> tuple[list[tuple[str, pd.DataFrame]], int]:
+    """Task panels, or task × cell-group panels when more cells than one panel can carry."""
+    if frame["cell"].nunique() > MAX_LINES + 1:
+        return _group_panels(frame)
+    panels = _panels(frame)
+    return panels, min(3, len(panels))
 
 
 def _grid(n: int, columns: int = 3, panel=PANEL, **kwargs):
@@ -475,10 +484,10 @@ def retention(runs: pd.DataFrame, out: Path) -> Figure | None:
         return None
     data = (trained.groupby(["task_label", "n_hidden", "cell", "gap"])["retention_best_unit"]
             .agg(median="median", low="min", high="max", runs="count").reset_index())
-    panels = _panels(data)
+    panels, columns = _line_layout(data)
     cells = order_cells(data["cell"])
     with _style():
-        fig, axes = _grid(len(panels))
+        fig, axes = _grid(len(panels), columns=columns)
         for ax, (title, rows) in zip(axes, panels, strict=True):
             for cell in order_cells(rows["cell"]):
                 points = rows.loc[rows["cell"] == cell].sort_values("gap")
@@ -492,7 +501,8 @@ def retention(runs: pd.DataFrame, out: Path) -> Figure | None:
             # at least two decades, so the axis keeps plain 10^k labels
             smallest = rows["low"].clip(lower=RETENTION_FLOOR).min()
             ax.set_ylim(max(RETENTION_FLOOR / 2, min(1e-2, smallest / 3)), 1.5)
-            ax.set_ylabel("∏ keep over the gap, best unit\n(log scale; 1 = nothing lost)")
+            if ax.get_subplotspec().is_first_col():
+                ax.set_ylabel("∏ keep over the gap, best unit\n(log scale; 1 = nothing lost)")
             ax.set_title(title)
         _legend(fig, _cell_handles(cells))
         caption = ("How much of what was written at the cue survives the gap in the unit that "
@@ -516,10 +526,10 @@ def state_drift(runs: pd.DataFrame, out: Path) -> Figure | None:
     chosen = pd.concat(pieces)
     data = (chosen.groupby(["task_label", "n_hidden", "gap", "cell", "segment", "stream_step"])
             ["norm"].agg(median="median", low="min", high="max", runs="count").reset_index())
-    panels = _panels(data)
+    panels, columns = _line_layout(data)
     cells = order_cells(data["cell"])
     with _style():
-        fig, axes = _grid(len(panels))
+        fig, axes = _grid(len(panels), columns=columns)
         for ax, (title, rows) in zip(axes, panels, strict=True):
             for cell in order_cells(rows["cell"]):
                 line = rows.loc[rows["cell"] == cell].sort_values("stream_step")
@@ -527,14 +537,15 @@ def state_drift(runs: pd.DataFrame, out: Path) -> Figure | None:
                         marker=marker(cell), markersize=3.5, linewidth=1.5)
                 _band(ax, line["stream_step"], line["low"], line["high"], cell)
             positive = rows.loc[rows["low"] > 0, "low"]
-            if len(positive) and rows["high"].max() / positive.min() > 30:
+            log = bool(len(positive)) and rows["high"].max() / positive.min() > 30
+            if log:
                 ax.set_yscale("log")
-                ax.set_ylabel("‖c_t‖ at each sequence end (log scale)")
             else:
                 ax.set_ylim(bottom=0)
-                ax.set_ylabel("‖c_t‖ at each sequence end")
+            if ax.get_subplotspec().is_first_col():
+                ax.set_ylabel("‖c_t‖ at each sequence end" + (" (log scale)" if log else ""))
             ax.set_xlabel("time step of the stream (no state reset)")
-            ax.set_title(f"{title}, gap {int(rows['gap'].iloc[0])}")
+            ax.set_title(f"{title} (gap {int(rows['gap'].iloc[0])})")
         _legend(fig, _cell_handles(cells))
         caption = ("Euclidean norm of the cell state c_t at the end of each of the test "
                    "sequences run back to back without resetting the state (a stream many "

@@ -90,7 +90,7 @@ def text_colour(cell: str) -> str:
 # every panel; cells are grouped by what they ask, in registry order.
 MAX_LINES = 5
 FAMILIES = (
-    ("LSTM variants (Greff et al. 2017)",
+    ("Greff variants",
      ("lstm_peephole", "nig", "nfg", "nog", "niaf", "noaf", "cifg", "fgr")),
     ("seed ablations", ("single_net", "net_readout", "sigmoid_input", "sigmoid_readout",
                         "use_gate", "lstm97")),
