@@ -158,6 +158,7 @@ def run_suite(
     check_backend(backend)
     ledger_path = Path(results_root) / suite.name / "ledger.sqlite"
     if fresh and ledger_path.exists():
+        Ledger(ledger_path).close()  # refuses a ledger in use or a foreign file; folds the WAL in
         _move_aside(ledger_path)
     started = time.perf_counter()
     with Ledger(ledger_path) as ledger:

@@ -13,6 +13,7 @@ Set NUMBA_CACHE_DIR to keep the cache outside the source tree.
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 from numba import njit
@@ -24,14 +25,23 @@ from numba.core.dispatcher import Dispatcher
 FLAGS = {"error_model": "numpy", "nogil": True}
 
 
+_COMPILED_DIRS = ("cells", "kernels", "tasks")  # every file here may hold or feed a kernel
+_COMPILED_MARK = re.compile(rb"@kernel|@inline|njit|numba\.cuda")
+
+
 def _package_hash() -> str:
+    """A hash of the package's compiled-code sources: the cells, kernels and tasks folders
+    and any other module that defines a kernel. The runner, the ledger and the reports are
+    left out, so editing them does not throw away every compiled kernel."""
     root = Path(__file__).resolve().parent.parent
     digest = hashlib.sha256()
     for path in sorted(root.rglob("*.py")):
-        if path.relative_to(root).parts[0] == "reference":  # the torch oracle: never compiled
+        relative = path.relative_to(root)
+        text = path.read_bytes()
+        if relative.parts[0] not in _COMPILED_DIRS and not _COMPILED_MARK.search(text):
             continue
-        digest.update(str(path.relative_to(root)).encode())
-        digest.update(path.read_bytes())
+        digest.update(str(relative).encode())
+        digest.update(text)
     return digest.hexdigest()
 
 
