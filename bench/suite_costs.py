@@ -1,0 +1,196 @@
+"""Measure what a suite costs and what it takes to solve: the numbers behind suites/*.toml.
+
+Every measurement trains real RunSpecs with ``ablate.train.train`` and appends one JSON line
+per run to ``bench/suite_data/<command>.jsonl`` (spec, steps, stop, metric, solved,
+steps_to_solve, wall/compile/train seconds), so ``ablate/cost.py`` and bench/SUITES.md can be
+rebuilt from them. Run one process at a time with one thread:
+
+    ABLATE_NUM_THREADS=1 python bench/suite_costs.py steps        # step time grid (cell, H, B, T)
+    ABLATE_NUM_THREADS=1 python bench/suite_costs.py cells        # every cell at H32 B32 T112
+    ABLATE_NUM_THREADS=1 python bench/suite_costs.py overhead     # time outside training steps
+    ABLATE_NUM_THREADS=1 python bench/suite_costs.py solve --cell lstm --task tv --gap 100 \\
+        --seeds 0,1,2 --lrs 1e-2,3e-3 --hidden 32 --batch 32 --budget 3000 [--options '{...}']
+
+``steps`` and ``cells`` report ms per step = train_seconds / steps (the compiled training
+steps only); ``overhead`` reports wall_seconds − train_seconds per run (compile or cache load,
+evaluations, the test batch, diagnostics) for a few tasks and gaps, with and without
+diagnostics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
+
+from ablate.results import RunSpec  # noqa: E402
+from ablate.train import train  # noqa: E402
+
+DATA = Path(__file__).resolve().parent / "suite_data"
+
+
+def record(name: str, results, extra: dict | None = None) -> None:
+    DATA.mkdir(exist_ok=True)
+    with open(DATA / f"{name}.jsonl", "a") as out:
+        for r in results:
+            row = {
+                "spec": r.spec.to_dict(),
+                "steps": r.steps,
+                "stop": r.stop_reason,
+                "metric": r.metric,
+                "solved": r.solved,
+                "steps_to_solve": r.steps_to_solve,
+                "wall": r.wall_seconds,
+                "compile": r.compile_seconds,
+                "train": r.train_seconds,
+                "ensemble": r.ensemble.get("size"),
+                "threads": r.ensemble.get("threads"),
+                "load": os.getloadavg()[0],
+                "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                **(extra or {}),
+            }
+            out.write(json.dumps(row) + "\n")
+
+
+def step_ms(spec: RunSpec) -> tuple[float, float]:
+    """(ms per step, compile seconds) of one short run without diagnostics."""
+    result = train(spec, diagnostics=False)[0]
+    record("steps", [result])
+    return 1e3 * result.train_seconds / result.steps, result.compile_seconds
+
+
+def timed_spec(cell: str, T: int, H: int, B: int, guess_ms: float) -> RunSpec:
+    """A tv run of sequence length T (gap = T − 12) sized to ~1.5 s of training."""
+    steps = int(max(10, min(300, 1500 / max(guess_ms, 1e-3))))
+    half = max(5, steps // 2)
+    return RunSpec(cell, "tv", gap=T - 12, n_hidden=H, batch_size=B, budget=2 * half,
+                   eval_every=half, eval_batch=16, test_batch=16, lr=1e-3)
+
+
+def cmd_steps(args) -> None:
+    cells = args.cells.split(",")
+    for cell in cells:
+        for T in (32, 112, 1012):
+            for H in (16, 32, 64, 128):
+                for B in (16, 32, 64):
+                    guess = 0.6e-6 * T * B * (1 + H / 32) ** 2 * 1e3 / 2
+                    ms, compiled = step_ms(timed_spec(cell, T, H, B, guess))
+                    print(f"{cell:12s} T={T:5d} H={H:4d} B={B:3d} {ms:9.3f} ms/step"
+                          f"  (compile {compiled:.2f} s)", flush=True)
+
+
+def cmd_cells(args) -> None:
+    from ablate import cells as cell_registry
+
+    for cell in args.cells.split(",") if args.cells else cell_registry.names():
+        for H in (32, 128):
+            ms, compiled = step_ms(timed_spec(cell, 112, H, 32, 3.0 * (H / 32) ** 1.5))
+            print(f"{cell:16s} H={H:4d} B=32 T=112 {ms:8.3f} ms/step  (compile {compiled:.2f} s)",
+                  flush=True)
+
+
+OVERHEAD_POINTS = [
+    ("tv", 10, {}), ("tv", 100, {}), ("tv", 1000, {}),
+    ("copy", 100, {"n_recall": 3}), ("copy", 1000, {"n_recall": 3}),
+    ("adding", 100, {}), ("adding", 1000, {}),
+    # continual at gap 1000 is left out: its 1024-sequence test batch (T = 32 384) is
+    # predicted in one call that holds every step's state, > 23 GB (killed by the OOM killer)
+    ("continual", 10, {}), ("continual", 100, {}),
+    ("temporal_order", 100, {}), ("timing", 100, {}), ("mqar", 100, {}),
+]
+
+
+def cmd_overhead(args) -> None:
+    """Outside-training time of one run of `budget` steps with eval every `eval_every`."""
+    for cell in args.cells.split(","):
+        for task, gap, options in OVERHEAD_POINTS:
+            for diagnostics in (False, True):
+                spec = RunSpec(cell, task, gap=gap, task_options=options, budget=args.budget,
+                               eval_every=args.eval_every, lr=1e-3)
+                started = time.perf_counter()
+                result = train(spec, diagnostics=diagnostics)[0]
+                outside = time.perf_counter() - started
+                record("overhead", [result], {"diagnostics": diagnostics, "call": outside})
+                n_evals = len(result.curve["step"])
+                print(f"{cell:10s} {task:15s} gap={gap:5d} diag={int(diagnostics)} "
+                      f"steps={result.steps} evals={n_evals} train={result.train_seconds:7.2f} s "
+                      f"wall={result.wall_seconds:7.2f} s "
+                      f"outside={result.wall_seconds - result.train_seconds:6.2f} s "
+                      f"compile={result.compile_seconds:5.2f} s", flush=True)
+
+
+def patch_forget_bias(cell: str, value: float) -> None:
+    """Measurement only: this process's registry gets another forget-gate bias init for cell
+    (ablate/cells/spec.py fixes it at +1 for the lstm family; no RunSpec field sets it)."""
+    import dataclasses
+
+    from ablate import cells
+
+    registry = cells._REGISTRY
+    registry[cell] = dataclasses.replace(registry[cell], forget_bias=value)
+
+
+def cmd_solve(args) -> None:
+    options = json.loads(args.options) if args.options else {}
+    if args.forget_bias is not None:
+        patch_forget_bias(args.cell, args.forget_bias)
+    specs = [
+        RunSpec(args.cell, args.task, gap=args.gap, seed=seed, lr=lr, n_hidden=args.hidden,
+                batch_size=args.batch, budget=args.budget, eval_every=args.eval_every,
+                task_options=options, eval_batch=args.eval_batch)
+        for seed in map(int, args.seeds.split(",")) for lr in map(float, args.lrs.split(","))
+    ]
+    started = time.perf_counter()
+    results = train(specs, diagnostics=args.diagnostics)
+    elapsed = time.perf_counter() - started
+    record("solve", results, {"call": elapsed, "diagnostics": args.diagnostics,
+                              "forget_bias": args.forget_bias})
+    for r in results:
+        values = r.curve["val_metric"]
+        curve = ",".join(f"{v:.2f}" for v in values[:: max(1, len(values) // 12)])
+        ms = 1e3 * r.train_seconds / max(r.steps, 1)
+        print(f"{r.run_id:40s} {r.stop_reason:8s} steps={r.steps:6d} metric={r.metric:.3f} "
+              f"solved={int(r.solved)} ms/step={ms:.2f}  [{curve}]", flush=True)
+    n_solved = sum(r.solved for r in results)
+    print(f"solved {n_solved}/{len(results)}; call {elapsed:.1f} s; "
+          f"sum train {sum(r.train_seconds for r in results):.1f} s", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("steps")
+    p.add_argument("--cells", default="lstm,gru,rnn")
+    p = sub.add_parser("cells")
+    p.add_argument("--cells", default="")
+    p = sub.add_parser("overhead")
+    p.add_argument("--cells", default="lstm")
+    p.add_argument("--budget", type=int, default=100)
+    p.add_argument("--eval-every", type=int, default=50)
+    p = sub.add_parser("solve")
+    p.add_argument("--cell", default="lstm")
+    p.add_argument("--task", default="tv")
+    p.add_argument("--gap", type=int, default=100)
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--lrs", default="1e-2")
+    p.add_argument("--hidden", type=int, default=32)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--budget", type=int, default=2000)
+    p.add_argument("--eval-every", type=int, default=50)
+    p.add_argument("--eval-batch", type=int, default=256)
+    p.add_argument("--options", default="")
+    p.add_argument("--diagnostics", action="store_true")
+    p.add_argument("--forget-bias", type=float, default=None,
+                   help="measurement only: patch the cell's forget-gate bias init in-process")
+    args = parser.parse_args()
+    {"steps": cmd_steps, "cells": cmd_cells, "overhead": cmd_overhead, "solve": cmd_solve}[
+        args.command](args)
+
+
+if __name__ == "__main__":
+    main()
