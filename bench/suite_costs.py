@@ -10,6 +10,8 @@ rebuilt from them. Run one process at a time with one thread:
     ABLATE_NUM_THREADS=1 python bench/suite_costs.py overhead     # time outside training steps
     ABLATE_NUM_THREADS=1 python bench/suite_costs.py solve --cell lstm --task tv --gap 100 \\
         --seeds 0,1,2 --lrs 1e-2,3e-3 --hidden 32 --batch 32 --budget 3000 [--options '{...}']
+    ABLATE_NUM_THREADS=1 python bench/suite_costs.py suite suites/smoke.toml  # a whole suite
+    ABLATE_NUM_THREADS=1 python bench/suite_costs.py predict      # evaluation forward per row
 
 ``steps`` and ``cells`` report ms per step = train_seconds / steps (the compiled training
 steps only); ``overhead`` reports wall_seconds − train_seconds per run (compile or cache load,
@@ -161,6 +163,62 @@ def cmd_solve(args) -> None:
           f"sum train {sum(r.train_seconds for r in results):.1f} s", flush=True)
 
 
+def cmd_predict(args) -> None:
+    """µs per sequence-step of the evaluation forward (cells.drivers' chunk_predict, as
+    ablate.train calls it) on a 1024-sequence tv batch, whole or cut into row chunks."""
+    import numpy as np
+
+    from ablate import cells, tasks
+    from ablate.model import _keep_freed_memory, _pin_blas_threads, init_params
+
+    _keep_freed_memory()  # as ablate.train does before evaluating
+    _pin_blas_threads()
+    task = tasks.get("tv")
+    for gap in (100, 1000):
+        batch = task.batch(gap, 1024, 0, "test", 0)
+        x = np.ascontiguousarray(batch.x, dtype=np.float32)
+        for cell in args.cells.split(","):
+            _, predict = cells.drivers(cell, np.float32)
+            params = init_params(cell, task.n_in(gap), 32, 2, 0, np.float32)
+            predict(params, np.ascontiguousarray(x[:, :2]), 32, 2)
+            for repeat in range(2):
+                for chunk in (1024, 256, 64, 16):
+                    started = time.perf_counter()
+                    for k in range(0, 1024, chunk):
+                        predict(params, np.ascontiguousarray(x[:, k : k + chunk]), 32, 2)
+                    seconds = time.perf_counter() - started
+                    print(f"{cell:6s} gap {gap:5d} rows/call {chunk:5d} repeat {repeat}: "
+                          f"{1e6 * seconds / (x.shape[0] * 1024):.3f} us/sequence-step",
+                          flush=True)
+
+
+def cmd_suite(args) -> None:
+    """Train a whole suite's specs with train() in this process (one thread) and compare
+    the time with ablate.cost's estimates."""
+    from collections import defaultdict
+
+    from ablate.cost import estimate_seconds, estimate_suite_seconds
+    from ablate.suite import load_suite
+
+    suite = load_suite(args.path)
+    started = time.perf_counter()
+    results = train(list(suite.specs), diagnostics=True)
+    elapsed = time.perf_counter() - started
+    record("suite", results, {"suite": suite.name, "call": elapsed})
+    table = defaultdict(list)
+    for r in results:
+        table[(r.spec.task, r.spec.gap, r.spec.cell)].append(r)
+    for (task, gap, cell), rs in table.items():
+        steps = ",".join(str(r.steps) for r in rs)
+        print(f"{task:12s} gap {gap:5d} {cell:14s} solved {sum(r.solved for r in rs)}/{len(rs)}"
+              f"  steps [{steps}]  wall {sum(r.train_seconds for r in rs):6.1f} s train")
+    estimate_one = sum(estimate_seconds(spec) for spec in suite.specs)
+    print(f"{suite.name}: {len(results)} runs, {elapsed:.1f} s on one core "
+          f"(estimate, full budgets: {estimate_one:.1f} s; "
+          f"2 workers: {estimate_suite_seconds(suite.specs, 2):.1f} s); "
+          f"load {os.getloadavg()[0]:.2f}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -187,9 +245,14 @@ def main() -> None:
     p.add_argument("--diagnostics", action="store_true")
     p.add_argument("--forget-bias", type=float, default=None,
                    help="measurement only: patch the cell's forget-gate bias init in-process")
+    p = sub.add_parser("suite")
+    p.add_argument("path")
+    p = sub.add_parser("predict")
+    p.add_argument("--cells", default="lstm,gru,rnn")
     args = parser.parse_args()
-    {"steps": cmd_steps, "cells": cmd_cells, "overhead": cmd_overhead, "solve": cmd_solve}[
-        args.command](args)
+    commands = {"steps": cmd_steps, "cells": cmd_cells, "overhead": cmd_overhead,
+                "solve": cmd_solve, "suite": cmd_suite, "predict": cmd_predict}
+    commands[args.command](args)
 
 
 if __name__ == "__main__":
