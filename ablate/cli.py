@@ -91,7 +91,8 @@ def _run_command(args: argparse.Namespace) -> int:
     print(
         f"{summary.suite}: {summary.done} runs recorded, {summary.skipped} already done, "
         f"{summary.failed} failed, {summary.diverged} diverged; "
-        f"{summary.wall_seconds:.1f} s on {summary.workers} workers"
+        f"{summary.wall_seconds:.1f} s"
+        + (f" on {summary.workers} workers" if summary.local else " on the Dask cluster")
         + (f" ({summary.overhead_fraction:.1%} of it outside training)"
            if summary.overhead_fraction is not None else "")
         + f"; ledger {summary.ledger}"

@@ -125,13 +125,15 @@ class SweepSummary:
     diverged: int = 0
     wall_seconds: float = 0.0
     busy_seconds: float = 0.0  # Σ over ensembles of the worker's time inside train_ensemble
-    workers: int = 1
+    workers: int = 1  # local pool processes (a Dask cluster's size is not known here)
+    local: bool = True
     failures: list[str] = field(default_factory=list)
 
     @property
     def overhead_fraction(self) -> float | None:
-        """1 − (busy worker time / (workers · wall)): what the runner costs beyond training."""
-        if self.wall_seconds <= 0 or self.done == 0:
+        """1 − (busy worker time / (workers · wall)): what the runner costs beyond training;
+        None on a Dask cluster, whose worker count may change during the sweep."""
+        if not self.local or self.wall_seconds <= 0 or self.done == 0:
             return None
         return max(0.0, 1.0 - self.busy_seconds / (self.workers * self.wall_seconds))
 
@@ -178,8 +180,8 @@ def run_suite(
             stream = _local_results(groups, summary.workers, threads)
         else:
             stream = _dask_results(groups, scheduler)
-            summary.workers = workers or 1
-        bar = _progress_bar(summary, len(todo), progress)
+            summary.local = False
+        bar = _progress_bar(summary, progress)
         try:
             for group, outcome, busy in stream:
                 if isinstance(outcome, BaseException):
@@ -329,7 +331,7 @@ def _dask_results(
         client.close()
 
 
-def _progress_bar(summary: SweepSummary, n_todo: int, enabled: bool):
+def _progress_bar(summary: SweepSummary, enabled: bool):
     if not enabled:
         return None
     from tqdm import tqdm

@@ -79,12 +79,17 @@ class _Columns:
         return pd.DataFrame(self.columns)
 
 
+def _sections(row, part: str):
+    """(moment, section) for each moment whose stored diagnostics have ``part``."""
+    for moment in MOMENTS:
+        found = (_diagnostics(row, moment) or {}).get(part)
+        if found:
+            yield moment, found
+
+
 def _flows(row):
     """(moment, quantity, distance list, norm list) of one run's stored error flow."""
-    for moment in MOMENTS:
-        flow = (_diagnostics(row, moment) or {}).get("error_flow")
-        if not flow:
-            continue
+    for moment, flow in _sections(row, "error_flow"):
         for quantity in ("h", "c"):
             norms = flow.get(f"d{quantity}_norm")
             if norms is not None:
@@ -124,10 +129,7 @@ def gates(runs: pd.DataFrame) -> pd.DataFrame:
     ``ablate.diagnostics.gate_stats`` (mean keep value over the gap, retention, ...)."""
     rows = []
     for _, row in runs.iterrows():
-        for moment in MOMENTS:
-            stats = (_diagnostics(row, moment) or {}).get("gates")
-            if not stats:
-                continue
+        for moment, stats in _sections(row, "gates"):
             rows.append(dict(_ids(row), moment=moment, keep_gate=stats.get("keep_gate"),
                              **{name: _number(stats.get(name)) for name in GATE_FIELDS}))
     return _frame(rows, ID + ["moment", "keep_gate", *GATE_FIELDS])
@@ -138,10 +140,7 @@ def drift(runs: pd.DataFrame) -> pd.DataFrame:
     stream run without reset; ``stream_step`` counts steps from the stream's start."""
     rows = []
     for _, row in runs.iterrows():
-        for moment in MOMENTS:
-            found = (_diagnostics(row, moment) or {}).get("state_drift")
-            if not found:
-                continue
+        for moment, found in _sections(row, "state_drift"):
             length = int(found.get("segment_steps") or 1)
             for segment, norm in enumerate(found.get("norm_at_segment_end") or []):
                 rows.append(dict(_ids(row), moment=moment, state=found.get("state"),
@@ -155,10 +154,7 @@ def drift_summary(runs: pd.DataFrame) -> pd.DataFrame:
     and the task metric on the first and on the last segment of the stream."""
     rows = []
     for _, row in runs.iterrows():
-        for moment in MOMENTS:
-            found = (_diagnostics(row, moment) or {}).get("state_drift")
-            if not found:
-                continue
+        for moment, found in _sections(row, "state_drift"):
             rows.append(dict(_ids(row), moment=moment, state=found.get("state"),
                              growth=_number(found.get("growth")),
                              max_abs=_number(found.get("max_abs")),
