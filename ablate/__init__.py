@@ -7,7 +7,7 @@ Shape legend (used on every array in the package):
 Public API::
 
     ablate.cells.names(), ablate.cells.get(name)
-    ablate.init_params(cell, n_in, n_hidden, n_out, seed, dtype) -> params [P]
+    ablate.init_params(cell, n_in, n_hidden, n_out, seed, dtype, forget_bias) -> params [P]
     ablate.unflatten(cell, params, n_in, n_hidden, n_out) -> {block: view}
     ablate.forward(cell, params, x, n_hidden, n_out) -> Forward(y, h, c)
     ablate.loss_and_grad(cell, params, x, target, mask, loss, n_hidden, n_out) -> (loss, grad)

@@ -60,6 +60,9 @@ class RunSpec:
     eval_batch: int = 256  # validation sequences (one fixed batch)
     test_batch: int = 1024  # test sequences (one fixed batch) for the final metric
     eval_seed: int = 0  # seed of the validation and test batches, shared by every run
+    # the forget-gate bias shift at init (see ablate.init_params); None: the cell's default.
+    # Only for cells with a forget gate. Left out of to_dict (and so of key) while None.
+    forget_bias: float | None = None
 
     def __post_init__(self) -> None:
         from ablate import cells, tasks  # here: results must import without numba compiling
@@ -107,6 +110,10 @@ class RunSpec:
         object.__setattr__(self, "lr", float(self.lr))
         object.__setattr__(self, "clip", float(self.clip))
         object.__setattr__(self, "gap", int(self.gap))
+        if self.forget_bias is not None:
+            from ablate.model import check_forget_bias
+
+            object.__setattr__(self, "forget_bias", check_forget_bias(self.cell, self.forget_bias))
         dtype = self.dtype.name if isinstance(self.dtype, np.dtype) else self.dtype
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
@@ -120,7 +127,9 @@ class RunSpec:
     @property
     def run_id(self) -> str:
         """A readable name, e.g. ``lstm-copy-gap200-h32-lr0.01-s3``."""
-        return f"{self.cell}-{self.task}-gap{self.gap}-h{self.n_hidden}-lr{self.lr:g}-s{self.seed}"
+        bias = "" if self.forget_bias is None else f"-fb{self.forget_bias:g}"
+        return (f"{self.cell}-{self.task}-gap{self.gap}-h{self.n_hidden}-lr{self.lr:g}{bias}"
+                f"-s{self.seed}")
 
     @property
     def key(self) -> str:
@@ -141,6 +150,8 @@ class RunSpec:
     def to_dict(self) -> dict:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out["task_options"] = self.options
+        if out["forget_bias"] is None:  # specs from before the field keep their key
+            del out["forget_bias"]
         return out
 
     @classmethod

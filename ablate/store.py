@@ -418,7 +418,7 @@ class Ledger:
 
 _SPEC_COLUMNS = ("cell", "task", "gap", "seed", "lr", "n_hidden", "batch_size", "budget",
                  "eval_every", "clip", "dtype", "eval_batch", "test_batch", "eval_seed",
-                 "task_options")
+                 "task_options", "forget_bias")
 _RESULT_COLUMNS = ("solved", "score", "metric", "chance", "test_loss", "steps", "steps_to_solve",
                    "stop_reason", "diverged", "diverged_at")
 _TIMING_COLUMNS = ("wall_seconds", "compile_seconds", "train_seconds", "steps_per_second",

@@ -33,7 +33,8 @@ PROTOCOLS = ("best_lr", "pooled")
 
 TOP_KEYS = ("description", "cells", "seeds", "learning_rates", "hidden_sizes", "training",
             "evaluation", "tasks")
-TRAINING_KEYS = ("budget", "batch_size", "eval_every", "clip", "dtype")  # = RunSpec fields
+TRAINING_KEYS = ("budget", "batch_size", "eval_every", "clip", "dtype",
+                 "forget_bias")  # = RunSpec fields; forget_bias only reaches cells with a gate f
 EVALUATION_KEYS = {"protocol": None, "validation_batch": "eval_batch",
                    "test_batch": "test_batch", "seed": "eval_seed"}  # suite key -> RunSpec field
 AXIS_KEYS = ("cells", "seeds", "learning_rates", "hidden_sizes")
@@ -173,13 +174,16 @@ def _task_specs(name: str, table: Any, axes: dict, fields: dict) -> list[RunSpec
     specs = []
     for gap in gaps:
         for cell in axes["cells"]:
+            # a suite-wide forget_bias concerns the cells that have a forget gate only
+            cell_fields = fields if "f" in cells.get(cell).gates else {
+                key: value for key, value in fields.items() if key != "forget_bias"}
             for n_hidden in axes["hidden_sizes"]:
                 for lr in axes["learning_rates"]:
                     for seed in axes["seeds"]:
                         try:
                             specs.append(RunSpec(cell=cell, task=name, gap=gap, seed=seed, lr=lr,
                                                  n_hidden=n_hidden, task_options=options,
-                                                 **fields))
+                                                 **cell_fields))
                         except ValueError as error:  # not caught above: say which run
                             raise _Bad(where, f"run cell={cell} gap={gap} h={n_hidden} lr={lr:g}"
                                               f" seed={seed}: {error}") from None
@@ -219,6 +223,12 @@ def _number(value: Any, where: str, minimum: float, inclusive: bool) -> float:
     if (not _is_real(value) or not math.isfinite(value)
             or value < minimum or (value == minimum and not inclusive)):
         raise _Bad(where, f"expected a finite number {low}, got {_got(value)}")
+    return float(value)
+
+
+def _finite(value: Any, where: str) -> float:
+    if not _is_real(value) or not math.isfinite(value):
+        raise _Bad(where, f"expected a finite number, got {_got(value)}")
     return float(value)
 
 
@@ -274,6 +284,7 @@ _TRAINING = {
     "eval_every": lambda value, where: _integer(value, where, 1),
     "clip": lambda value, where: _number(value, where, 0, inclusive=True),
     "dtype": lambda value, where: _name(value, where, "dtype", DTYPES),
+    "forget_bias": lambda value, where: _finite(value, where),
 }
 
 

@@ -341,7 +341,8 @@ class _Run:
     def __init__(self, spec: RunSpec, setup: _Setup) -> None:
         self.spec, self.setup = spec, setup
         self.params = init_params(
-            spec.cell, setup.n_in, spec.n_hidden, setup.n_out, spec.seed, setup.dtype
+            spec.cell, setup.n_in, spec.n_hidden, setup.n_out, spec.seed, setup.dtype,
+            spec.forget_bias,
         )
         self.m = np.zeros_like(self.params)
         self.v = np.zeros_like(self.params)

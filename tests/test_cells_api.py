@@ -151,6 +151,30 @@ def test_forget_bias_plus_one_where_spec_says(name):
     assert abs(forget.mean() - cell.forget_bias) < 0.1
 
 
+@pytest.mark.parametrize("name", FORGET_BIAS_CELLS)
+def test_forget_bias_argument_replaces_the_default_shift(name):
+    """init_params(..., forget_bias=x): b_f = uniform(±1/√H) + x, every other block the same
+    draws as the default init (only the shift differs)."""
+    cell = ablate.cells.get(name)
+    default = ablate.init_params(name, N_IN, N_HIDDEN, N_OUT, seed=4, dtype=F64)
+    shifted = ablate.init_params(name, N_IN, N_HIDDEN, N_OUT, seed=4, dtype=F64, forget_bias=4.5)
+    k = cell.gates.index("f")
+    forget = slice(k * N_HIDDEN, (k + 1) * N_HIDDEN)
+    b_default = ablate.unflatten(name, default, N_IN, N_HIDDEN, N_OUT)["b"]
+    b_shifted = ablate.unflatten(name, shifted, N_IN, N_HIDDEN, N_OUT)["b"]
+    np.testing.assert_allclose(b_shifted[forget] - b_default[forget], 4.5 - cell.forget_bias)
+    changed = np.flatnonzero(shifted != default)
+    offset = sum(np.prod(s) for n, s in cell.block_shapes(N_IN, N_HIDDEN, N_OUT)
+                 if n in ("W", "R"))
+    assert set(changed) <= set(range(offset + forget.start, offset + forget.stop))
+
+
+@pytest.mark.parametrize("name", [n for n in CELL_NAMES if n not in FORGET_BIAS_CELLS])
+def test_forget_bias_on_a_cell_without_forget_gate_is_an_error(name):
+    with pytest.raises(ValueError, match=f"cell '{name}' has no forget gate"):
+        ablate.init_params(name, N_IN, N_HIDDEN, N_OUT, forget_bias=2.0)
+
+
 def test_spec_forget_bias_on_the_lstm_family():
     """The LSTM cells with a forget gate start it at +1 (Jozefowicz et al. 2015)."""
     for name in ("lstm", "lstm_peephole", "nig", "nog", "niaf", "noaf", "fgr",

@@ -69,6 +69,8 @@ MALFORMED = [
      "got true (a boolean)"),
     ("bool-for-number", HEAD + "[training]\nclip = false\n" + TV, "training.clip",
      "expected a finite number >= 0, got false (a boolean)"),
+    ("string-forget-bias", HEAD + "[training]\nforget_bias = \"3\"\n" + TV,
+     "training.forget_bias", 'expected a finite number, got "3" (a string)'),
     ("bool-seeds", HEAD.replace("seeds = 2", "seeds = true") + TV, "seeds",
      "got true (a boolean)"),
     ("float-seed", HEAD.replace("seeds = 2", "seeds = [0, 1.5]") + TV, "seeds[1]",
@@ -320,3 +322,16 @@ def test_suite_is_frozen() -> None:
     suite = parse(HEAD + TV)
     with pytest.raises(dataclasses.FrozenInstanceError):
         suite.protocol = "pooled"  # type: ignore[misc]
+
+
+def test_forget_bias_reaches_only_cells_with_a_forget_gate() -> None:
+    """A suite-wide forget_bias shifts f where a cell has one; other cells keep their spec."""
+    suite = parse('cells = ["lstm", "gru", "nfg", "noaf"]\nseeds = 1\nlearning_rates = [0.01]\n'
+                  "[training]\nforget_bias = 3\n[tasks.tv]\ngaps = [5]\n"
+                  "[tasks.copy]\ngaps = [5]\nforget_bias = 5.5\n")
+    bias = {(spec.task, spec.cell): spec.forget_bias for spec in suite.specs}
+    assert bias == {("tv", "lstm"): 3.0, ("tv", "gru"): None, ("tv", "nfg"): None,
+                    ("tv", "noaf"): 3.0, ("copy", "lstm"): 5.5, ("copy", "gru"): None,
+                    ("copy", "nfg"): None, ("copy", "noaf"): 5.5}
+    no_bias = parse('cells = ["gru"]\nseeds = 1\nlearning_rates = [0.01]\n' + TV).specs[0]
+    assert no_bias == next(s for s in suite.specs if s.cell == "gru" and s.task == "tv")

@@ -180,6 +180,20 @@ def test_run_spec_id_key_and_options():
     assert spec.shape_key() == spec.replace(seed=4, lr=1e-3, clip=0.0, budget=5).shape_key()
 
 
+def test_forget_bias_is_part_of_the_run_but_not_of_its_shape():
+    spec = RunSpec("lstm", "tv", gap=5, seed=1)
+    biased = spec.replace(forget_bias=3)
+    assert biased.forget_bias == 3.0 and biased.run_id == "lstm-tv-gap5-h32-lr0.01-fb3-s1"
+    assert "forget_bias" not in spec.to_dict()  # keys of specs without it are unchanged
+    assert biased.key != spec.key and biased.shape_key() == spec.shape_key()
+    assert RunSpec.from_dict(biased.to_dict()) == biased
+    # the run starts from exactly init_params(..., forget_bias=3)
+    (result,) = train(SMALL.replace(forget_bias=3.0, budget=1, eval_every=1),
+                      diagnostics=False)
+    (plain,) = train(SMALL.replace(budget=1, eval_every=1), diagnostics=False)
+    assert result.curve["val_loss"][0] != plain.curve["val_loss"][0]
+
+
 # ---------------------------------------------------------------- compile cache
 
 _CHILD = """
@@ -223,6 +237,9 @@ def test_a_second_process_loads_the_trainer_from_the_disk_cache():
         ({"n_hidden": 2.5}, "n_hidden must be an integer >= 1"),
         ({"dtype": "float16"}, "dtype must be one of float32, float64"),
         ({"task_options": {"colour": 1}}, "unknown option 'colour'"),
+        ({"cell": "gru", "forget_bias": 3.0}, "cell 'gru' has no forget gate .*cells with one: lstm"),
+        ({"forget_bias": float("inf")}, "forget_bias must be a finite number or None"),
+        ({"forget_bias": "3"}, "forget_bias must be a finite number or None"),
     ],
 )
 def test_bad_arguments_raise_one_clear_value_error(changes, message):
