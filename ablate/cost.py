@@ -29,9 +29,10 @@ One run (``estimate_seconds``)::
 - ``fwd`` and ``diag``: µs per sequence-step (one sequence, one time step) of the
   evaluation forward pass and of the diagnostics at H = 32, scaled with H as the family's
   step; the largest values seen in ``suite_costs.py overhead`` (budget 100, eval every 50,
-  tv/copy/adding/continual at gaps 10–1000). The evaluation predicts the whole validation
-  or test batch in one call that keeps every step's state, which is why it costs more per
-  sequence-step than a training step does at B = 32 (lstm: up to 2.5 µs against 0.7–0.9).
+  tv/copy/adding/continual at gaps 10–1000), measured when the evaluation predicted the
+  whole validation or test batch in one call (lstm: up to 2.5 µs against 0.7–0.9 for a
+  training step at B = 32). It now predicts 64 sequences at a time (ablate.train.EVAL_ROWS),
+  1.5–3× cheaper at T 112–1012 (bench/SUITES.md); the constants are kept as the bound.
 - ``n_evals = ceil(budget / eval_every) + 1`` (step 0 included).
 - ``T_train``/``T_eval``: the task's sequence lengths on the "train" and "validation"
   streams (``continual`` evaluates on streams eval_episodes/n_episodes times longer).

@@ -38,7 +38,8 @@ TRAINING_KEYS = ("budget", "batch_size", "eval_every", "clip", "dtype",
 EVALUATION_KEYS = {"protocol": None, "validation_batch": "eval_batch",
                    "test_batch": "test_batch", "seed": "eval_seed"}  # suite key -> RunSpec field
 AXIS_KEYS = ("cells", "seeds", "learning_rates", "hidden_sizes")
-TASK_KEYS = ("gaps", "options") + TRAINING_KEYS + AXIS_KEYS
+TASK_EVALUATION_KEYS = ("validation_batch", "test_batch")  # may differ per task
+TASK_KEYS = ("gaps", "options") + TRAINING_KEYS + TASK_EVALUATION_KEYS + AXIS_KEYS
 DEFAULT_HIDDEN_SIZES = [32]
 
 
@@ -170,7 +171,9 @@ def _task_specs(name: str, table: Any, axes: dict, fields: dict) -> list[RunSpec
     axes = {**axes, **{key: _AXES[key](table[key], f"{where}.{key}")
                        for key in AXIS_KEYS if key in table}}
     fields = {**fields, **{key: _TRAINING[key](table[key], f"{where}.{key}")
-                           for key in TRAINING_KEYS if key in table}}
+                           for key in TRAINING_KEYS if key in table},
+              **{EVALUATION_KEYS[key]: _integer(table[key], f"{where}.{key}", 1)
+                 for key in TASK_EVALUATION_KEYS if key in table}}
     specs = []
     for gap in gaps:
         for cell in axes["cells"]:

@@ -269,8 +269,8 @@ class _Setup:
             spec.gap, spec.eval_batch, spec.eval_seed, "validation", 0
         )
         self.test = self.task.batch(spec.gap, spec.test_batch, spec.eval_seed, "test", 0)
-        self.validation_x = np.ascontiguousarray(self.validation.x, dtype=self.dtype)
-        self.test_x = np.ascontiguousarray(self.test.x, dtype=self.dtype)
+        self.validation_x = _row_chunks(self.validation.x, self.dtype)
+        self.test_x = _row_chunks(self.test.x, self.dtype)
         self.chance = float(self.task.chance(spec.gap))
 
     def compile(self, diagnostics: bool) -> None:
@@ -284,7 +284,7 @@ class _Setup:
             batch[0][:0], batch[1][:0], batch[2][:0], batch[3][:0], self.loss_code,
             spec.n_hidden, self.n_out, np.zeros(0), np.zeros(0),
         )
-        one_sequence = np.ascontiguousarray(self.validation_x[:, :1])
+        one_sequence = np.ascontiguousarray(self.validation_x[0][1][:, :1])
         self.predict(params, one_sequence, spec.n_hidden, self.n_out)
         if diagnostics:
             from ablate import diagnostics as diag
@@ -312,11 +312,28 @@ class _Setup:
 
     def evaluate(self, params: np.ndarray, which: str) -> tuple[float, float]:
         """(loss, metric) of params on the validation or the test batch."""
-        batch, x = (self.validation, self.validation_x) if which == "validation" else (
+        batch, chunks = (self.validation, self.validation_x) if which == "validation" else (
             self.test, self.test_x)
-        y, _, _ = self.predict(params, x, self.spec.n_hidden, self.n_out)
+        T, B = batch.mask.shape
+        y = np.empty((T, B, self.n_out), self.dtype)
+        for rows, x in chunks:  # one chunk's states at a time (see EVAL_ROWS)
+            y[:, rows] = self.predict(params, x, self.spec.n_hidden, self.n_out)[0]
         return masked_loss(y, batch.target, batch.mask, self.loss), float(
             self.task.metric(y, batch))
+
+
+# Sequences per prediction call in evaluation. The forward keeps every step's states
+# (h, c and the gates, [T, rows, H] each), so a whole 1024-sequence test batch at
+# T = 32 episodes × 1000 steps needs > 20 GB; 64 rows keep them in cache-friendly sizes.
+EVAL_ROWS = 64
+
+
+def _row_chunks(x: np.ndarray, dtype) -> list[tuple[slice, np.ndarray]]:
+    """[(rows, x[:, rows] contiguous in dtype)] in chunks of EVAL_ROWS sequences."""
+    B = x.shape[1]
+    return [(slice(start, min(start + EVAL_ROWS, B)),
+             np.ascontiguousarray(x[:, start:start + EVAL_ROWS], dtype=dtype))
+            for start in range(0, B, EVAL_ROWS)]
 
 
 def masked_loss(y: np.ndarray, target: np.ndarray, mask: np.ndarray, loss: str) -> float:

@@ -126,25 +126,12 @@ def cmd_overhead(args) -> None:
                       f"compile={result.compile_seconds:5.2f} s", flush=True)
 
 
-def patch_forget_bias(cell: str, value: float) -> None:
-    """Measurement only: this process's registry gets another forget-gate bias init for cell
-    (ablate/cells/spec.py fixes it at +1 for the lstm family; no RunSpec field sets it)."""
-    import dataclasses
-
-    from ablate import cells
-
-    registry = cells._REGISTRY
-    registry[cell] = dataclasses.replace(registry[cell], forget_bias=value)
-
-
 def cmd_solve(args) -> None:
     options = json.loads(args.options) if args.options else {}
-    if args.forget_bias is not None:
-        patch_forget_bias(args.cell, args.forget_bias)
     specs = [
         RunSpec(args.cell, args.task, gap=args.gap, seed=seed, lr=lr, n_hidden=args.hidden,
                 batch_size=args.batch, budget=args.budget, eval_every=args.eval_every,
-                task_options=options, eval_batch=args.eval_batch)
+                task_options=options, eval_batch=args.eval_batch, forget_bias=args.forget_bias)
         for seed in map(int, args.seeds.split(",")) for lr in map(float, args.lrs.split(","))
     ]
     started = time.perf_counter()
@@ -244,7 +231,7 @@ def main() -> None:
     p.add_argument("--options", default="")
     p.add_argument("--diagnostics", action="store_true")
     p.add_argument("--forget-bias", type=float, default=None,
-                   help="measurement only: patch the cell's forget-gate bias init in-process")
+                   help="the runs' forget_bias (RunSpec field; default: the cell's init)")
     p = sub.add_parser("suite")
     p.add_argument("path")
     p = sub.add_parser("predict")

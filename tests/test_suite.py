@@ -335,3 +335,12 @@ def test_forget_bias_reaches_only_cells_with_a_forget_gate() -> None:
                     ("copy", "nfg"): None, ("copy", "noaf"): 5.5}
     no_bias = parse('cells = ["gru"]\nseeds = 1\nlearning_rates = [0.01]\n' + TV).specs[0]
     assert no_bias == next(s for s in suite.specs if s.cell == "gru" and s.task == "tv")
+
+
+def test_task_table_overrides_the_evaluation_batches() -> None:
+    suite = parse(HEAD + "[evaluation]\nvalidation_batch = 100\ntest_batch = 300\n" + TV
+                  + "[tasks.continual]\ngaps = [5]\nvalidation_batch = 20\ntest_batch = 40\n")
+    sizes = {(spec.task, spec.eval_batch, spec.test_batch) for spec in suite.specs}
+    assert sizes == {("tv", 100, 300), ("continual", 20, 40)}
+    with pytest.raises(SuiteError, match=r"tasks.tv.test_batch: expected an integer >= 1"):
+        parse(HEAD + "[tasks.tv]\ngaps = [5]\ntest_batch = 0\n")

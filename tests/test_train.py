@@ -194,6 +194,24 @@ def test_forget_bias_is_part_of_the_run_but_not_of_its_shape():
     assert result.curve["val_loss"][0] != plain.curve["val_loss"][0]
 
 
+def test_evaluation_in_row_chunks_equals_one_call(monkeypatch):
+    """Chunks of EVAL_ROWS sequences (a ragged last one) give the whole batch's loss and metric."""
+    import ablate.train as train_module
+
+    monkeypatch.setattr(train_module, "EVAL_ROWS", 8)
+    spec = RunSpec("gru", "copy", gap=7, n_hidden=11, eval_batch=37, test_batch=37, seed=5,
+                   task_options={"n_recall": 3})
+    setup = train_module._Setup(spec)
+    assert [rows.stop - rows.start for rows, _ in setup.validation_x] == [8, 8, 8, 8, 5]
+    params = ablate.init_params("gru", setup.n_in, 11, setup.n_out, seed=5)
+    loss, metric = setup.evaluate(params, "validation")
+    batch = setup.validation
+    y = ablate.forward("gru", params, batch.x.astype(np.float32), 11, setup.n_out).y
+    assert loss == pytest.approx(train_module.masked_loss(y, batch.target, batch.mask, "xent"),
+                                 rel=1e-6)
+    assert metric == setup.task.metric(y, batch)
+
+
 # ---------------------------------------------------------------- compile cache
 
 _CHILD = """
