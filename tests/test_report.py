@@ -151,7 +151,8 @@ FAILED = [RunSpec("gru", "tv", 100, seed=7, n_hidden=8, budget=400, eval_batch=6
 EXPECTED_FIGURES = ["success_vs_gap", "success_heatmap", "learning_curves",
                     "error_flow_tv", "error_flow_continual", "error_decay", "keep_gate",
                     "retention", "state_drift"]
-EXPECTED_TABLES = ["success", "headline", "best_lr", "claims", "failures", "diverged"]
+EXPECTED_TABLES = ["success", "headline", "best_lr", "claims", "failures", "diverged",
+                   "training"]
 
 
 @pytest.fixture(scope="module")
@@ -233,6 +234,26 @@ def test_tables_reload_to_the_same_numbers(built):
     assert list(failures["error"]) == ["RuntimeError: worker died"]
     diverged = pd.read_csv(root / "tables" / "diverged.csv")
     assert list(diverged["run_id"]) == ["lstm-tv-gap10-h8-lr0.01-s1"]
+
+
+def test_training_table_states_how_each_task_was_trained(built, tmp_path):
+    root, report = built
+    table = pd.read_csv(root / "tables" / "training.csv", dtype=str).set_index("task")
+    assert table.loc["tv", "budget (steps)"] == "400" and table.loc["tv", "batch"] == "32"
+    assert table.loc["tv", "sequences seen at most"] == "12800"
+    assert table.loc["tv", "learning rates"] == "0.001, 0.01"
+    assert table.loc["tv", "seeds"] == "4"  # 0-2 done, 7 failed: the ledger's runs
+    assert table.loc["continual", "learning rates"] == "0.01"
+    assert table.loc["tv", "forget-gate bias at init"] == "each cell's own"
+    assert "## Training" in report.read_text() and "not solved within this budget" in (
+        report.read_text())
+    runs = [result("lstm", "tv", 10, s, solved=True, forget_bias=5.0, budget=300)
+            for s in range(2)]
+    runs += [result("noaf", "tv", 10, 0, solved=True, forget_bias=5.0),
+             result("gru", "tv", 10, 0, solved=True, budget=300)]
+    biased = tables.training(select.prepare(frame(tmp_path, runs)))
+    assert biased.iloc[0]["forget-gate bias at init"] == "+5: `lstm`, `noaf`"
+    assert biased.iloc[0]["budget (steps)"] == "300, 400"
 
 
 def test_figure_data_reloads_to_the_same_numbers(built):

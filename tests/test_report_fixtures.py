@@ -82,11 +82,12 @@ def result(cell: str, task: str, gap: int, seed: int, *, solved: bool, lr: float
            n_hidden: int = 8, val_peak: float | None = None, diverged: bool = False,
            dc_rate: float | None = None, dh_rate: float | None = None, growth: float = 1.1,
            keep: float = 0.97, with_diagnostics: bool = True, budget: int = 400,
-           eval_every: int = 50, options: dict | None = None, chance: float = 0.5) -> RunResult:
+           eval_every: int = 50, options: dict | None = None, chance: float = 0.5,
+           forget_bias: float | None = None) -> RunResult:
     """A RunResult as ablate.train would record it; a solved run stops at its criterion."""
     spec = RunSpec(cell, task, gap, seed=seed, lr=lr, n_hidden=n_hidden, budget=budget,
                    eval_every=eval_every, eval_batch=64, test_batch=128,
-                   task_options=options or {})
+                   task_options=options or {}, forget_bias=forget_bias)
     rng = np.random.default_rng(zlib.crc32(f"{cell} {task} {gap} {seed} {lr}".encode()))
     peak = val_peak if val_peak is not None else (0.995 if solved else chance + 0.2)
     solve_at = int(eval_every * rng.integers(2, budget // eval_every)) if solved else None

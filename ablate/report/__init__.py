@@ -64,7 +64,8 @@ def build_report(results_dir: str | Path, ledger: str | Path | None = None) -> P
     written = {}
     for name, table in (("success", success), ("headline", headline),
                         ("best_lr", select.learning_rates(done)), ("claims", claims_csv),
-                        ("failures", failures), ("diverged", tables.diverged(done))):
+                        ("failures", failures), ("diverged", tables.diverged(done)),
+                        ("training", tables.training(frame))):
         written[name] = table_dir / f"{name}.csv"
         table.to_csv(written[name], index=False)
     drawn = figures.render_all(runs, success, figure_dir, protocol)

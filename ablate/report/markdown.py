@@ -36,6 +36,8 @@ TABLE_TEXT = {
     "claims": "every claim with its verdict, explanation and numbers (JSON)",
     "failures": "runs that failed (crashed or were given up), with the error's last line",
     "diverged": "finished runs whose loss or gradient turned non-finite",
+    "training": "how each task's runs were trained: budget, batch, sequences seen, learning "
+                "rates, seeds, evaluation sizes, forget-gate bias",
 }
 
 
@@ -99,6 +101,19 @@ def _headline(headline: pd.DataFrame) -> list[str]:
         f"Rule: {tables.HEADLINE_RULE}. `≥ g`: solved at every gap tested, so the limit lies "
         "beyond the range; `< g`: not solved at the shortest gap tested. Gaps tested: "
         + "; ".join(tested) + ".",
+    ]
+
+
+def _training(frame: pd.DataFrame) -> list[str]:
+    table = tables.training(frame)
+    if table.empty:
+        return ["The ledger holds no runs."]
+    return [
+        *_table(list(table.columns), table.values.tolist()),
+        "",
+        "A run stops at its budget or, earlier, once its validation batch meets the task's "
+        "criterion. Every \"fails at gap g\" below means: not solved within this budget; "
+        "a longer training might still solve it.",
     ]
 
 
@@ -233,6 +248,7 @@ def render(*, meta: dict, frame: pd.DataFrame, done: pd.DataFrame, runs: pd.Data
                 [[n["rows"], n["done"], n["failed"], n["waiting"], n["diverged"], len(runs)]]),
         "",
     ]
+    lines += ["## Training", "", *_training(frame), ""]
     if n["done"] == 0:
         lines += ["**Nothing has run yet**: the ledger holds no finished run, so there is "
                   "nothing to measure. Run the suite, then build the report again.", ""]

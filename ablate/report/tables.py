@@ -22,6 +22,7 @@ import pandas as pd
 
 from ablate.report.select import GROUP
 from ablate.report.stats import wilson
+from ablate.report.style import order_cells, order_tasks
 
 SOLVES_AT = 0.5
 HEADLINE_RULE = (
@@ -118,3 +119,38 @@ def _last_line(text) -> str:
     if not isinstance(text, str) or not text.strip():
         return ""
     return text.strip().splitlines()[-1][:300]
+
+
+def _joined(values) -> str:
+    """Distinct values, sorted, as text ("3000" or "1e-3, 3e-3"); "—" for none."""
+    found = sorted({v for v in values if v is not None and v == v})
+    return ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in found) or "—"
+
+
+def training(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per task: how every run of the ledger was trained (budget, batch, sequences seen,
+    learning rates, seeds, evaluation sizes, forget-gate bias by cell)."""
+    rows = []
+    if frame.empty:
+        return pd.DataFrame(rows)
+    for task in order_tasks(frame["task_label"]):
+        part = frame.loc[frame["task_label"] == task]
+        budgets = part["budget"].dropna().astype(int)
+        batches = part["batch_size"].dropna().astype(int)
+        biased = part.loc[part["forget_bias"].notna()] if "forget_bias" in part else part[:0]
+        bias = "; ".join(
+            f"{value:+g}: {', '.join(f'`{c}`' for c in order_cells(group['cell'].unique()))}"
+            for value, group in biased.groupby("forget_bias")) or "each cell's own"
+        rows.append({
+            "task": task,
+            "budget (steps)": _joined(budgets.tolist()),
+            "batch": _joined(batches.tolist()),
+            "sequences seen at most": _joined((budgets * batches).tolist()),
+            "learning rates": _joined(part["lr"].tolist()),
+            "seeds": part["seed"].nunique(),
+            "hidden sizes": _joined(part["n_hidden"].dropna().astype(int).tolist()),
+            "validation / test sequences": f"{_joined(part['eval_batch'].tolist())} / "
+                                           f"{_joined(part['test_batch'].tolist())}",
+            "forget-gate bias at init": bias,
+        })
+    return pd.DataFrame(rows)
