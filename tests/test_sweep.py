@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import sqlite3
 import subprocess
@@ -269,6 +270,7 @@ def test_dry_run_counts_and_estimates(tmp_path, reference):
     assert result.returncode == 0, result.stderr
     assert "24 runs" in result.stdout and "estimated time" in result.stdout
     assert "(new)" in result.stdout and not (tmp_path / "results" / "kt").exists()
+    assert re.search(r"where it goes \(core time\): tv \d+ s \(gap 8: \d+ s\)", result.stdout)
     run_suite(load_suite(suite_path), tmp_path / "results", progress=False)
     again = run_cli(suite_path, "--results", tmp_path / "results", "--dry-run")
     assert "24 already done" in again.stdout and "to run: 0 runs" in again.stdout
