@@ -25,10 +25,14 @@ Schema (format "ablate-ledger", format_version 1)::
 
 Rows are keyed by spec and kernel version: a change to the code that decides a run's numbers
 makes every run pending again, and the old results stay readable (``load(all_versions=True)``).
+The version hashes that code's syntax trees (``code_text``), so a comment or a docstring
+edited in a kernel keeps every finished run; the trees are Python 3.11's (another Python
+version may dump them differently and so re-run a ledger once).
 """
 
 from __future__ import annotations
 
+import ast
 import fcntl
 import hashlib
 import json
@@ -68,12 +72,26 @@ CREATE INDEX runs_spec_key ON runs (spec_key);
 """
 
 
+def code_text(source: str) -> str:
+    """What of a module's source can change a run's numbers: its syntax tree without
+    docstrings, comments, blank lines or line numbers. Editing a comment or a docstring of a
+    kernel does not make every finished run stale; editing one token of code does."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                    and isinstance(body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree, include_attributes=False)
+
+
 def _kernel_version() -> str:
     files = {p.relative_to(_PACKAGE.parent).as_posix(): p
              for pattern in _KERNEL_SOURCES for p in _PACKAGE.glob(pattern)}
     digest = hashlib.sha256()
     for rel in sorted(files):
-        data = files[rel].read_bytes()
+        data = code_text(files[rel].read_text(encoding="utf-8")).encode()
         digest.update(f"{rel}\0{len(data)}\0".encode())  # framed: no two file sets collide
         digest.update(data)
     return digest.hexdigest()[:12]

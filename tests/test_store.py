@@ -136,6 +136,26 @@ def test_stale_running_rows_go_back_to_pending_and_wal_is_on(tmp_path):
     int(store.KERNEL_VERSION, 16)
 
 
+def test_kernel_version_ignores_docstrings_and_comments_not_code():
+    """Every kernel source file, re-written with its comments and docstrings changed, keeps
+    its code text; any changed token of code changes it."""
+    from pathlib import Path
+
+    import ablate
+
+    package = Path(ablate.__file__).parent
+    for path in [package / "train.py", package / "kernels" / "adam.py",
+                 package / "cells" / "lstm_family.py"]:
+        source = path.read_text()
+        noted = "# a comment on top\n" + source.replace("\n\n", "\n\n# note\n\n", 1)
+        noted = noted.replace('"""', '"""Edited. ', 1)  # the module docstring
+        assert store.code_text(noted) == store.code_text(source), path
+        head, tail = source.rsplit(" + ", 1)  # the last "+" of the file: in code
+        for code in (head + " - " + tail, source + "\n_extra = 1\n"):
+            assert store.code_text(code) != store.code_text(source), path
+    assert store.code_text("def f():\n    'doc'\n") == store.code_text("def f():\n    pass\n")
+
+
 # ---------------------------------------------------------------- one writer
 
 
