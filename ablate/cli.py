@@ -106,7 +106,7 @@ def _run_command(args: argparse.Namespace) -> int:
 
 def dry_run_text(suite, results_root: Path, workers: int | None, max_ensemble: int) -> str:
     """What --dry-run prints: the grid, what the ledger already holds, an estimated time."""
-    from ablate.cost import estimate_suite_seconds
+    from ablate.cost import estimate_suite_seconds, format_duration
     from ablate.store import KERNEL_VERSION, load
     from ablate.sweep import pack, usable_cores
 
@@ -132,8 +132,8 @@ def dry_run_text(suite, results_root: Path, workers: int | None, max_ensemble: i
     if todo:
         seconds = estimate_suite_seconds(todo, workers)
         lines.append(
-            f"  estimated time: at most {_duration(seconds)} (every run to its full budget; "
-            "runs that solve early stop sooner)"
+            f"  estimated time: at most {format_duration(seconds)} (every run to its full "
+            "budget; runs that solve early stop sooner)"
         )
         lines.append(f"  where it goes (core time): {_cost_by_task(todo)}")
     return "\n".join(lines)
@@ -144,7 +144,7 @@ def _cost_by_task(specs) -> str:
     ``copy 9.3 h (gap 1000: 8.4 h), tv 3.8 h (gap 1000: 2.6 h)``."""
     from collections import defaultdict
 
-    from ablate.cost import estimate_seconds
+    from ablate.cost import estimate_seconds, format_duration
 
     by_task: dict[str, dict[int, float]] = defaultdict(lambda: defaultdict(float))
     for spec in specs:
@@ -152,17 +152,10 @@ def _cost_by_task(specs) -> str:
     parts = []
     for task, gaps in sorted(by_task.items(), key=lambda item: -sum(item[1].values())):
         longest = max(gaps)
-        share = f" (gap {longest}: {_duration(gaps[longest])})" if len(gaps) > 1 else ""
-        parts.append(f"{task} {_duration(sum(gaps.values()))}{share}")
+        share = (f" (gap {longest}: {format_duration(gaps[longest])})"
+                 if len(gaps) > 1 else "")
+        parts.append(f"{task} {format_duration(sum(gaps.values()))}{share}")
     return ", ".join(parts)
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def _write_report(results_dir: Path) -> int:

@@ -54,6 +54,7 @@ from functools import lru_cache
 from ablate.results import RunSpec
 
 __all__ = [
+    "format_duration",
     "estimate_seconds",
     "estimate_suite_seconds",
     "step_ms",
@@ -202,3 +203,12 @@ def estimate_suite_seconds(
     # every worker may need every cell's kernels: an upper bound on the loading
     n_cells = len({(spec.cell, spec.dtype) for spec in specs})
     return max(loads) + LOAD_SECONDS * n_cells
+
+
+def format_duration(seconds: float) -> str:
+    """A duration for people: "37 s", "14 min", "12.9 h"."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

@@ -221,17 +221,15 @@ def _integer(value: Any, where: str, minimum: int) -> int:
     return int(value)
 
 
-def _number(value: Any, where: str, minimum: float, inclusive: bool) -> float:
-    low = f">= {minimum:g}" if inclusive else f"> {minimum:g}"
-    if (not _is_real(value) or not math.isfinite(value)
-            or value < minimum or (value == minimum and not inclusive)):
-        raise _Bad(where, f"expected a finite number {low}, got {_got(value)}")
-    return float(value)
-
-
-def _finite(value: Any, where: str) -> float:
-    if not _is_real(value) or not math.isfinite(value):
-        raise _Bad(where, f"expected a finite number, got {_got(value)}")
+def _number(value: Any, where: str, minimum: float | None, inclusive: bool = True) -> float:
+    """``value`` as a float if it is a finite number above ``minimum`` (None: any)."""
+    if minimum is None:
+        low, too_low = "", False
+    else:
+        low = f" >= {minimum:g}" if inclusive else f" > {minimum:g}"
+        too_low = _is_real(value) and (value < minimum or (value == minimum and not inclusive))
+    if not _is_real(value) or not math.isfinite(value) or too_low:
+        raise _Bad(where, f"expected a finite number{low}, got {_got(value)}")
     return float(value)
 
 
@@ -287,7 +285,7 @@ _TRAINING = {
     "eval_every": lambda value, where: _integer(value, where, 1),
     "clip": lambda value, where: _number(value, where, 0, inclusive=True),
     "dtype": lambda value, where: _name(value, where, "dtype", DTYPES),
-    "forget_bias": lambda value, where: _finite(value, where),
+    "forget_bias": lambda value, where: _number(value, where, None),
 }
 
 

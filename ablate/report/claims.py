@@ -169,6 +169,13 @@ class _Compared(NamedTuple):
     def reach(self, cell: str) -> float:
         return reach(self.points[cell], self.gaps)
 
+    def reaches(self, task: str, cells: Sequence[str]) -> tuple[dict[str, float], dict]:
+        """({cell: reach}, the numbers a verdict shows: each reach and the hidden size)."""
+        found = {cell: self.reach(cell) for cell in cells}
+        numbers = {f"{task}.{cell}.reach": _reach_value(r, self.gaps) for cell, r in found.items()}
+        numbers[f"{task}.n_hidden"] = self.size
+        return found, numbers
+
 
 def _compare(evidence: Evidence, cells: Sequence[str], task: str) -> _Compared | Verdict | None:
     """None: some cell was not run on the task (not run); a Verdict: cannot compare."""
@@ -482,9 +489,7 @@ def greff_hurts_most(task: str, evidence: Evidence, worst=("nfg", "noaf")) -> Ve
     if not isinstance(compared, _Compared):
         return compared
     gaps, points = compared.gaps, compared.points
-    reaches = {cell: compared.reach(cell) for cell in points}
-    numbers = {f"{task}.{cell}.reach": _reach_value(r, gaps) for cell, r in reaches.items()}
-    numbers[f"{task}.n_hidden"] = compared.size
+    reaches, numbers = compared.reaches(task, list(points))
     vanilla = points[GREFF_VANILLA]
     hurt = {}
     for cell in worst:
@@ -531,9 +536,7 @@ def greff_harmless(task: str, evidence: Evidence, harmless=("cifg", "lstm")) -> 
     if not isinstance(compared, _Compared):
         return compared
     gaps, points = compared.gaps, compared.points
-    reaches = {cell: compared.reach(cell) for cell in needed}
-    numbers = {f"{task}.{cell}.reach": _reach_value(r, gaps) for cell, r in reaches.items()}
-    numbers[f"{task}.n_hidden"] = compared.size
+    reaches, numbers = compared.reaches(task, needed)
     reach_text = ", ".join(f"{c} {_gap_text(r, gaps)}" for c, r in reaches.items())
     vanilla = points[GREFF_VANILLA]
     for cell in harmless:

@@ -129,6 +129,17 @@ def _band(ax, x, low, high, cell: str) -> None:
         ax.vlines(x, low, high, color=colour(cell), alpha=0.5, linewidth=6)
 
 
+def _median_with_band(ax, line: pd.DataFrame, x: str, cell: str, markersize: float,
+                      floor: float | None = None) -> None:
+    """One cell's median over seeds (columns median, low, high against ``x``) as a line in
+    its colour and marker, its min-to-max as a band; values below ``floor`` drawn at it."""
+    line = line.sort_values(x)
+    median, low, high = (line[c].clip(lower=floor) for c in ("median", "low", "high"))
+    ax.plot(line[x], median, color=colour(cell), marker=marker(cell), markersize=markersize,
+            linewidth=1.5)
+    _band(ax, line[x], low, high, cell)
+
+
 def _cell_handles(cells, with_marker: bool = True) -> list[Line2D]:
     return [Line2D([], [], color=colour(c), marker=marker(c) if with_marker else None,
                    linewidth=1.8, label=c) for c in cells]
@@ -490,12 +501,8 @@ def retention(runs: pd.DataFrame, out: Path) -> Figure | None:
         fig, axes = _grid(len(panels), columns=columns)
         for ax, (title, rows) in zip(axes, panels, strict=True):
             for cell in order_cells(rows["cell"]):
-                points = rows.loc[rows["cell"] == cell].sort_values("gap")
-                y = points["median"].clip(lower=RETENTION_FLOOR)
-                ax.plot(points["gap"], y, color=colour(cell), marker=marker(cell), markersize=5,
-                        linewidth=1.5)
-                _band(ax, points["gap"], points["low"].clip(lower=RETENTION_FLOOR),
-                      points["high"].clip(lower=RETENTION_FLOOR), cell)
+                _median_with_band(ax, rows.loc[rows["cell"] == cell], "gap", cell, 5,
+                                  floor=RETENTION_FLOOR)
             _gap_axis(ax, rows["gap"])
             ax.set_yscale("log")
             # at least two decades, so the axis keeps plain 10^k labels
@@ -532,10 +539,7 @@ def state_drift(runs: pd.DataFrame, out: Path) -> Figure | None:
         fig, axes = _grid(len(panels), columns=columns)
         for ax, (title, rows) in zip(axes, panels, strict=True):
             for cell in order_cells(rows["cell"]):
-                line = rows.loc[rows["cell"] == cell].sort_values("stream_step")
-                ax.plot(line["stream_step"], line["median"], color=colour(cell),
-                        marker=marker(cell), markersize=3.5, linewidth=1.5)
-                _band(ax, line["stream_step"], line["low"], line["high"], cell)
+                _median_with_band(ax, rows.loc[rows["cell"] == cell], "stream_step", cell, 3.5)
             positive = rows.loc[rows["low"] > 0, "low"]
             log = bool(len(positive)) and rows["high"].max() / positive.min() > 30
             if log:

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
+from ablate.cost import format_duration
 from ablate.report import claims as claims_module
 from ablate.report import tables
 from ablate.report.figures import Figure
@@ -187,17 +188,9 @@ def _provenance(done: pd.DataFrame) -> list[str]:
         listed = "; ".join(f"{value or 'unknown'} ({n} runs)" for value, n in values.most_common())
         lines.append(f"- {name}: {listed}")
     seconds = float(done["train_seconds"].sum())
-    lines.append(f"- training time inside the compiled steps: {_duration(seconds)} over "
+    lines.append(f"- training time inside the compiled steps: {format_duration(seconds)} over "
                  f"{len(done)} runs")
     return lines
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.1f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def _rules(protocol: str) -> list[str]:
