@@ -25,7 +25,9 @@ was shared), a ``@kernel(parallel={"prange": True})`` loop over the same kernel 
 and its compile took 21 s more per cell. Threads also balance dynamically (a queue of
 intervals) as models stop early, where prange's static chunks would idle.
 
-Per run and step t ≥ 1 (the batch of step t is ``task.batch(gap, B, seed, "train", t−1)``):
+Per run and step t ≥ 1 (the batch of step t is ``task.batch(gap, B, seed, "train", t−1)``),
+with denormal floats flushed to zero (``ablate.kernels.fpmode``: an error signal decaying
+over a long gap made a step up to 10× slower on x86):
     g = ∂L/∂θ;  ‖g‖ = sqrt(Σ g²)                      (non-finite L or ‖g‖: diverged, stop)
     g ← g · min(1, clip / ‖g‖)                          (clip > 0)
     θ ← Adam(θ, g, lr, t)                               (ablate.kernels.adam.adam_step)
@@ -49,6 +51,7 @@ import numpy as np
 from ablate import cells, tasks
 from ablate.kernels.adam import adam_step
 from ablate.kernels.driver import LOSS_CODES
+from ablate.kernels.fpmode import flush_denormals, restore_fp_mode
 from ablate.kernels.jit import kernel
 from ablate.model import _keep_freed_memory, _pin_blas_threads, init_params, n_threads, serial
 from ablate.results import RunResult, RunSpec
@@ -95,6 +98,7 @@ def _make_trainer(chunk_loss_grad):
         (that step's update is not applied).
         """
         n_steps = x.shape[0]
+        fp_mode = flush_denormals()  # decaying error signals: see ablate.kernels.fpmode
         for s in range(n_steps):
             weight = 0.0
             for t in range(mask.shape[1]):
@@ -110,8 +114,10 @@ def _make_trainer(chunk_loss_grad):
             losses[s] = loss
             grad_norms[s] = norm
             if not (np.isfinite(loss) and np.isfinite(norm)):
+                restore_fp_mode(fp_mode)
                 return s
             adam_step(params, grad, m, v, first_step + s, lr)
+        restore_fp_mode(fp_mode)
         return n_steps
 
     return train_steps

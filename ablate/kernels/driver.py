@@ -45,17 +45,32 @@ def make_drivers(forward, backward) -> tuple:
         """
         T, B, _ = x.shape
         N = T * B
+        H = n_hidden
         state = forward(params, x, n_hidden, n_out)
-        hs = state[0].reshape((N, n_hidden))
+        hs = state[0].reshape((N, H))
         W_out, b_out = readout_views(params, n_hidden, n_out)
         dW_out, db_out = readout_views(grad, n_hidden, n_out)
-        y = readout_forward(hs, W_out, b_out)
+        # Only the scored (t, b) reach the loss: the readout, its loss and its gradient run
+        # on those rows alone (most tasks score a few steps at the end of a long sequence).
+        flat_mask = mask.reshape(N)
+        scored = np.nonzero(flat_mask)[0]
+        K = scored.size
+        hs_scored = np.empty((K, H), dtype=hs.dtype)
+        for k in range(K):
+            hs_scored[k] = hs[scored[k]]
+        y = readout_forward(hs_scored, W_out, b_out)
         dy = np.empty_like(y)
         if loss_code == XENT:
-            loss = xent_loss_grad(y, target_class.reshape(N), mask.reshape(N), scale, dy)
+            loss = xent_loss_grad(y, target_class.reshape(N)[scored], flat_mask[scored], scale,
+                                  dy)
         else:
-            loss = mse_loss_grad(y, target_value.reshape((N, n_out)), mask.reshape(N), scale, dy)
-        dh = readout_backward(dy, hs, W_out, dW_out, db_out).reshape((T, B, n_hidden))
+            loss = mse_loss_grad(y, target_value.reshape((N, n_out))[scored], flat_mask[scored],
+                                 scale, dy)
+        dh_scored = readout_backward(dy, hs_scored, W_out, dW_out, db_out)
+        dh = np.zeros((T, B, H), dtype=hs.dtype)
+        flat_dh = dh.reshape((N, H))
+        for k in range(K):
+            flat_dh[scored[k]] = dh_scored[k]
         dh_sq, dc_sq = backward(params, x, n_hidden, n_out, state, dh, grad)
         return loss, dh_sq, dc_sq
 
