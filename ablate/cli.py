@@ -40,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--results", default="results", metavar="DIR",
                         help="where results/<suite>/ goes (default: results)")
     parser.add_argument("--max-ensemble", type=int, default=None, metavar="N",
-                        help="at most N runs per ensemble call (default 16)")
+                        help="at most N runs per ensemble call (default 16; cuda: 128)")
     parser.add_argument("--no-report", action="store_true",
                         help="do not write the report at the end of the sweep")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -68,18 +68,21 @@ def _fail(message: str) -> int:
 def _run_command(args: argparse.Namespace) -> int:
     from ablate.store import LedgerError
     from ablate.suite import SuiteError, load_suite
-    from ablate.sweep import MAX_ENSEMBLE, check_backend, run_suite
+    from ablate.sweep import CUDA_MAX_ENSEMBLE, MAX_ENSEMBLE, check_backend, run_suite
 
     if args.workers is not None and args.workers < 1:
         return _fail(f"--workers must be an integer >= 1, got {args.workers}")
-    max_ensemble = MAX_ENSEMBLE if args.max_ensemble is None else args.max_ensemble
+    max_ensemble = args.max_ensemble
+    if max_ensemble is None:
+        max_ensemble = CUDA_MAX_ENSEMBLE if args.backend == "cuda" else MAX_ENSEMBLE
     if max_ensemble < 1:
         return _fail(f"--max-ensemble must be an integer >= 1, got {max_ensemble}")
     try:
         suite = load_suite(args.suite)
         check_backend(args.backend)
         if args.dry_run:
-            print(dry_run_text(suite, Path(args.results), args.workers, max_ensemble))
+            print(dry_run_text(suite, Path(args.results), args.workers, max_ensemble,
+                               args.backend))
             return 0
         summary = run_suite(
             suite, args.results, workers=args.workers, backend=args.backend,
@@ -104,21 +107,23 @@ def _run_command(args: argparse.Namespace) -> int:
     return 1 if summary.failed else 0
 
 
-def dry_run_text(suite, results_root: Path, workers: int | None, max_ensemble: int) -> str:
+def dry_run_text(suite, results_root: Path, workers: int | None, max_ensemble: int,
+                 backend: str = "cpu") -> str:
     """What --dry-run prints: the grid, what the ledger already holds, an estimated time."""
     from ablate.cost import estimate_suite_seconds, format_duration
-    from ablate.store import KERNEL_VERSION, load
+    from ablate.store import kernel_version, load
     from ablate.sweep import pack, usable_cores
 
     ledger_path = results_root / suite.name / "ledger.sqlite"
     done_keys: set[str] = set()
     if ledger_path.exists():
         frame = load(ledger_path)
-        current = (frame["status"] == "done") & (frame["kernel_version"] == KERNEL_VERSION)
+        current = (frame["status"] == "done") & (
+            frame["kernel_version"] == kernel_version(backend))
         done_keys = set(frame.loc[current, "spec_key"])
     todo = [spec for spec in suite.specs if spec.key not in done_keys]
     groups = pack(todo, max_ensemble) if todo else []
-    workers = workers or max(1, min(usable_cores(), len(groups)))
+    workers = workers or (1 if backend == "cuda" else max(1, min(usable_cores(), len(groups))))
     cells = sorted({spec.cell for spec in suite.specs})
     tasks = sorted({spec.task for spec in suite.specs})
     lines = [
@@ -129,7 +134,11 @@ def dry_run_text(suite, results_root: Path, workers: int | None, max_ensemble: i
         if ledger_path.exists() else f"  ledger: {ledger_path} (new)",
         f"  to run: {len(todo)} runs in {len(groups)} ensembles on {workers} workers",
     ]
-    if todo:
+    if todo and backend == "cuda":
+        lines.append("  estimated time: not modelled for the GPU (the cost model is fitted to "
+                     f"the CPU: {format_duration(estimate_suite_seconds(todo, usable_cores()))} "
+                     "on this machine's cores)")
+    elif todo:
         seconds = estimate_suite_seconds(todo, workers)
         lines.append(
             f"  estimated time: at most {format_duration(seconds)} (every run to its full "

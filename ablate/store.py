@@ -86,9 +86,9 @@ def code_text(source: str) -> str:
     return ast.dump(tree, include_attributes=False)
 
 
-def _kernel_version() -> str:
+def _kernel_version(patterns: tuple[str, ...] = _KERNEL_SOURCES) -> str:
     files = {p.relative_to(_PACKAGE.parent).as_posix(): p
-             for pattern in _KERNEL_SOURCES for p in _PACKAGE.glob(pattern)}
+             for pattern in patterns for p in _PACKAGE.glob(pattern)}
     digest = hashlib.sha256()
     for rel in sorted(files):
         data = code_text(files[rel].read_text(encoding="utf-8")).encode()
@@ -97,7 +97,19 @@ def _kernel_version() -> str:
     return digest.hexdigest()[:12]
 
 
-KERNEL_VERSION: str = _kernel_version()
+KERNEL_VERSION: str = _kernel_version()  # of the CPU backend
+_CUDA_SOURCES = ("cuda/**/*.py",)
+
+
+def kernel_version(backend: str = "cpu") -> str:
+    """The version a run trained on ``backend`` is recorded under: the CPU kernels' hash, or
+    for "cuda" a hash that also covers the CUDA kernels (a run's numbers depend on both:
+    the device trains, the CPU kernels evaluate), prefixed "cuda-"."""
+    if backend == "cpu":
+        return KERNEL_VERSION
+    if backend == "cuda":
+        return "cuda-" + _kernel_version(_KERNEL_SOURCES + _CUDA_SOURCES)
+    raise ValueError(f"unknown backend {backend!r}; allowed: cpu, cuda")
 
 
 class LedgerError(Exception):
@@ -276,7 +288,9 @@ class Ledger:
     power loss, and a lost result is simply trained again. ``interrupted`` counts the rows a
     killed driver had left 'running', now 'pending' again."""
 
-    def __init__(self, path: str | os.PathLike, *, create: bool = True) -> None:
+    def __init__(self, path: str | os.PathLike, *, create: bool = True,
+                 kernel_version: str | None = None) -> None:
+        self.kernel_version = KERNEL_VERSION if kernel_version is None else kernel_version
         self._db: sqlite3.Connection | None = None
         self._lock_fd: int | None = None
         self._mutex = threading.RLock()  # the runner may call from a callback thread
@@ -369,7 +383,8 @@ class Ledger:
             db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", values.items())
 
     def _row(self, spec: RunSpec, status: str, now: float) -> tuple:
-        return (row_key(spec, KERNEL_VERSION), spec.key, KERNEL_VERSION, spec.run_id, status,
+        return (row_key(spec, self.kernel_version), spec.key, self.kernel_version, spec.run_id,
+                status,
                 _dumps(json_safe(spec.to_dict())), now)
 
     def add(self, specs: Sequence[RunSpec]) -> int:
@@ -382,8 +397,8 @@ class Ledger:
                 [self._row(spec, "pending", now) for spec in specs]).rowcount
 
     def pending(self, specs: Sequence[RunSpec]) -> list[RunSpec]:
-        """The specs, in the given order, not 'done' under the current KERNEL_VERSION."""
-        keys = [row_key(spec, KERNEL_VERSION) for spec in specs]
+        """The specs, in the given order, not 'done' under this ledger's kernel version."""
+        keys = [row_key(spec, self.kernel_version) for spec in specs]
         done: set[str] = set()
         for start in range(0, len(keys), 500):  # under SQLite's bound-parameter limit
             chunk = keys[start:start + 500]
@@ -418,13 +433,13 @@ class Ledger:
         self._upsert(specs, "failed", [(None, str(message), 1, None)] * len(specs), _FINISHED)
 
     def counts(self) -> dict[str, int]:
-        """Rows per status under the current KERNEL_VERSION; 'diverged' among the done."""
+        """Rows per status under this ledger's kernel version; 'diverged' among the done."""
         out = dict.fromkeys((*STATUSES, "diverged"), 0)
         out.update(self._read("SELECT status, COUNT(*) FROM runs WHERE kernel_version = ? "
-                              "GROUP BY status", (KERNEL_VERSION,)))
+                              "GROUP BY status", (self.kernel_version,)))
         out["diverged"] = self._read(
             "SELECT COUNT(*) FROM runs WHERE kernel_version = ? AND status = 'done' "
-            "AND json_extract(result, '$.diverged')", (KERNEL_VERSION,))[0][0]
+            "AND json_extract(result, '$.diverged')", (self.kernel_version,))[0][0]
         return out
 
     def results(self) -> list[RunResult]:

@@ -42,6 +42,7 @@ from ablate.results import RunResult, RunSpec
 __all__ = ["run_suite", "pack", "train_group", "SweepSummary", "BACKENDS", "usable_cores"]
 
 BACKENDS = ("cpu", "cuda")
+CUDA_MAX_ENSEMBLE = 128  # one launch trains them all; 128 × (H64, B32) still fits an H100
 MAX_ENSEMBLE = 16  # runs per ensemble call: big enough to amortise setup, small enough to balance
 
 
@@ -86,12 +87,15 @@ def _group_cost(group: list[RunSpec]) -> float:
 # ---------------------------------------------------------------- the worker side
 
 
-def train_group(spec_dicts: list[dict], threads: int = 1) -> list[dict]:
+def train_group(spec_dicts: list[dict], threads: int = 1, backend: str = "cpu") -> list[dict]:
     """Train one ensemble (RunSpec dicts in, RunResult dicts out); runs on a worker.
 
     Plain dicts cross the process boundary so a Dask worker needs nothing but ablate.
     """
-    from ablate.train import train_ensemble
+    if backend == "cuda":
+        from ablate.cuda.engine import train_ensemble
+    else:
+        from ablate.train import train_ensemble
 
     specs = [RunSpec.from_dict(data) for data in spec_dicts]
     trained = train_ensemble(specs, threads=threads)
@@ -155,7 +159,7 @@ def run_suite(
     ``fresh``: move an existing ledger aside (``ledger.<time>.sqlite``, nothing is deleted)
     and start a new one.
     """
-    from ablate.store import Ledger
+    from ablate.store import Ledger, kernel_version
 
     check_backend(backend)
     ledger_path = Path(results_root) / suite.name / "ledger.sqlite"
@@ -163,7 +167,7 @@ def run_suite(
         Ledger(ledger_path).close()  # refuses a ledger in use or a foreign file; folds the WAL in
         _move_aside(ledger_path)
     started = time.perf_counter()
-    with Ledger(ledger_path) as ledger:
+    with Ledger(ledger_path, kernel_version=kernel_version(backend)) as ledger:
         ledger.set_meta(suite=suite.name, suite_text=suite.text, protocol=suite.protocol,
                         description=suite.description)
         ledger.add(suite.specs)
@@ -175,11 +179,13 @@ def run_suite(
         groups = pack(todo, max_ensemble)
         if scheduler is None:
             cores = usable_cores()
-            summary.workers = workers or min(cores, len(groups))
+            # One process drives a GPU; its ensembles are already parallel on the device.
+            default_workers = 1 if backend == "cuda" else min(cores, len(groups))
+            summary.workers = workers or default_workers
             threads = max(1, cores // summary.workers)
-            stream = _local_results(groups, summary.workers, threads)
+            stream = _local_results(groups, summary.workers, threads, backend)
         else:
-            stream = _dask_results(groups, scheduler)
+            stream = _dask_results(groups, scheduler, backend)
             summary.local = False
         bar = _progress_bar(summary, progress)
         try:
@@ -211,13 +217,16 @@ def run_suite(
 
 
 def check_backend(backend: str) -> None:
+    """ValueError with one line unless ``backend`` is known and can run on this machine."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; allowed: {', '.join(BACKENDS)}")
     if backend == "cuda":
-        raise ValueError(
-            "backend 'cuda' is not available yet: the CUDA kernels are not built "
-            "(issue 7); use --backend cpu"
-        )
+        from ablate.cuda import CudaUnavailable, require
+
+        try:
+            require()
+        except CudaUnavailable as error:
+            raise ValueError(str(error)) from None
 
 
 def _move_aside(path: Path) -> Path:
@@ -231,14 +240,15 @@ def _move_aside(path: Path) -> Path:
     return target
 
 
-def _timed_group(spec_dicts: list[dict], threads: int) -> tuple[list[dict], float]:
+def _timed_group(spec_dicts: list[dict], threads: int, backend: str = "cpu"
+                 ) -> tuple[list[dict], float]:
     started = time.perf_counter()
-    results = train_group(spec_dicts, threads)
+    results = train_group(spec_dicts, threads, backend)
     return results, time.perf_counter() - started
 
 
 def _local_results(
-    groups: list[list[RunSpec]], workers: int, threads: int
+    groups: list[list[RunSpec]], workers: int, threads: int, backend: str = "cpu"
 ) -> Iterator[tuple[list[RunSpec], object, float]]:
     """(group, result dicts or the exception, busy seconds) as ensembles finish.
 
@@ -260,7 +270,7 @@ def _local_results(
                 while queue and len(running) < workers:
                     group = queue.popleft()
                     dicts = [spec.to_dict() for spec in group]
-                    running[pool.submit(_timed_group, dicts, threads)] = group
+                    running[pool.submit(_timed_group, dicts, threads, backend)] = group
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in finished:
                     group = running.pop(future)
@@ -296,7 +306,7 @@ def _terminate(pool: ProcessPoolExecutor) -> None:
 
 
 def _dask_results(
-    groups: list[list[RunSpec]], scheduler: str
+    groups: list[list[RunSpec]], scheduler: str, backend: str = "cpu"
 ) -> Iterator[tuple[list[RunSpec], object, float]]:
     """The same stream from a Dask distributed cluster at ``scheduler``.
 
@@ -316,7 +326,7 @@ def _dask_results(
     try:
         futures = {}
         for group in groups:
-            future = client.submit(_timed_group, [s.to_dict() for s in group], 1,
+            future = client.submit(_timed_group, [s.to_dict() for s in group], 1, backend,
                                    pure=False, retries=2)
             futures[future] = group
         for future in as_completed(futures):

@@ -244,7 +244,6 @@ def test_cli_bad_options(tmp_path):
     for args, fragment in (
         (["--workers", "0"], "--workers"),
         (["--backend", "tpu"], "allowed: cpu, cuda"),
-        (["--backend", "cuda"], "cuda"),
         (["--max-ensemble", "0"], "--max-ensemble"),
     ):
         result = run_cli(suite_path, "--results", tmp_path, *args)

@@ -1,0 +1,45 @@
+"""The CUDA backend: persistent ensemble kernels for every cell (``numba-cuda``).
+
+One training step of an ensemble is three launches whatever the sequence length: the
+forward kernel runs the whole time loop, the readout and the loss; the backward kernel
+runs backpropagation through time and the weight gradients; the Adam kernel sums the
+batch tiles' gradients, clips by the global norm and updates. The grid of the two cell
+kernels spans (batch tiles, models), so one launch trains every model of the ensemble.
+
+The float32 activations are the CPU kernels' own (``ablate.kernels.activations``): CUDA
+kernels call those Numba CPU functions, so both targets compile one definition
+(``ablate.cuda.activations`` says why float64 differs). The cell equations and gradient
+formulas mirror the CPU kernels line for line, from the same ``Variant`` flags.
+
+Without the ``numba-cuda`` package or without a GPU, ``require()`` raises
+``CudaUnavailable`` with one line saying which. Tests run these kernels under Numba's CUDA
+simulator (``NUMBA_ENABLE_CUDASIM=1``) and compile them to PTX for sm_90.
+"""
+
+from __future__ import annotations
+
+
+class CudaUnavailable(RuntimeError):
+    """The CUDA backend cannot run here; the message says why in one line."""
+
+
+def require() -> None:
+    """Raise CudaUnavailable unless numba-cuda is installed and a GPU (or the simulator)
+    is usable."""
+    try:
+        from numba import cuda
+    except ImportError as error:  # numba without its CUDA target
+        raise CudaUnavailable(
+            f"backend 'cuda' needs the numba-cuda package ({error}); "
+            "install it with: pip install 'ablate[cuda]'"
+        ) from None
+    try:
+        present = cuda.is_available()
+    except Exception as error:  # a broken driver install raises instead of answering
+        present, reason = False, str(error).splitlines()[0] if str(error) else type(error).__name__
+    else:
+        reason = "no CUDA GPU or driver found"
+    if not present:
+        raise CudaUnavailable(
+            f"backend 'cuda' cannot run on this machine: {reason}; use --backend cpu"
+        )

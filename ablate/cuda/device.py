@@ -1,0 +1,120 @@
+"""An ensemble's state on the GPU and the three launches of one training step.
+
+    ens = DeviceEnsemble("lstm", np.float32, n_models=16, T=100, B=32, n_in=10, H=64, O=9,
+                         interval=100)
+    ens.set_params(params)                       # [M, P] host array
+    ens.load_interval(x, target_class, target_value, mask, limit, first_step, lr, clip)
+    for s in range(n_steps): ens.step(s, loss_code)
+    params, losses, grad_norms, limit = ens.fetch()
+
+Tiling: a block owns ``tile_rows`` batch rows of one model; grid = (ceil(B / tile_rows), M).
+The default aims at about 256 (row, unit) elements per block, so a model spreads over
+several SMs and 16 models fill an H100's 132 SMs; ``tile_rows`` and ``threads`` can be
+given (tests use odd sizes to check the ragged paths).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import cuda
+
+from ablate import cells
+from ablate.cuda.adam import ADAM_THREADS, make_adam
+from ablate.cuda.kernels import kernels
+
+_ADAM: dict = {}
+# The largest block launched: 256 threads × up to 255 registers each fit an SM's 65,536
+# registers, so no kernel can fail to launch for lack of registers (ablate.cuda.resources).
+MAX_THREADS = 256
+
+
+def default_tiling(B: int, H: int) -> tuple[int, int]:
+    """(tile_rows, threads) for a batch of B rows and H units: about MAX_THREADS (row, unit)
+    elements per block, one thread each."""
+    tile_rows = max(1, min(B, MAX_THREADS // max(H, 1)))
+    threads = min(MAX_THREADS, max(32, 32 * math.ceil(tile_rows * H / 32)))
+    return tile_rows, threads
+
+
+class DeviceEnsemble:
+    """Parameters, Adam moments, one interval's batches and the work space of M models."""
+
+    def __init__(self, cell: str, dtype, n_models: int, T: int, B: int, n_in: int, H: int,
+                 O: int, interval: int, tile_rows: int | None = None,
+                 threads: int | None = None) -> None:
+        self.cell, self.dtype = cell, np.dtype(dtype)
+        self.M, self.T, self.B, self.n_in, self.H, self.O = n_models, T, B, n_in, H, O
+        self.interval = interval
+        self.kernels = kernels(cell, self.dtype)
+        if self.dtype.name not in _ADAM:
+            _ADAM[self.dtype.name] = make_adam(self.dtype)
+        self.adam = _ADAM[self.dtype.name]
+        rows, block = default_tiling(B, H)
+        self.tile_rows = tile_rows or rows
+        self.threads = threads or block
+        if not 1 <= self.threads <= MAX_THREADS or not 1 <= self.tile_rows <= B:
+            raise ValueError(f"threads must be in 1..{MAX_THREADS} and tile_rows in 1..{B}, "
+                             f"got {self.threads} and {self.tile_rows}")
+        self.n_tiles = math.ceil(B / self.tile_rows)
+        self.P = cells.get(cell).n_params(n_in, H, O)
+        M, P, f = n_models, self.P, self.dtype
+        self.params = cuda.to_device(np.zeros((M, P), f))
+        self.m1 = cuda.to_device(np.zeros((M, P), f))
+        self.v1 = cuda.to_device(np.zeros((M, P), f))
+        self.work = cuda.device_array((M, self.kernels.work_size(T, B, H, O)), f)
+        self.grad_tiles = cuda.device_array((M, self.n_tiles, P), f)
+        self.loss_rows = cuda.device_array((M, B), np.float64)
+        self.losses = cuda.to_device(np.full((M, interval), np.nan))
+        self.grad_norms = cuda.to_device(np.full((M, interval), np.nan))
+
+    def set_params(self, params: np.ndarray) -> None:
+        """Upload [M, P] parameters; the Adam moments start at zero."""
+        self.params = cuda.to_device(np.ascontiguousarray(params, self.dtype))
+        self.m1 = cuda.to_device(np.zeros_like(params, self.dtype))
+        self.v1 = cuda.to_device(np.zeros_like(params, self.dtype))
+
+    def load_interval(self, x, target_class, target_value, mask, limit, first_step, lr,
+                      clip) -> None:
+        """Upload one interval: x [M,S,T,B,I], target_class int [M,S,T,B], target_value
+        [M,S,T,B,O] (or [M,S,T,B,0]), mask [M,S,T,B]; per model limit (steps to run, 0:
+        none), first_step (Adam's t of step 0), lr and clip."""
+        mask = np.ascontiguousarray(mask, self.dtype)
+        weight = mask.sum(axis=(2, 3), dtype=np.float64)
+        self.scale = cuda.to_device(np.where(weight > 0, 1.0 / np.where(weight > 0, weight, 1),
+                                             0.0).astype(self.dtype))
+        self.x = cuda.to_device(np.ascontiguousarray(x, self.dtype))
+        self.target_class = cuda.to_device(np.ascontiguousarray(target_class, np.int64))
+        self.target_value = cuda.to_device(np.ascontiguousarray(target_value, self.dtype))
+        self.mask = cuda.to_device(mask)
+        self.limit = cuda.to_device(np.asarray(limit, np.int64))
+        self.first_step = cuda.to_device(np.asarray(first_step, np.int64))
+        self.lr = cuda.to_device(np.asarray(lr, np.float64))
+        self.clip = cuda.to_device(np.asarray(clip, np.float64))
+        self.losses = cuda.to_device(np.full((self.M, self.interval), np.nan))
+        self.grad_norms = cuda.to_device(np.full((self.M, self.interval), np.nan))
+
+    def loss_and_grad(self, s: int, loss_code: int) -> None:
+        """Forward and backward of step s: loss_rows and grad_tiles, no update."""
+        grid = (self.n_tiles, self.M)
+        self.kernels.forward[grid, self.threads](
+            self.params, self.x, self.target_class, self.target_value, self.mask, self.scale,
+            self.limit, s, loss_code, self.H, self.O, self.tile_rows, self.work,
+            self.loss_rows)
+        self.kernels.backward[grid, self.threads](
+            self.params, self.x, self.mask, self.limit, s, self.H, self.O, self.tile_rows,
+            self.work, self.grad_tiles)
+
+    def step(self, s: int, loss_code: int) -> None:
+        """Training step s of the loaded interval: three launches."""
+        self.loss_and_grad(s, loss_code)
+        self.adam[self.M, ADAM_THREADS](
+            self.params, self.m1, self.v1, self.grad_tiles, self.loss_rows, self.limit,
+            self.first_step, self.lr, self.clip, s, self.losses, self.grad_norms)
+
+    def fetch(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(params [M,P], losses [M,S], grad_norms [M,S], limit [M]) back on the host;
+        limit[m] is the steps model m took (less than loaded where it diverged)."""
+        return (self.params.copy_to_host(), self.losses.copy_to_host(),
+                self.grad_norms.copy_to_host(), self.limit.copy_to_host())

@@ -1,0 +1,42 @@
+"""The CUDA kernels of every registered cell, by name and precision (built once)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from ablate import cells
+
+
+class CudaCell(NamedTuple):
+    forward: object  # forward[grid, block](params, x, target_class, target_value, mask, scale,
+    #                   limit, s, loss_code, n_hidden, n_out, tile_rows, work, loss_rows)
+    backward: object  # backward[grid, block](params, x, mask, limit, s, n_hidden, n_out,
+    #                    tile_rows, work, grad_tiles)
+    work_size: object  # work_size(T, B, H, O) -> elements of one model's work vector
+
+
+_KERNELS: dict = {}
+
+
+def kernels(cell: str, dtype) -> CudaCell:
+    """The forward and backward CUDA kernels of ``cell`` for float32 or float64."""
+    cells.get(cell)  # an unknown name raises with the known ones
+    dtype = np.dtype(dtype)
+    key = (cell, dtype.name)
+    if key not in _KERNELS:
+        from ablate.cuda import lstm_family
+
+        if cell in lstm_family.VARIANTS:
+            family = lstm_family
+        else:
+            from ablate.cuda import simple_family as family
+        variant = family.VARIANTS[cell]
+        forward, backward = family.make_kernels(variant, dtype)
+
+        def size(T, B, H, O, variant=variant, family=family):
+            return family.work_size(variant, T, B, H, O)
+
+        _KERNELS[key] = CudaCell(forward, backward, size)
+    return _KERNELS[key]

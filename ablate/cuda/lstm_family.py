@@ -1,0 +1,499 @@
+"""The LSTM and its ablations on the GPU: one persistent forward and backward kernel per cell.
+
+The same ``Variant`` flags as the CPU kernels (``ablate.cells.lstm_family``) are closed
+over as compile-time constants, so each name compiles exactly its own equations; the
+equations and the gradient formulas are those of the CPU kernels, line for line.
+
+Launch: grid (batch tiles, models), any block size. A block owns ``tile_rows`` batch rows
+of one model for the whole sequence, so the time loop needs only block barriers: each
+thread takes the elements (row, unit j) e = tid, tid + blockDim, … and computes every gate
+of unit j. Step t's states are written to the model's work vector and read back by the
+other threads of the block after a barrier.
+
+Work vector of one model (``work_size``), row-major:
+    gates [T,B,G] post-activation    c, h, aux [T,B,H]   aux = act(c_t) (u_t for use_gate)
+    dy [T,B,O]                       da [T,B,G] = dL/da_t (gate pre-activations)
+    d_net [T,B,H] (single_net, net_readout, use_gate)   dc, dc_next, d_read [B,H]
+The backward kernel writes each tile's gradient to grad_tiles[model, tile, :]; the Adam
+kernel sums the tiles in a fixed order (deterministic, no atomics).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import cuda
+
+from ablate.cells.lstm_family import LINEAR, SIGMOID, TANH, VARIANTS, Variant
+from ablate.cuda.activations import for_dtype
+from ablate.cuda.readout import make_readout
+
+__all__ = ["VARIANTS", "make_kernels", "work_size"]
+
+
+def work_size(variant: Variant, T: int, B: int, H: int, O: int) -> int:
+    """Elements of one model's work vector (see the module docstring)."""
+    G = len(variant.gates) * H
+    return T * B * (2 * G + 4 * H + O) + 3 * B * H
+
+
+def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
+    """(forward, backward) CUDA kernels of one variant and precision."""
+    dtype = np.dtype(dtype)
+    tanh, sigmoid = for_dtype(dtype)
+    readout_step, readout_grad = make_readout(dtype)
+    zero, one, two, four = dtype.type(0), dtype.type(1), dtype.type(2), dtype.type(4)
+    N_SLOTS = len(variant.gates)
+    I_SLOT, F_SLOT = variant.gates.find("i"), variant.gates.find("f")
+    G_SLOT, O_SLOT = variant.gates.find("g"), variant.gates.find("o")
+    INPUT_ACT, MEMORY_ACT, CIFG = variant.input_act, variant.memory_act, variant.cifg
+    PEEP, FGR = variant.peephole, variant.full_gate_recurrence
+    SINGLE, NET_READOUT, USE_GATE = variant.single_net, variant.net_readout, variant.use_gate
+    HAS_I, HAS_F = I_SLOT >= 0, F_SLOT >= 0
+    O_ROWS = O_SLOT >= 0  # rows in the o slot: the output gate, or net_readout's "h" rows
+    HAS_O = O_ROWS and not NET_READOUT
+    GATED_READ = not NET_READOUT and not USE_GATE
+    HAS_NET = SINGLE or NET_READOUT or USE_GATE
+    N_PEEP = 1 if PEEP else 0
+    N_FGR = 3 if FGR else 0
+    N_NET = 1 if HAS_NET else 0
+    N_USE = 1 if USE_GATE else 0
+
+    @cuda.jit(device=True)
+    def param_offsets(n_in, H, O):
+        """Offsets of W, R, b, peep, R_gates, P, b_u, W_out, b_out in the flat vector."""
+        G = N_SLOTS * H
+        o_w = 0
+        o_r = o_w + G * n_in
+        o_b = o_r + G * H
+        o_peep = o_b + G
+        o_rg = o_peep + 3 * H * N_PEEP
+        o_p = o_rg + (N_FGR * H) * (N_FGR * H)
+        o_bu = o_p + H * H * N_NET
+        o_wout = o_bu + H * N_USE
+        o_bout = o_wout + O * H
+        return o_w, o_r, o_b, o_peep, o_rg, o_p, o_bu, o_wout, o_bout
+
+    @cuda.jit(device=True)
+    def work_offsets(T, B, H, O):
+        """Offsets of gates, c, h, aux, dy, da, d_net, dc, dc_next, d_read in the work vector."""
+        G = N_SLOTS * H
+        o_gates = 0
+        o_c = o_gates + T * B * G
+        o_h = o_c + T * B * H
+        o_aux = o_h + T * B * H
+        o_dy = o_aux + T * B * H
+        o_da = o_dy + T * B * O
+        o_dnet = o_da + T * B * G
+        o_dc = o_dnet + T * B * H
+        o_dcn = o_dc + B * H
+        o_dread = o_dcn + B * H
+        return o_gates, o_c, o_h, o_aux, o_dy, o_da, o_dnet, o_dc, o_dcn, o_dread
+
+    @cuda.jit(device=True)
+    def input_act(a):
+        if INPUT_ACT == TANH:
+            return tanh(a)
+        if INPUT_ACT == LINEAR:
+            return a
+        if INPUT_ACT == SIGMOID:
+            return sigmoid(a)
+        return four * sigmoid(a) - two  # lstm97: 4σ − 2
+
+    @cuda.jit(device=True)
+    def input_act_grad(g):
+        """g'(a) from g = act(a)."""
+        if INPUT_ACT == TANH:
+            return one - g * g
+        if INPUT_ACT == LINEAR:
+            return one
+        if INPUT_ACT == SIGMOID:
+            return g * (one - g)
+        return (two + g) * (two - g) / four  # g = 4σ − 2: g' = 4σ(1 − σ)
+
+    @cuda.jit(device=True)
+    def memory_act(c):
+        if MEMORY_ACT == TANH:
+            return tanh(c)
+        if MEMORY_ACT == LINEAR:
+            return c
+        if MEMORY_ACT == SIGMOID:
+            return sigmoid(c)
+        return two * sigmoid(c) - one  # lstm97: 2σ − 1
+
+    @cuda.jit(device=True)
+    def memory_act_grad(a):
+        """act'(c) from a = act(c)."""
+        if MEMORY_ACT == TANH:
+            return one - a * a
+        if MEMORY_ACT == LINEAR:
+            return one
+        if MEMORY_ACT == SIGMOID:
+            return a * (one - a)
+        return (one - a * a) / two  # a = 2σ(c) − 1
+
+    @cuda.jit
+    def forward(params, x, target_class, target_value, mask, scale, limit, s, loss_code,
+                n_hidden, n_out, tile_rows, work, loss_rows):
+        """Step s of the interval: the cell over x[m, s] [T,B,I], the readout and the loss.
+
+        Writes the states, dy and loss_rows[m, r] (Σ_t scale·mask·ℓ of row r) of the
+        block's rows; a model runs step s only while s < limit[m].
+        """
+        m = cuda.blockIdx.y
+        if s >= limit[m]:  # the model has stopped, or its interval is shorter
+            return
+        tid = cuda.threadIdx.x
+        n_threads = cuda.blockDim.x
+        T, B, n_in = x.shape[2], x.shape[3], x.shape[4]
+        H = n_hidden
+        O = n_out
+        G = N_SLOTS * H
+        row0 = cuda.blockIdx.x * tile_rows
+        rows = min(tile_rows, B - row0)
+        p = params[m]
+        w = work[m]
+        xs = x[m, s]
+        o_w, o_r, o_b, o_peep, o_rg, o_p, o_bu, o_wout, o_bout = param_offsets(n_in, H, O)
+        o_gates, o_c, o_h, o_aux, o_dy, _, _, _, _, _ = work_offsets(T, B, H, O)
+        ki, kf, kg, ko = I_SLOT * H, F_SLOT * H, G_SLOT * H, O_SLOT * H
+        for rr in range(tid, rows, n_threads):
+            loss_rows[m, row0 + rr] = 0
+        for t in range(T):
+            here = t * B  # row offset of step t
+            prev = (t - 1) * B
+            for e in range(tid, rows * H, n_threads):
+                r = row0 + e // H
+                j = e % H
+                # a = b + W x_t + R h_{t-1} for each slot's row of unit j
+                acc_i = p[o_b + ki + j] if HAS_I else zero
+                acc_f = p[o_b + kf + j] if HAS_F else zero
+                acc_g = p[o_b + kg + j]
+                acc_o = p[o_b + ko + j] if O_ROWS else zero
+                for i in range(n_in):
+                    xv = xs[t, r, i]
+                    if HAS_I:
+                        acc_i += p[o_w + (ki + j) * n_in + i] * xv
+                    if HAS_F:
+                        acc_f += p[o_w + (kf + j) * n_in + i] * xv
+                    acc_g += p[o_w + (kg + j) * n_in + i] * xv
+                    if O_ROWS:
+                        acc_o += p[o_w + (ko + j) * n_in + i] * xv
+                c_prev = zero
+                mem = zero  # single_net: P_c c_{t-1}
+                if t > 0:
+                    c_prev = w[o_c + (prev + r) * H + j]
+                    base_h = o_h + (prev + r) * H
+                    for q in range(H):
+                        hq = w[base_h + q]
+                        if HAS_I:
+                            acc_i += p[o_r + (ki + j) * H + q] * hq
+                        if HAS_F:
+                            acc_f += p[o_r + (kf + j) * H + q] * hq
+                        acc_g += p[o_r + (kg + j) * H + q] * hq
+                        if O_ROWS:
+                            acc_o += p[o_r + (ko + j) * H + q] * hq
+                    if FGR:  # [a_i; a_f; a_o] += R_gates [i; f; o]_{t-1}
+                        base_g = o_gates + (prev + r) * G
+                        width = 3 * H
+                        for q in range(H):
+                            vi = w[base_g + ki + q]
+                            vf = w[base_g + kf + q]
+                            vo = w[base_g + ko + q]
+                            acc_i += (p[o_rg + j * width + q] * vi
+                                      + p[o_rg + j * width + H + q] * vf
+                                      + p[o_rg + j * width + 2 * H + q] * vo)
+                            row_f = (H + j) * width
+                            acc_f += (p[o_rg + row_f + q] * vi + p[o_rg + row_f + H + q] * vf
+                                      + p[o_rg + row_f + 2 * H + q] * vo)
+                            row_o = (2 * H + j) * width
+                            acc_o += (p[o_rg + row_o + q] * vi + p[o_rg + row_o + H + q] * vf
+                                      + p[o_rg + row_o + 2 * H + q] * vo)
+                    if SINGLE:
+                        base_c = o_c + (prev + r) * H
+                        for q in range(H):
+                            mem += p[o_p + j * H + q] * w[base_c + q]
+                if PEEP:  # p_i, p_f see c_{t-1}
+                    acc_i += p[o_peep + j] * c_prev
+                    acc_f += p[o_peep + H + j] * c_prev
+                base = o_gates + (here + r) * G
+                ig = sigmoid(acc_i) if HAS_I else one
+                if HAS_F:
+                    fg = sigmoid(acc_f)
+                elif CIFG:
+                    fg = one - ig
+                else:
+                    fg = one
+                if SINGLE:
+                    ct = tanh(acc_g + mem)  # c_t = tanh(a_c + P_c c_{t-1})
+                    w[base + kg + j] = ct
+                else:
+                    gv = input_act(acc_g)
+                    w[base + kg + j] = gv
+                    ct = fg * c_prev + ig * gv  # c_t = f ⊙ c_{t-1} + i ⊙ g
+                if HAS_I:
+                    w[base + ki + j] = ig
+                if HAS_F:
+                    w[base + kf + j] = fg
+                w[o_c + (here + r) * H + j] = ct
+                og = one
+                if HAS_O:
+                    if PEEP:
+                        acc_o += p[o_peep + 2 * H + j] * ct  # p_o sees c_t
+                    og = sigmoid(acc_o)
+                    w[base + ko + j] = og
+                elif NET_READOUT:
+                    w[base + ko + j] = acc_o  # a_h without P_h c_t, finished below
+                if GATED_READ:
+                    act = memory_act(ct)
+                    w[o_aux + (here + r) * H + j] = act
+                    w[o_h + (here + r) * H + j] = og * act  # o = 1 without an output gate
+            cuda.syncthreads()
+            if NET_READOUT or USE_GATE:
+                for e in range(tid, rows * H, n_threads):
+                    r = row0 + e // H
+                    j = e % H
+                    base = o_gates + (here + r) * G
+                    if NET_READOUT:  # h_t = tanh(a_h + P_h c_t)
+                        acc = w[base + ko + j]
+                        base_c = o_c + (here + r) * H
+                        for q in range(H):
+                            acc += p[o_p + j * H + q] * w[base_c + q]
+                        hv = tanh(acc)
+                        w[base + ko + j] = hv
+                        w[o_h + (here + r) * H + j] = hv
+                    else:  # h_t = tanh(W_u (f ⊙ c_{t-1}) + b_u) ⊙ o
+                        acc = p[o_bu + j]
+                        if t > 0:
+                            base_c = o_c + (prev + r) * H
+                            for q in range(H):
+                                acc += p[o_p + j * H + q] * (w[base + kf + q] * w[base_c + q])
+                        u = tanh(acc)
+                        w[o_aux + (here + r) * H + j] = u
+                        w[o_h + (here + r) * H + j] = u * w[base + ko + j]
+                cuda.syncthreads()
+            readout_step(p, w, o_wout, o_bout, o_h, o_dy, t, B, H, O, row0, rows, tid,
+                         n_threads, mask[m, s, t], target_class[m, s, t], target_value[m, s, t],
+                         loss_code, scale[m, s], loss_rows[m])
+
+    @cuda.jit
+    def backward(params, x, mask, limit, s, n_hidden, n_out, tile_rows, work, grad_tiles):
+        """Backpropagation through time of step s for the block's rows, then this tile's
+        weight gradients into grad_tiles[m, tile, :] (forward must have run on work)."""
+        m = cuda.blockIdx.y
+        if s >= limit[m]:  # the model has stopped, or its interval is shorter
+            return
+        tile = cuda.blockIdx.x
+        tid = cuda.threadIdx.x
+        n_threads = cuda.blockDim.x
+        T, B, n_in = x.shape[2], x.shape[3], x.shape[4]
+        H = n_hidden
+        O = n_out
+        G = N_SLOTS * H
+        row0 = tile * tile_rows
+        rows = min(tile_rows, B - row0)
+        p = params[m]
+        w = work[m]
+        xs = x[m, s]
+        o_w, o_r, o_b, o_peep, o_rg, o_p, o_bu, o_wout, o_bout = param_offsets(n_in, H, O)
+        o_gates, o_c, o_h, o_aux, o_dy, o_da, o_dnet, o_dc, o_dcn, o_dread = work_offsets(
+            T, B, H, O)
+        ki, kf, kg, ko = I_SLOT * H, F_SLOT * H, G_SLOT * H, O_SLOT * H
+        width = 3 * H
+        for t in range(T - 1, -1, -1):
+            here = t * B
+            nxt = (t + 1) * B
+            # Pass 1: dL/dh_t, then into the read-out of the memory: dL/dc_t from h_t.
+            for e in range(tid, rows * H, n_threads):
+                r = row0 + e // H
+                j = e % H
+                dh = readout_grad(p, w, o_wout, o_dy, t, B, H, O, r, j, mask[m, s, t])
+                dgn_o = zero  # fgr: dL/do_t through R_gates at t+1
+                if t < T - 1:
+                    base_d = o_da + (nxt + r) * G
+                    for k in range(G):
+                        dh += w[base_d + k] * p[o_r + k * H + j]  # through R h_t at t+1
+                    if FGR:
+                        for q in range(H):
+                            dgn_o += (w[base_d + ki + q] * p[o_rg + q * width + 2 * H + j]
+                                      + w[base_d + kf + q] * p[o_rg + (H + q) * width + 2 * H + j]
+                                      + w[base_d + ko + q]
+                                      * p[o_rg + (2 * H + q) * width + 2 * H + j])
+                dcn = w[o_dcn + r * H + j] if t < T - 1 else zero
+                base = o_gates + (here + r) * G
+                dbase = o_da + (here + r) * G
+                if GATED_READ:
+                    act = w[o_aux + (here + r) * H + j]
+                    og = w[base + ko + j] if HAS_O else one
+                    d_act = dh * og
+                    dc = dcn + d_act * memory_act_grad(act)
+                    if HAS_O:
+                        do = dh * act + dgn_o
+                        dao = do * og * (one - og)  # into a_o through σ
+                        w[dbase + ko + j] = dao
+                        if PEEP:
+                            dc += dao * p[o_peep + 2 * H + j]  # into c_t via the o peephole
+                elif NET_READOUT:
+                    hv = w[base + ko + j]
+                    dah = dh * (one - hv * hv)  # into a_h + P_h c_t through tanh
+                    w[dbase + ko + j] = dah
+                    w[o_dnet + (here + r) * H + j] = dah
+                    dc = dcn
+                else:  # use_gate: h = u ⊙ o
+                    og = w[base + ko + j]
+                    u = w[o_aux + (here + r) * H + j]
+                    w[dbase + ko + j] = dh * u * og * (one - og)
+                    w[o_dnet + (here + r) * H + j] = dh * og * (one - u * u)
+                    dc = dcn
+                w[o_dc + r * H + j] = dc
+            if NET_READOUT or USE_GATE:
+                cuda.syncthreads()  # pass 2 reads d_net of every unit
+            # Pass 2: into the gates and c_{t-1}.
+            for e in range(tid, rows * H, n_threads):
+                r = row0 + e // H
+                j = e % H
+                base = o_gates + (here + r) * G
+                dbase = o_da + (here + r) * G
+                dc = w[o_dc + r * H + j]
+                d_read = zero
+                if NET_READOUT or USE_GATE:
+                    base_n = o_dnet + (here + r) * H
+                    for q in range(H):
+                        d_read += w[base_n + q] * p[o_p + q * H + j]
+                    if NET_READOUT:
+                        dc += d_read  # into c_t through P_h
+                c_prev = w[o_c + ((t - 1) * B + r) * H + j] if t > 0 else zero
+                if SINGLE:
+                    cv = w[base + kg + j]
+                    dn = dc * (one - cv * cv)  # into a_c + P_c c_{t-1} through tanh
+                    w[dbase + kg + j] = dn
+                    w[o_dnet + (here + r) * H + j] = dn
+                    continue
+                dgn_i = zero
+                dgn_f = zero
+                if FGR and t < T - 1:
+                    base_d = o_da + (nxt + r) * G
+                    for q in range(H):
+                        dgn_i += (w[base_d + ki + q] * p[o_rg + q * width + j]
+                                  + w[base_d + kf + q] * p[o_rg + (H + q) * width + j]
+                                  + w[base_d + ko + q] * p[o_rg + (2 * H + q) * width + j])
+                        dgn_f += (w[base_d + ki + q] * p[o_rg + q * width + H + j]
+                                  + w[base_d + kf + q] * p[o_rg + (H + q) * width + H + j]
+                                  + w[base_d + ko + q] * p[o_rg + (2 * H + q) * width + H + j])
+                gv = w[base + kg + j]
+                ig = w[base + ki + j] if HAS_I else one
+                w[dbase + kg + j] = dc * ig * input_act_grad(gv)  # dL/dg = dc ⊙ i
+                da_i = zero
+                da_f = zero
+                if HAS_I:
+                    di = dc * gv
+                    if CIFG:
+                        di -= dc * c_prev
+                    di += dgn_i
+                    da_i = di * ig * (one - ig)
+                    w[dbase + ki + j] = da_i
+                if HAS_F:
+                    fg = w[base + kf + j]
+                    df = dc * c_prev + d_read * c_prev if USE_GATE else dc * c_prev
+                    df += dgn_f
+                    da_f = df * fg * (one - fg)
+                    w[dbase + kf + j] = da_f
+                elif CIFG:
+                    fg = one - ig
+                else:
+                    fg = one
+                dcn = dc * fg  # into c_{t-1} through the forget gate
+                if USE_GATE:
+                    dcn += d_read * fg
+                if PEEP:
+                    dcn += da_i * p[o_peep + j] + da_f * p[o_peep + H + j]
+                w[o_dcn + r * H + j] = dcn
+            cuda.syncthreads()
+            if SINGLE:  # into c_{t-1} through P_c
+                for e in range(tid, rows * H, n_threads):
+                    r = row0 + e // H
+                    j = e % H
+                    base_n = o_dnet + (here + r) * H
+                    acc = zero
+                    for q in range(H):
+                        acc += w[base_n + q] * p[o_p + q * H + j]
+                    w[o_dcn + r * H + j] = acc
+        cuda.syncthreads()
+        # This tile's weight gradients, one parameter per thread at a time.
+        g = grad_tiles[m, tile]
+        n_params = o_bout + O
+        for k in range(tid, n_params, n_threads):
+            acc = zero
+            if k < o_r:  # W [G, I]
+                row = k // n_in
+                i = k % n_in
+                for t in range(T):
+                    for r in range(row0, row0 + rows):
+                        acc += w[o_da + (t * B + r) * G + row] * xs[t, r, i]
+            elif k < o_b:  # R [G, H]: Σ_{t≥1} da_t h_{t-1}
+                row = (k - o_r) // H
+                q = (k - o_r) % H
+                for t in range(1, T):
+                    for r in range(row0, row0 + rows):
+                        acc += w[o_da + (t * B + r) * G + row] * w[o_h + ((t - 1) * B + r) * H + q]
+            elif k < o_peep:  # b [G]
+                row = k - o_b
+                for t in range(T):
+                    for r in range(row0, row0 + rows):
+                        acc += w[o_da + (t * B + r) * G + row]
+            elif k < o_rg:  # peep [3, H]: p_i, p_f against c_{t-1}; p_o against c_t
+                which = (k - o_peep) // H
+                j = (k - o_peep) % H
+                slot = ki if which == 0 else (kf if which == 1 else ko)
+                for t in range(T):
+                    for r in range(row0, row0 + rows):
+                        if which == 2:
+                            cv = w[o_c + (t * B + r) * H + j]
+                        elif t > 0:
+                            cv = w[o_c + ((t - 1) * B + r) * H + j]
+                        else:
+                            cv = zero
+                        acc += w[o_da + (t * B + r) * G + slot + j] * cv
+            elif k < o_p:  # R_gates [3H, 3H]: Σ_{t≥1} d[i;f;o]_t [i;f;o]_{t-1}
+                row = (k - o_rg) // width
+                col = (k - o_rg) % width
+                slot_row = ki if row < H else (kf if row < 2 * H else ko)
+                slot_col = ki if col < H else (kf if col < 2 * H else ko)
+                unit_row = row % H
+                unit_col = col % H
+                for t in range(1, T):
+                    for r in range(row0, row0 + rows):
+                        acc += (w[o_da + (t * B + r) * G + slot_row + unit_row]
+                                * w[o_gates + ((t - 1) * B + r) * G + slot_col + unit_col])
+            elif k < o_bu:  # P [H, H]: P_c, P_h or W_u
+                j = (k - o_p) // H
+                q = (k - o_p) % H
+                for t in range(T):
+                    for r in range(row0, row0 + rows):
+                        dn = w[o_dnet + (t * B + r) * H + j]
+                        if NET_READOUT:
+                            acc += dn * w[o_c + (t * B + r) * H + q]
+                        elif t > 0:
+                            c_prev = w[o_c + ((t - 1) * B + r) * H + q]
+                            if SINGLE:
+                                acc += dn * c_prev
+                            else:  # use_gate: against f ⊙ c_{t-1}
+                                acc += dn * w[o_gates + (t * B + r) * G + kf + q] * c_prev
+            elif k < o_wout:  # b_u [H]
+                j = k - o_bu
+                for t in range(T):
+                    for r in range(row0, row0 + rows):
+                        acc += w[o_dnet + (t * B + r) * H + j]
+            elif k < o_bout:  # W_out [O, H]
+                row = (k - o_wout) // H
+                q = (k - o_wout) % H
+                for t in range(T):
+                    for r in range(row0, row0 + rows):
+                        acc += w[o_dy + (t * B + r) * O + row] * w[o_h + (t * B + r) * H + q]
+            else:  # b_out [O]
+                row = k - o_bout
+                for t in range(T):
+                    for r in range(row0, row0 + rows):
+                        acc += w[o_dy + (t * B + r) * O + row]
+            g[k] = acc
+
+    return forward, backward

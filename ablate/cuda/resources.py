@@ -1,0 +1,222 @@
+"""Compile every CUDA kernel to PTX for sm_90 and read ``ptxas -v``: registers, shared
+memory, spills. Needs no GPU (NVVM and ptxas only); run outside the CUDA simulator.
+
+    python -m ablate.cuda.resources [--out bench/cuda_resources.txt] [--cells lstm,gru]
+
+Budgets, checked by tests/test_cuda_resources.py:
+  - no spill stores or loads in any kernel (a spill turns a register into local memory
+    traffic in the innermost time loop);
+  - static shared memory ≤ 48 KiB (the limit without opting in to more per block);
+  - registers × the largest block ablate launches (ablate.cuda.device.MAX_THREADS) fit the
+    65,536 registers of an SM, so every default launch can be resident.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+CC = (9, 0)
+SHARED_BUDGET = 48 * 1024
+REGISTER_FILE = 65536
+
+
+class Usage(NamedTuple):
+    kernel: str  # "<cell> forward float32", "adam float32", ...
+    registers: int
+    shared: int  # bytes of static shared memory
+    spill_stores: int
+    spill_loads: int
+    stack: int  # bytes of stack frame (local memory)
+
+
+def ptxas_path() -> str:
+    """ptxas from PATH, else the one the nvidia-cuda-nvcc wheel brings; FileNotFoundError
+    naming both places otherwise."""
+    found = shutil.which("ptxas")
+    if found:
+        return found
+    try:
+        import nvidia
+
+        for root in nvidia.__path__:
+            for candidate in sorted(Path(root).glob("*/bin/ptxas")):
+                return str(candidate)
+    except ImportError:
+        pass
+    raise FileNotFoundError("ptxas not found on PATH nor in the nvidia-cuda-nvcc wheel; "
+                            "pip install 'nvidia-cuda-nvcc==13.0.*'")
+
+
+def signatures(dtype) -> dict[str, tuple]:
+    """Numba argument types of the launches in ablate.cuda.device, by kernel role."""
+    from numba import types
+
+    f = types.float32 if np.dtype(dtype) == np.float32 else types.float64
+    i64, f64 = types.int64, types.float64
+
+    def array(dt, ndim):
+        return types.Array(dt, ndim, "C")
+
+    forward = (array(f, 2), array(f, 5), array(i64, 4), array(f, 5), array(f, 4), array(f, 2),
+               array(i64, 1), i64, i64, i64, i64, i64, array(f, 2), array(f64, 2))
+    backward = (array(f, 2), array(f, 5), array(f, 4), array(i64, 1), i64, i64, i64, i64,
+                array(f, 2), array(f, 3))
+    adam = (array(f, 2), array(f, 2), array(f, 2), array(f, 3), array(f64, 2), array(i64, 1),
+            array(i64, 1), array(f64, 1), array(f64, 1), i64, array(f64, 2), array(f64, 2))
+    return {"forward": forward, "backward": backward, "adam": adam}
+
+
+_PATTERNS = {
+    "registers": re.compile(r"Used (\d+) registers"),
+    "shared": re.compile(r"(\d+) bytes smem"),
+    "spill_stores": re.compile(r"(\d+) bytes spill stores"),
+    "spill_loads": re.compile(r"(\d+) bytes spill loads"),
+    "stack": re.compile(r"(\d+) bytes stack frame"),
+}
+
+
+def ptxas_usage(name: str, ptx: str, ptxas: str) -> Usage:
+    """Assemble ``ptx`` for sm_90 with ``ptxas -v`` and parse its resource lines."""
+    with tempfile.TemporaryDirectory() as folder:
+        source = Path(folder) / "kernel.ptx"
+        source.write_text(ptx)
+        done = subprocess.run([ptxas, f"-arch=sm_{CC[0]}{CC[1]}", "-v", str(source), "-o",
+                               str(Path(folder) / "kernel.cubin")],
+                              capture_output=True, text=True)
+    text = done.stdout + done.stderr
+    if done.returncode != 0:
+        raise RuntimeError(f"ptxas failed on {name}: {text.strip().splitlines()[-1:]}")
+    values = {}
+    for key, pattern in _PATTERNS.items():
+        found = [int(v) for v in pattern.findall(text)]
+        values[key] = max(found) if found else 0
+    return Usage(name, **values)
+
+
+@contextlib.contextmanager
+def _compiling_for(cc: tuple[int, int]):
+    """Let device functions compile without a GPU: numba-cuda asks the current device for
+    its compute capability when it types a call to a ``cuda.jit(device=True)`` function
+    (``compile_ptx`` passes ``cc`` only to the kernel itself)."""
+    from numba import cuda
+
+    dispatcher = cuda.dispatcher
+
+    class _Device:
+        compute_capability = cc
+
+    original = dispatcher.get_current_device
+    dispatcher.get_current_device = _Device
+    try:
+        yield
+    finally:
+        dispatcher.get_current_device = original
+
+
+def measure(cell_names=None, dtypes=("float32",)) -> list[Usage]:
+    """Usage of every kernel: each cell's forward and backward, and Adam, per dtype."""
+    with _compiling_for(CC):
+        return _measure(cell_names, dtypes)
+
+
+def _measure(cell_names, dtypes) -> list[Usage]:
+    from numba import cuda
+
+    from ablate import cells
+    from ablate.cuda.adam import make_adam
+    from ablate.cuda.kernels import kernels
+
+    ptxas = ptxas_path()
+    usages = []
+    for dtype in dtypes:
+        sig = signatures(dtype)
+        ptx, _ = cuda.compile_ptx(make_adam(np.dtype(dtype)).py_func, sig["adam"], cc=CC)
+        usages.append(ptxas_usage(f"adam {dtype}", ptx, ptxas))
+        for cell in cell_names or cells.names():
+            pair = kernels(cell, dtype)
+            for role in ("forward", "backward"):
+                ptx, _ = cuda.compile_ptx(getattr(pair, role).py_func, sig[role], cc=CC)
+                usages.append(ptxas_usage(f"{cell} {role} {dtype}", ptx, ptxas))
+    return usages
+
+
+def problems(usages: list[Usage], max_threads: int) -> list[str]:
+    """One line per kernel over a budget (see the module docstring); empty when all fit."""
+    lines = []
+    for u in usages:
+        if u.spill_stores or u.spill_loads:
+            lines.append(f"{u.kernel}: spills {u.spill_stores} B stores, {u.spill_loads} B loads")
+        if u.shared > SHARED_BUDGET:
+            lines.append(f"{u.kernel}: {u.shared} B static shared memory > {SHARED_BUDGET}")
+        if u.registers * max_threads > REGISTER_FILE:
+            lines.append(f"{u.kernel}: {u.registers} registers × {max_threads} threads > "
+                         f"{REGISTER_FILE}")
+    return lines
+
+
+def report(usages: list[Usage], max_threads: int) -> str:
+    """The text saved to bench/cuda_resources.txt."""
+    from importlib.metadata import version as installed
+
+    numba_version, cuda_version = installed("numba"), installed("numba-cuda")
+
+    ptxas = ptxas_path()
+    version = subprocess.run([ptxas, "--version"], capture_output=True, text=True).stdout
+    release = next((line for line in version.splitlines() if "release" in line), "").strip()
+    lines = [
+        f"# ptxas -v for sm_{CC[0]}{CC[1]}: every ablate CUDA kernel "
+        "(python -m ablate.cuda.resources)",
+        f"# numba {numba_version}, numba-cuda {cuda_version}, ptxas: {release}",
+        f"# budgets: no spills; static shared <= {SHARED_BUDGET} B; registers x "
+        f"{max_threads} threads <= {REGISTER_FILE}",
+        f"{'kernel':40s} {'registers':>9s} {'smem B':>7s} {'spill st':>8s} "
+        f"{'spill ld':>8s} {'stack B':>7s}",
+    ]
+    for u in usages:
+        lines.append(f"{u.kernel:40s} {u.registers:9d} {u.shared:7d} {u.spill_stores:8d} "
+                     f"{u.spill_loads:8d} {u.stack:7d}")
+    found = problems(usages, max_threads)
+    lines.append("# over budget: " + ("; ".join(found) if found else "none"))
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ablate.cuda.resources",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, help="write the report here (else print it)")
+    parser.add_argument("--cells", help="comma-separated cell names (default: all)")
+    parser.add_argument("--float64", action="store_true", help="also the float64 kernels")
+    args = parser.parse_args(argv)
+    if os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0"):
+        print("error: run without NUMBA_ENABLE_CUDASIM: the simulator compiles no PTX",
+              file=sys.stderr)
+        return 2
+    from ablate.cuda.device import MAX_THREADS
+
+    names = args.cells.split(",") if args.cells else None
+    dtypes = ("float32", "float64") if args.float64 else ("float32",)
+    text = report(measure(names, dtypes), MAX_THREADS)
+    if args.out:
+        args.out.write_text(text)
+    print(text, end="")
+    return 1 if problems_in(text) else 0
+
+
+def problems_in(text: str) -> bool:
+    """Whether a report's last line names kernels over budget."""
+    return not text.rstrip().endswith("# over budget: none")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,521 @@
+"""GPU training speed: ablate's CUDA kernels against torch.nn.LSTM with cuDNN, same run.
+
+The workload: ``lstm`` models on the ``copy`` task (I=10, O=9, cross-entropy on the 10 recall
+steps), Adam at lr 1e-3, global-norm clipping at 1.0, float32, every model its own seed and
+its own training batches. Measured in one run:
+
+  one model  H=128, B=32, T=100 (gap 80) and T=1000 (gap 980): the wall time of a training
+             step and of its forward + backward alone, and both per time step (time / T)
+  ensembles  16 and 128 models, H=64, B=32, T=100, trained together by one DeviceEnsemble
+             (three launches a step for all models): model-steps/s (models × steps / wall
+             seconds) and the 128-model step time over the 16-model one
+  cuDNN      the same shapes as ``nn.LSTM`` + ``nn.Linear`` + ``torch.optim.Adam`` (fused) +
+             ``clip_grad_norm_`` on cuda, cuDNN on, TF32 off unless --tf32 (ablate computes in
+             plain float32); an ensemble is its M models as M separate torch models trained
+             one after another: at each step every model takes its step in turn
+
+How: the batches of --steps steps are drawn with ``task.batch`` and put on the GPU once
+(ablate: ``DeviceEnsemble.load_interval``; torch: one tensor per array). A repeat runs those
+steps (ablate: ``ens.step(s, 0)`` for s in 0..S−1) and then waits for the device
+(``numba.cuda.synchronize`` / ``torch.cuda.synchronize``); a step's time is the repeat's wall
+time / S, and the best of --repeats repeats counts (a case stops repeating after
+CASE_SECONDS of timed repeats). ablate and torch take their repeats in turn, after a warm-up
+that is not timed (kernel compilation, cuDNN set-up; the compile time is shown apart).
+
+Targets of issue 7 (on an H100/H200), judged at the end: one model ≤ 20 µs per time step
+(forward + backward) at H ≤ 128; ≥ 5,000 model-steps/s at 16 × (H64, B32, T100); 128 models
+within 1.5× the 16-model step time; ≥ 10× cuDNN running the same models one after another.
+
+Without a usable GPU the script prints one line saying why and exits with status 2.
+--simulate runs a tiny configuration under Numba's CUDA simulator (which the caller turns on
+with NUMBA_ENABLE_CUDASIM=1) to check the script's code paths; its timings mean nothing.
+
+    python bench/gpu.py                      # a minute or two on an H100 (a case stops
+                                             # repeating after CASE_SECONDS)
+    python bench/gpu.py --quick --json gpu.json
+    NUMBA_ENABLE_CUDASIM=1 python bench/gpu.py --simulate
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import platform
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run from a checkout
+
+CELL = "lstm"
+CLIP = 1.0
+LR = 1e-3
+CASE_SECONDS = 30.0  # a case stops repeating once its timed repeats took this long
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """The measured shapes; T = gap + 2 · n_recall of the copy task."""
+
+    single_hidden: int
+    single_gaps: tuple[int, ...]
+    ensemble_hidden: int
+    ensemble_gap: int
+    models: tuple[int, int]  # the small and the large ensemble
+    batch: int
+    copy: dict
+
+
+FULL = Sizes(single_hidden=128, single_gaps=(80, 980), ensemble_hidden=64, ensemble_gap=80,
+             models=(16, 128), batch=32, copy={})
+SIMULATED = Sizes(single_hidden=4, single_gaps=(1, 3), ensemble_hidden=4, ensemble_gap=1,
+                  models=(2, 3), batch=3, copy={"n_symbols": 2, "n_recall": 2})  # T 5, 7
+
+TARGET_US_PER_TIME_STEP = 20.0
+TARGET_MODEL_STEPS = 5000.0
+TARGET_SCALING = 1.5
+TARGET_VS_CUDNN = 10.0
+
+
+# ---------------------------------------------------------------- data
+
+
+@dataclass
+class Data:
+    """S steps of copy batches for M models: x [M,S,T,B,I], target_class [M,S,T,B] (0 where
+    unmasked), mask [M,S,T,B]."""
+
+    x: np.ndarray
+    target_class: np.ndarray
+    mask: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, int, int, int, int]:
+        return self.x.shape  # M, S, T, B, I
+
+
+def copy_data(sizes: Sizes, n_models: int, n_steps: int, gap: int) -> tuple[Data, int]:
+    """Model m's batches are task.batch(gap, B, seed=m, "train", index=step); and O."""
+    from ablate import tasks
+
+    task = tasks.get("copy", **sizes.copy)
+    first = task.batch(gap, sizes.batch, 0, "train", 0)
+    T, B, n_in = first.x.shape
+    x = np.empty((n_models, n_steps, T, B, n_in), np.float32)
+    target_class = np.empty((n_models, n_steps, T, B), np.int64)
+    mask = np.empty((n_models, n_steps, T, B), np.float32)
+    for m in range(n_models):
+        for s in range(n_steps):
+            batch = task.batch(gap, sizes.batch, m, "train", s)
+            x[m, s], mask[m, s] = batch.x, batch.mask
+            target_class[m, s] = np.where(batch.mask > 0, batch.target, 0)
+    return Data(x, target_class, mask), task.n_out(gap)
+
+
+# ---------------------------------------------------------------- timing
+
+
+def time_repeat(run: Callable[[], None], sync: Callable[[], None], n_steps: int) -> float:
+    """Seconds per step of one repeat: run() issues n_steps steps, then wait for the device."""
+    sync()
+    started = time.perf_counter()
+    run()
+    sync()
+    return (time.perf_counter() - started) / n_steps
+
+
+def measure(routes: dict[str, tuple[Callable[[], None], Callable[[], None]]], n_steps: int,
+            repeats: int, case_seconds: float) -> dict[str, list[float]]:
+    """Seconds per step of every repeat of every route; the routes take their repeats in
+    turn, and stop after ``case_seconds`` of timed repeats (at least one each)."""
+    times: dict[str, list[float]] = {name: [] for name in routes}
+    spent = 0.0
+    for _ in range(repeats):
+        for name, (run, sync) in routes.items():
+            times[name].append(time_repeat(run, sync, n_steps))
+            spent += times[name][-1] * n_steps
+        if spent > case_seconds:
+            break
+    return times
+
+
+# ---------------------------------------------------------------- ablate
+
+
+class AblateCase:
+    """A DeviceEnsemble of M models with S steps of batches loaded (compiled on creation)."""
+
+    def __init__(self, data: Data, H: int, O: int) -> None:
+        from numba import cuda
+
+        from ablate import init_params
+        from ablate.cuda.device import DeviceEnsemble
+        from ablate.kernels.driver import LOSS_CODES
+
+        self.cuda, self.loss_code = cuda, LOSS_CODES["xent"]
+        M, S, T, B, n_in = data.shape
+        self.n_steps = S
+        self.ens = DeviceEnsemble(CELL, np.float32, M, T, B, n_in, H, O, interval=S)
+        self.ens.set_params(np.stack([init_params(CELL, n_in, H, O, seed=m, dtype=np.float32)
+                                      for m in range(M)]))
+        self.ens.load_interval(
+            data.x, data.target_class, np.zeros((M, S, T, B, 0), np.float32), data.mask,
+            limit=np.full(M, S, np.int64), first_step=np.ones(M, np.int64),
+            lr=np.full(M, LR), clip=np.full(M, CLIP))
+        started = time.perf_counter()
+        self.ens.step(0, self.loss_code)  # warm-up: the first launches compile the kernels
+        self.ens.loss_and_grad(0, self.loss_code)
+        cuda.synchronize()
+        self.first_seconds = time.perf_counter() - started
+
+    def sync(self) -> None:
+        self.cuda.synchronize()
+
+    def train(self) -> None:
+        for s in range(self.n_steps):
+            self.ens.step(s, self.loss_code)
+
+    def forward_backward(self) -> None:
+        for s in range(self.n_steps):
+            self.ens.loss_and_grad(s, self.loss_code)
+
+    def diverged(self) -> int:
+        """Models that stopped early (their later steps return at once: timing too short)."""
+        _, losses, _, limit = self.ens.fetch()
+        return int(np.sum((limit < self.n_steps) | ~np.isfinite(losses).all(axis=1)))
+
+
+# ---------------------------------------------------------------- torch
+
+
+def torch_status(tf32: bool):
+    """(torch module or None, a few words on it)."""
+    try:
+        import torch
+    except ImportError:
+        return None, "torch not installed: ablate's numbers only"
+    if not torch.cuda.is_available():
+        return None, f"torch {torch.__version__} has no CUDA here: ablate's numbers only"
+    torch.backends.cudnn.enabled = True
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    return torch, (f"torch {torch.__version__}, cuDNN {torch.backends.cudnn.version()}, "
+                   f"TF32 {'on' if tf32 else 'off'}")
+
+
+class TorchModels:
+    """M separate nn.LSTM + nn.Linear + fused Adam models on cuda, trained one after
+    another on the same batches as ablate's."""
+
+    def __init__(self, torch, data: Data, H: int, O: int) -> None:
+        self.torch, self.O = torch, O
+        M, S, T, B, n_in = data.shape
+        self.n_models, self.n_steps = M, S
+        device = torch.device("cuda")
+        self.x = torch.from_numpy(data.x).to(device)
+        self.target = torch.from_numpy(data.target_class).to(device)
+        self.mask = torch.from_numpy(data.mask).to(device)
+        self.models = []
+        for m in range(M):
+            torch.manual_seed(m)
+            lstm = torch.nn.LSTM(n_in, H).to(device)
+            readout = torch.nn.Linear(H, O).to(device)
+            parameters = [*lstm.parameters(), *readout.parameters()]
+            optimiser = torch.optim.Adam(parameters, lr=LR, fused=True)
+            self.models.append((lstm, readout, parameters, optimiser))
+        started = time.perf_counter()
+        self.train_step(0)  # warm-up: cuDNN set-up, allocator, fused Adam
+        self.forward_backward_step(0)
+        self.sync()
+        self.first_seconds = time.perf_counter() - started
+
+    def sync(self) -> None:
+        self.torch.cuda.synchronize()
+
+    def _loss(self, m: int, s: int):
+        lstm, readout, _, _ = self.models[m]
+        y = readout(lstm(self.x[m, s])[0])
+        mask = self.mask[m, s].reshape(-1)
+        rows = self.torch.nn.functional.cross_entropy(
+            y.reshape(-1, self.O), self.target[m, s].reshape(-1), reduction="none")
+        return (rows * mask).sum() / mask.sum()  # Σ mask·ℓ / Σ mask, like ablate's loss
+
+    def train_step(self, s: int) -> None:
+        """Step s of every model, one model after another."""
+        for m, (_, _, parameters, optimiser) in enumerate(self.models):
+            loss = self._loss(m, s)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            self.torch.nn.utils.clip_grad_norm_(parameters, CLIP)
+            optimiser.step()
+
+    def forward_backward_step(self, s: int) -> None:
+        for m, (_, _, _, optimiser) in enumerate(self.models):
+            optimiser.zero_grad(set_to_none=True)
+            self._loss(m, s).backward()
+
+    def train(self) -> None:
+        for s in range(self.n_steps):
+            self.train_step(s)
+
+    def forward_backward(self) -> None:
+        for s in range(self.n_steps):
+            self.forward_backward_step(s)
+
+
+# ---------------------------------------------------------------- cases
+
+
+def single_rows(args, sizes: Sizes, torch) -> list[dict]:
+    """One model at H=single_hidden for every T: step and forward + backward times."""
+    rows = []
+    H = sizes.single_hidden
+    for gap in sizes.single_gaps:
+        data, O = copy_data(sizes, 1, args.steps, gap)
+        T = data.shape[2]
+        ours = AblateCase(data, H, O)
+        routes = {"ablate step": (ours.train, ours.sync),
+                  "ablate fwd+bwd": (ours.forward_backward, ours.sync)}
+        theirs = TorchModels(torch, data, H, O) if torch else None
+        if theirs:
+            routes["cuDNN step"] = (theirs.train, theirs.sync)
+            routes["cuDNN fwd+bwd"] = (theirs.forward_backward, theirs.sync)
+        times = measure(routes, args.steps, args.repeats, args.case_seconds)
+        best = {name: min(values) for name, values in times.items()}
+        row = {"H": H, "B": sizes.batch, "T": T, "repeats": len(times["ablate step"]),
+               "compile_seconds": ours.first_seconds, "diverged": ours.diverged(),
+               "ablate_step_ms": 1e3 * best["ablate step"],
+               "ablate_us_per_time_step": 1e6 * best["ablate step"] / T,
+               "ablate_fwd_bwd_us_per_time_step": 1e6 * best["ablate fwd+bwd"] / T,
+               "cudnn_step_ms": None, "cudnn_us_per_time_step": None,
+               "cudnn_fwd_bwd_us_per_time_step": None, "cudnn_over_ablate": None,
+               "every_repeat_ms": {k: [1e3 * v for v in vs] for k, vs in times.items()}}
+        if theirs:
+            row.update(cudnn_step_ms=1e3 * best["cuDNN step"],
+                       cudnn_us_per_time_step=1e6 * best["cuDNN step"] / T,
+                       cudnn_fwd_bwd_us_per_time_step=1e6 * best["cuDNN fwd+bwd"] / T,
+                       cudnn_over_ablate=best["cuDNN step"] / best["ablate step"])
+        rows.append(row)
+        print(f"  one model, T{T}: ablate {row['ablate_step_ms']:.3f} ms a step "
+              f"(first launch {ours.first_seconds:.1f} s)", flush=True)
+        del ours, theirs
+    return rows
+
+
+def ensemble_rows(args, sizes: Sizes, torch) -> list[dict]:
+    """Each ensemble size: one DeviceEnsemble against its models run one after another."""
+    rows = []
+    H = sizes.ensemble_hidden
+    for M in sizes.models:
+        data, O = copy_data(sizes, M, args.steps, sizes.ensemble_gap)
+        T = data.shape[2]
+        ours = AblateCase(data, H, O)
+        routes = {"ablate": (ours.train, ours.sync)}
+        theirs = TorchModels(torch, data, H, O) if torch else None
+        if theirs:
+            routes["cuDNN"] = (theirs.train, theirs.sync)
+        times = measure(routes, args.steps, args.repeats, args.case_seconds)
+        best = {name: min(values) for name, values in times.items()}
+        row = {"models": M, "H": H, "B": sizes.batch, "T": T,
+               "repeats": len(times["ablate"]), "diverged": ours.diverged(),
+               "ablate_step_ms": 1e3 * best["ablate"],
+               "ablate_model_steps_per_second": M / best["ablate"],
+               "cudnn_step_ms": None, "cudnn_model_steps_per_second": None,
+               "cudnn_over_ablate": None,
+               "every_repeat_ms": {k: [1e3 * v for v in vs] for k, vs in times.items()}}
+        if theirs:
+            row.update(cudnn_step_ms=1e3 * best["cuDNN"],
+                       cudnn_model_steps_per_second=M / best["cuDNN"],
+                       cudnn_over_ablate=best["cuDNN"] / best["ablate"])
+        rows.append(row)
+        print(f"  {M} models: ablate {row['ablate_model_steps_per_second']:.0f} model-steps/s",
+              flush=True)
+        del ours, theirs, data
+    return rows
+
+
+# ---------------------------------------------------------------- report
+
+
+def fmt(value, spec: str, suffix: str = "") -> str:
+    return "—" if value is None else f"{value:{spec}}{suffix}"
+
+
+def print_tables(single: list[dict], ensembles: list[dict]) -> None:
+    print("\n| H | B | T | ablate step ms | ablate µs / time step "
+          "| ablate fwd+bwd µs / time step | cuDNN step ms | cuDNN µs / time step "
+          "| cuDNN fwd+bwd µs / time step | cuDNN / ablate |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in single:
+        print(f"| {r['H']} | {r['B']} | {r['T']} | {r['ablate_step_ms']:.3f} "
+              f"| {r['ablate_us_per_time_step']:.1f} | {r['ablate_fwd_bwd_us_per_time_step']:.1f} "
+              f"| {fmt(r['cudnn_step_ms'], '.3f')} | {fmt(r['cudnn_us_per_time_step'], '.1f')} "
+              f"| {fmt(r['cudnn_fwd_bwd_us_per_time_step'], '.1f')} "
+              f"| {fmt(r['cudnn_over_ablate'], '.2f', '×')} |")
+    print("\n| models | H | B | T | ablate step ms | ablate model-steps/s "
+          "| cuDNN one after another: step ms | cuDNN model-steps/s | cuDNN / ablate |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in ensembles:
+        print(f"| {r['models']} | {r['H']} | {r['B']} | {r['T']} | {r['ablate_step_ms']:.3f} "
+              f"| {r['ablate_model_steps_per_second']:.0f} | {fmt(r['cudnn_step_ms'], '.3f')} "
+              f"| {fmt(r['cudnn_model_steps_per_second'], '.0f')} "
+              f"| {fmt(r['cudnn_over_ablate'], '.2f', '×')} |")
+
+
+def judge(single: list[dict], ensembles: list[dict]) -> list[dict]:
+    """Each target of issue 7: met (True), missed (False) or not measured (None)."""
+    small, large = ensembles
+    scaling = large["ablate_step_ms"] / small["ablate_step_ms"]
+    worst = max(r["ablate_fwd_bwd_us_per_time_step"] for r in single)
+    per_t = ", ".join(f"T{r['T']} {r['ablate_fwd_bwd_us_per_time_step']:.1f} µs "
+                      f"(whole step {r['ablate_us_per_time_step']:.1f} µs)" for r in single)
+    speedups = [r["cudnn_over_ablate"] for r in ensembles]
+    targets = [
+        {"target": f"one model ≤ {TARGET_US_PER_TIME_STEP:.0f} µs per time step (forward + "
+                   f"backward), H{single[0]['H']}",
+         "met": worst <= TARGET_US_PER_TIME_STEP, "value": worst, "detail": per_t},
+        {"target": f"≥ {TARGET_MODEL_STEPS:,.0f} model-steps/s at {small['models']} × "
+                   f"(H{small['H']}, B{small['B']}, T{small['T']})",
+         "met": small["ablate_model_steps_per_second"] >= TARGET_MODEL_STEPS,
+         "value": small["ablate_model_steps_per_second"],
+         "detail": f"{small['ablate_model_steps_per_second']:,.0f} model-steps/s"},
+        {"target": f"{large['models']} models within {TARGET_SCALING}× the "
+                   f"{small['models']}-model step time",
+         "met": scaling <= TARGET_SCALING, "value": scaling,
+         "detail": f"{large['ablate_step_ms']:.3f} ms / {small['ablate_step_ms']:.3f} ms = "
+                   f"{scaling:.2f}×"},
+    ]
+    if None in speedups:
+        targets.append({"target": f"≥ {TARGET_VS_CUDNN:.0f}× cuDNN models one after another",
+                        "met": None, "value": None, "detail": "not measured (no torch CUDA)"})
+    else:
+        targets.append({
+            "target": f"≥ {TARGET_VS_CUDNN:.0f}× cuDNN models one after another",
+            "met": min(speedups) >= TARGET_VS_CUDNN, "value": min(speedups),
+            "detail": ", ".join(f"{r['models']} models {r['cudnn_over_ablate']:.1f}×"
+                                for r in ensembles)})
+    return targets
+
+
+def print_targets(targets: list[dict], simulated: bool) -> None:
+    print("\ntargets (issue 7, on an H100/H200):")
+    if simulated:
+        print("  (simulator run: tiny sizes, timings mean nothing; only the code paths count)")
+    words = {True: "met", False: "missed", None: "n/a"}
+    for t in targets:
+        print(f"  {words[t['met']]:<6} {t['target']}: {t['detail']}")
+
+
+# ---------------------------------------------------------------- main
+
+
+def simulator_active() -> bool:
+    try:
+        from numba.cuda.core import config
+    except ImportError:  # numba's own CUDA target
+        from numba import config
+    return bool(getattr(config, "ENABLE_CUDASIM", 0))
+
+
+def device_line() -> str:
+    from numba import cuda
+
+    device = cuda.get_current_device()
+    name = getattr(device, "name", "Numba CUDA simulator")
+    name = name.decode() if isinstance(name, bytes) else name
+    major, minor = device.compute_capability
+    return f"{name} (compute capability {major}.{minor})"
+
+
+def version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="5 steps, 2 repeats, 10 s a case (under a minute on an H100)")
+    parser.add_argument("--steps", type=int, help="training steps a repeat (default 20)")
+    parser.add_argument("--repeats", type=int, help="timed repeats, the best counts (default 3)")
+    parser.add_argument("--tf32", action="store_true",
+                        help="let cuDNN and torch matmuls use TF32 (default: plain float32)")
+    parser.add_argument("--simulate", action="store_true",
+                        help="tiny sizes under the CUDA simulator (export "
+                             "NUMBA_ENABLE_CUDASIM=1): checks the code paths, times nothing")
+    parser.add_argument("--json", type=Path, help="also write the numbers here")
+    args = parser.parse_args(argv)
+    defaults = (2, 1, 60.0) if args.simulate else (5, 2, 10.0) if args.quick else (20, 3, 30.0)
+    args.steps = args.steps or defaults[0]
+    args.repeats = args.repeats or defaults[1]
+    args.case_seconds = defaults[2] if not args.simulate else float("inf")
+    if min(args.steps, args.repeats) < 1:
+        parser.error("--steps and --repeats must be positive")
+
+    from ablate import cuda as ablate_cuda
+
+    try:
+        ablate_cuda.require()
+    except ablate_cuda.CudaUnavailable as error:
+        hint = " (--simulate needs NUMBA_ENABLE_CUDASIM=1 exported)" if args.simulate else ""
+        print(f"bench/gpu.py: {error}{hint}", file=sys.stderr)
+        return 2
+    simulated = simulator_active()
+    if simulated != args.simulate:
+        print("bench/gpu.py: " + ("NUMBA_ENABLE_CUDASIM=1 is set: pass --simulate to check the "
+                                  "code paths, or unset it to time the GPU" if simulated else
+                                  "--simulate needs NUMBA_ENABLE_CUDASIM=1 exported"),
+              file=sys.stderr)
+        return 2
+
+    import numba
+
+    sizes = SIMULATED if simulated else FULL
+    torch, torch_words = torch_status(args.tf32)
+    print(f"# GPU benchmark: {CELL}, float32, copy task, {args.steps} steps a repeat, best of "
+          f"{args.repeats} repeat(s)")
+    print(f"device {device_line()}; python {platform.python_version()}, numba "
+          f"{numba.__version__}, numba-cuda {version('numba-cuda')}, numpy {np.__version__}; "
+          f"{torch_words}")
+    if simulated:
+        print("SIMULATOR RUN (NUMBA_ENABLE_CUDASIM=1): tiny sizes, every timing below means "
+              "nothing; this only checks that the script's code paths work")
+    print(flush=True)
+    single = single_rows(args, sizes, torch)
+    ensembles = ensemble_rows(args, sizes, torch)
+    print_tables(single, ensembles)
+    small, large = ensembles
+    scaling = large["ablate_step_ms"] / small["ablate_step_ms"]
+    print(f"\nablate step time, {large['models']} models / {small['models']} models: "
+          f"{scaling:.2f}×")
+    if torch is None:
+        print(f"cuDNN columns empty: {torch_words}")
+    diverged = [r for r in single + ensembles if r["diverged"]]
+    if diverged:
+        print(f"warning: {sum(r['diverged'] for r in diverged)} model(s) diverged; their "
+              "steps after that return at once, so those timings are too short")
+    targets = judge(single, ensembles)
+    print_targets(targets, simulated)
+    if args.json:
+        args.json.write_text(json.dumps({
+            "device": device_line(), "simulated": simulated,
+            "versions": {"python": platform.python_version(), "numba": numba.__version__,
+                         "numba-cuda": version("numba-cuda"), "numpy": np.__version__,
+                         "torch": torch_words},
+            "steps": args.steps, "repeats": args.repeats, "tf32": args.tf32,
+            "single": single, "ensembles": ensembles, "scaling": scaling,
+            "targets": targets}, indent=2))
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,189 @@
+"""The CUDA backend against the CPU kernels, under Numba's CUDA simulator (no GPU needed).
+
+conftest.py sets NUMBA_ENABLE_CUDASIM=1 for this process unless ABLATE_TEST_GPU=1, in which
+case the same tests run on the real GPU. The simulator runs every thread as a Python thread,
+so sizes are tiny; they are drawn at random (seeded), with ragged last tiles and odd block
+sizes. The CPU kernels are themselves checked against PyTorch autograd (test_cells_torch).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("numba.cuda")
+
+from ablate import cells, init_params, loss_and_grad  # noqa: E402
+from ablate.kernels.driver import LOSS_CODES  # noqa: E402
+from ablate.results import RunSpec  # noqa: E402
+from ablate.train import train_ensemble as cpu_train  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+ON_GPU = os.environ.get("ABLATE_TEST_GPU") == "1"
+
+
+def device_loss_and_grad(cell, params, x, target, mask, loss, H, O, tile_rows, threads,
+                         dtype=np.float32):
+    """(loss [M], grad [M,P]) of one step on the device for M models at once."""
+    from ablate.cuda.device import DeviceEnsemble
+
+    M, T, B, n_in = x.shape
+    ens = DeviceEnsemble(cell, dtype, M, T, B, n_in, H, O, 1, tile_rows, threads)
+    ens.set_params(params)
+    classes = target if loss == "xent" else np.zeros((M, T, B), np.int64)
+    values = target if loss == "mse" else np.zeros((M, T, B, 0), dtype)
+    ens.load_interval(x[:, None], classes[:, None], values[:, None], mask[:, None],
+                      np.ones(M, np.int64), np.ones(M, np.int64), np.full(M, 1e-3), np.zeros(M))
+    ens.loss_and_grad(0, LOSS_CODES[loss])
+    return ens.loss_rows.copy_to_host().sum(axis=1), ens.grad_tiles.copy_to_host().sum(axis=1)
+
+
+def random_problem(cell, loss, rng, dtype):
+    """Two models with perturbed parameters (peepholes and extras start at zero otherwise)
+    on a random batch of random odd sizes; a random mask with at least one scored step."""
+    M = 2
+    T, B, n_in, H, O = (int(rng.integers(2, 5)), int(rng.integers(2, 6)), int(rng.integers(1, 4)),
+                        int(rng.integers(2, 5)), int(rng.integers(2, 4)))
+    params = np.stack([init_params(cell, n_in, H, O, int(rng.integers(1000)), dtype)
+                       for _ in range(M)])
+    params += rng.normal(0, 0.3, params.shape).astype(dtype)
+    x = rng.normal(size=(M, T, B, n_in)).astype(dtype)
+    mask = (rng.random((M, T, B)) < 0.6).astype(dtype)
+    mask[:, -1, 0] = 1
+    if loss == "xent":
+        target = rng.integers(0, O, (M, T, B))
+    else:
+        target = rng.normal(size=(M, T, B, O)).astype(dtype)
+    return params, x, target, mask, H, O
+
+
+@pytest.mark.parametrize("cell", cells.names())
+def test_gradients_equal_the_cpu_kernels(cell):
+    rng = np.random.default_rng(sum(map(ord, cell)))
+    for loss in ("xent", "mse"):
+        params, x, target, mask, H, O = random_problem(cell, loss, rng, np.float32)
+        B = x.shape[2]
+        tile_rows = int(rng.integers(1, B + 1))  # the last tile is ragged when B % rows > 0
+        threads = int(rng.choice([1, 5, 7, 32]))
+        losses, grads = device_loss_and_grad(cell, params, x, target, mask, loss, H, O,
+                                             tile_rows, threads)
+        for k in range(len(params)):
+            expected_loss, expected = loss_and_grad(cell, params[k], x[k], target[k], mask[k],
+                                                    loss, H, O)
+            scale = np.abs(expected).max()
+            error = np.abs(grads[k] - expected).max() / scale
+            assert error < 1e-4, (cell, loss, k, error, tile_rows, threads)
+            assert abs(losses[k] - expected_loss) < 1e-4 * abs(expected_loss), (cell, loss, k)
+            assert scale > 0 and np.abs(grads[k]).max() > 0
+
+
+@pytest.mark.parametrize("cell", ["lstm", "fgr", "gru", "minlstm"])
+def test_float64_gradients_equal_the_cpu_kernels(cell):
+    rng = np.random.default_rng(7)
+    params, x, target, mask, H, O = random_problem(cell, "xent", rng, np.float64)
+    _, grads = device_loss_and_grad(cell, params, x, target, mask, "xent", H, O, 2, 5,
+                                    np.float64)
+    for k in range(len(params)):
+        _, expected = loss_and_grad(cell, params[k], x[k], target[k], mask[k], "xent", H, O)
+        assert np.abs(grads[k] - expected).max() <= 1e-9 * np.abs(expected).max()
+
+
+def small_specs(cell, **changes):
+    base = dict(gap=2, lr=1e-2, n_hidden=3, batch_size=5, budget=6, eval_every=3,
+                eval_batch=8, test_batch=8, clip=0.5)
+    base.update(changes)
+    return [RunSpec(cell, "tv", seed=0, **base), RunSpec(cell, "tv", seed=1, **base).replace(
+        budget=4, lr=3e-3)]
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_training_equals_the_cpu_engine(cell):
+    """Same batches, Adam, clipping (active at clip 0.5), evaluation and stopping: the same
+    steps, curve and final parameters as the CPU engine, up to float32 rounding."""
+    from ablate.cuda.engine import train_ensemble
+
+    specs = small_specs(cell)
+    cpu = cpu_train(specs, diagnostics=False)
+    gpu = train_ensemble(specs, diagnostics=False, tile_rows=2, block_threads=7)
+    for a, b in zip(cpu.results, gpu.results, strict=True):
+        assert (a.steps, a.stop_reason) == (b.steps, b.stop_reason)
+        assert b.spec == a.spec and b.backend == "cuda"
+        np.testing.assert_allclose(a.curve["train_loss"][1:], b.curve["train_loss"][1:],
+                                   rtol=1e-5)
+        np.testing.assert_allclose(a.curve["grad_norm"][1:], b.curve["grad_norm"][1:],
+                                   rtol=1e-4)
+    for a, b in zip(cpu.params, gpu.params, strict=True):
+        assert np.abs(a - b).max() < 1e-5 * np.abs(a).max()
+
+
+def test_a_diverging_model_stops_and_the_others_go_on():
+    from ablate.cuda.device import DeviceEnsemble
+
+    rng = np.random.default_rng(3)
+    params, x, target, mask, H, O = random_problem("lstm", "xent", rng, np.float32)
+    params[0, 0] = np.nan  # model 0's loss is not finite from the first step
+    M, T, B, n_in = x.shape
+    ens = DeviceEnsemble("lstm", np.float32, M, T, B, n_in, H, O, 3, 2, 5)
+    ens.set_params(params)
+    ens.load_interval(np.repeat(x[:, None], 3, 1), np.repeat(target[:, None], 3, 1),
+                      np.zeros((M, 3, T, B, 0), np.float32), np.repeat(mask[:, None], 3, 1),
+                      [3, 3], [1, 1], [1e-2, 1e-2], [0.0, 0.0])
+    for s in range(3):
+        ens.step(s, LOSS_CODES["xent"])
+    after, losses, norms, taken = ens.fetch()
+    assert list(taken) == [0, 3]
+    assert not np.isfinite(losses[0, 0]) and np.isfinite(losses[1]).all()
+    np.testing.assert_array_equal(after[0], params[0])  # no update from a non-finite step
+    assert np.abs(after[1] - params[1]).max() > 0
+
+
+def test_results_are_identical_whatever_the_tiling():
+    """Each tile's gradient is summed in a fixed order: same tiling, same bytes; a
+    different tiling changes only the rounding."""
+    rng = np.random.default_rng(11)
+    params, x, target, mask, H, O = random_problem("gru", "xent", rng, np.float32)
+    first = device_loss_and_grad("gru", params, x, target, mask, "xent", H, O, 2, 5)[1]
+    again = device_loss_and_grad("gru", params, x, target, mask, "xent", H, O, 2, 5)[1]
+    other = device_loss_and_grad("gru", params, x, target, mask, "xent", H, O, 1, 32)[1]
+    np.testing.assert_array_equal(first, again)
+    np.testing.assert_allclose(first, other, rtol=1e-5, atol=1e-7)
+
+
+def test_run_suite_records_cuda_runs_under_their_own_kernel_version(tmp_path):
+    from ablate.store import KERNEL_VERSION, kernel_version, load
+    from ablate.suite import load_suite
+    from ablate.sweep import run_suite
+
+    suite = tmp_path / "kc.toml"
+    suite.write_text('cells = ["lstm"]\nseeds = 2\nlearning_rates = [1e-2]\nhidden_sizes = [3]\n'
+                     '[training]\nbudget = 4\nbatch_size = 4\neval_every = 2\n'
+                     '[evaluation]\nvalidation_batch = 8\ntest_batch = 8\n'
+                     '[tasks.tv]\ngaps = [2]\n')
+    summary = run_suite(load_suite(suite), tmp_path / "results", backend="cuda", workers=1,
+                        progress=False)
+    assert (summary.done, summary.failed) == (2, 0)
+    frame = load(summary.ledger)
+    assert set(frame["kernel_version"]) == {kernel_version("cuda")} != {KERNEL_VERSION}
+    assert set(frame["backend"]) == {"cuda"}
+    again = run_suite(load_suite(suite), tmp_path / "results", backend="cuda", progress=False)
+    assert (again.skipped, again.done) == (2, 0)
+
+
+@pytest.mark.skipif(ON_GPU, reason="a GPU is present here")
+def test_cli_without_a_gpu_is_one_line_and_exit_2(tmp_path):
+    suite = tmp_path / "kc.toml"
+    suite.write_text('cells = ["lstm"]\nseeds = 1\nlearning_rates = [1e-2]\n'
+                     '[tasks.tv]\ngaps = [2]\n')
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "0"}
+    result = subprocess.run([sys.executable, str(ROOT / "run_suite.py"), str(suite),
+                             "--backend", "cuda", "--results", str(tmp_path)],
+                            capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "backend 'cuda' cannot run on this machine" in lines[0], lines
+    assert "--backend cpu" in lines[0]

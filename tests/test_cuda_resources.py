@@ -1,0 +1,48 @@
+"""Every CUDA kernel compiles to PTX for sm_90 and fits its budgets (``ptxas -v``): no
+spills, static shared memory within 48 KiB, registers for the largest block ablate launches.
+Needs NVVM and ptxas (the test extras bring both), no GPU."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("numba.cuda")
+
+from ablate import cells  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_every_kernel_compiles_for_sm90_within_budget(tmp_path):
+    out = tmp_path / "cuda_resources.txt"
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "0"}  # the simulator compiles no PTX
+    result = subprocess.run([sys.executable, "-m", "ablate.cuda.resources", "--out", str(out)],
+                            capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
+    assert result.returncode in (0, 1), result.stderr[-3000:]
+    text = out.read_text()
+    kernels = [line.split()[:3] for line in text.splitlines() if not line.startswith("#")][1:]
+    names = {(name, role) for name, role, _ in kernels if name != "adam"}
+    assert names == {(cell, role) for cell in cells.names() for role in ("forward", "backward")}
+    assert any(name == "adam" for name, *_ in kernels)
+    for line in text.splitlines()[4:-1]:
+        registers = int(line.split()[3])
+        assert 0 < registers <= 255, line
+    assert text.rstrip().endswith("# over budget: none"), text.splitlines()[-1]
+    assert result.returncode == 0
+
+
+def test_budget_rules_catch_spills_shared_memory_and_registers():
+    from ablate.cuda.resources import Usage, problems
+
+    fine = Usage("a forward float32", 128, 0, 0, 0, 0)
+    assert problems([fine], 256) == []
+    spill = fine._replace(kernel="b", spill_stores=8, spill_loads=8)
+    shared = fine._replace(kernel="c", shared=64 * 1024)
+    registers = fine._replace(kernel="d", registers=255)
+    found = problems([spill, shared, registers], 512)
+    assert [line.split(":")[0] for line in found] == ["b", "c", "d"]
