@@ -36,12 +36,42 @@ def work_size(variant: Variant, T: int, B: int, H: int, O: int) -> int:
     return T * B * (2 * G + 4 * H + O) + 3 * B * H
 
 
+def make_activation(kind: int, k: int, tanh, sigmoid, dtype: np.dtype) -> tuple:
+    """(act, act_grad) device functions of one activation kind: TANH, LINEAR, SIGMOID or
+    SCALED_SIGMOID y = kσ(a) − k/2; act_grad takes the output y and returns act'(a):
+    1 − y², 1, y(1 − y), or kσ(1 − σ) = (k/2 + y)(k/2 − y)/k."""
+    one = dtype.type(1)
+    scale, half = dtype.type(k), dtype.type(k / 2)
+
+    @cuda.jit(device=True)
+    def act(a):
+        if kind == TANH:
+            return tanh(a)
+        if kind == LINEAR:
+            return a
+        if kind == SIGMOID:
+            return sigmoid(a)
+        return scale * sigmoid(a) - half
+
+    @cuda.jit(device=True)
+    def act_grad(y):
+        if kind == TANH:
+            return one - y * y
+        if kind == LINEAR:
+            return one
+        if kind == SIGMOID:
+            return y * (one - y)
+        return (half + y) * (half - y) / scale
+
+    return act, act_grad
+
+
 def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
     """(forward, backward) CUDA kernels of one variant and precision."""
     dtype = np.dtype(dtype)
     tanh, sigmoid = for_dtype(dtype)
     readout_step, readout_grad = make_readout(dtype)
-    zero, one, two, four = dtype.type(0), dtype.type(1), dtype.type(2), dtype.type(4)
+    zero, one = dtype.type(0), dtype.type(1)
     N_SLOTS = len(variant.gates)
     I_SLOT, F_SLOT = variant.gates.find("i"), variant.gates.find("f")
     G_SLOT, O_SLOT = variant.gates.find("g"), variant.gates.find("o")
@@ -89,47 +119,9 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
         o_dread = o_dcn + B * H
         return o_gates, o_c, o_h, o_aux, o_dy, o_da, o_dnet, o_dc, o_dcn, o_dread
 
-    @cuda.jit(device=True)
-    def input_act(a):
-        if INPUT_ACT == TANH:
-            return tanh(a)
-        if INPUT_ACT == LINEAR:
-            return a
-        if INPUT_ACT == SIGMOID:
-            return sigmoid(a)
-        return four * sigmoid(a) - two  # lstm97: 4σ − 2
-
-    @cuda.jit(device=True)
-    def input_act_grad(g):
-        """g'(a) from g = act(a)."""
-        if INPUT_ACT == TANH:
-            return one - g * g
-        if INPUT_ACT == LINEAR:
-            return one
-        if INPUT_ACT == SIGMOID:
-            return g * (one - g)
-        return (two + g) * (two - g) / four  # g = 4σ − 2: g' = 4σ(1 − σ)
-
-    @cuda.jit(device=True)
-    def memory_act(c):
-        if MEMORY_ACT == TANH:
-            return tanh(c)
-        if MEMORY_ACT == LINEAR:
-            return c
-        if MEMORY_ACT == SIGMOID:
-            return sigmoid(c)
-        return two * sigmoid(c) - one  # lstm97: 2σ − 1
-
-    @cuda.jit(device=True)
-    def memory_act_grad(a):
-        """act'(c) from a = act(c)."""
-        if MEMORY_ACT == TANH:
-            return one - a * a
-        if MEMORY_ACT == LINEAR:
-            return one
-        if MEMORY_ACT == SIGMOID:
-            return a * (one - a)
-        return (one - a * a) / two  # a = 2σ(c) − 1
+    # g = act(a_g) (lstm97: 4σ − 2) and the memory read act(c) (lstm97: 2σ − 1)
+    input_act, input_act_grad = make_activation(INPUT_ACT, 4, tanh, sigmoid, dtype)
+    memory_act, memory_act_grad = make_activation(MEMORY_ACT, 2, tanh, sigmoid, dtype)
 
     @cuda.jit
     def forward(params, x, target_class, target_value, mask, scale, limit, s, loss_code,
