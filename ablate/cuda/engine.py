@@ -14,10 +14,13 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import numpy as np
 
 from ablate import cuda as _cuda
+from ablate.model import n_threads
 from ablate.results import RunSpec
 from ablate.train import _SHAPE_FIELDS, Trained, _as_specs, _Run, _Setup
 
@@ -28,8 +31,10 @@ def train_ensemble(
 ) -> Trained:
     """Train runs that share shapes together on the GPU; their results and final parameters.
 
-    ``threads`` is accepted for the CPU engine's signature and unused. ``tile_rows`` and
-    ``block_threads`` override the device tiling (``ablate.cuda.device.default_tiling``).
+    ``threads``: CPU threads that evaluate and diagnose the models between intervals
+    (default: ABLATE_NUM_THREADS, else the usable cores); each model's numbers do not depend
+    on it. ``tile_rows`` and ``block_threads`` override the device tiling
+    (``ablate.cuda.device.default_tiling``).
     """
     _cuda.require()
     from ablate.cuda.device import DeviceEnsemble
@@ -54,8 +59,32 @@ def train_ensemble(
     _warm_up(device, setup)
     compile_seconds = time.perf_counter() - compile_started
 
-    for run in runs:  # step 0: diagnostics at initialisation and the first curve point
-        run.advance(diagnostics)
+    eval_threads = max(1, min(threads or n_threads(), len(runs)))
+    pool = ThreadPoolExecutor(eval_threads, thread_name_prefix="ablate-eval")
+    try:
+        # step 0: diagnostics at initialisation and the first curve point
+        list(pool.map(lambda run: run.advance(diagnostics), runs))
+        _train(device, setup, runs, pool, diagnostics)
+    finally:
+        pool.shutdown()
+
+    wall = time.perf_counter() - started
+    total_steps = sum(run.step for run in runs)
+    ensemble = {
+        "size": len(runs),
+        "threads": eval_threads,  # CPU threads evaluating between intervals
+        "backend": "cuda",
+        "model_steps": total_steps,
+        "model_steps_per_second": total_steps / max(wall - compile_seconds, 1e-9),
+    }
+    results = [dataclasses.replace(run.result(wall, compile_seconds, ensemble), backend="cuda")
+               for run in runs]
+    return Trained(results, [run.params for run in runs])
+
+
+def _train(device, setup: _Setup, runs: list[_Run], pool: ThreadPoolExecutor,
+           diagnostics: bool) -> None:
+    """Intervals until every run has stopped: the device trains, the pool evaluates."""
     running = [k for k, run in enumerate(runs) if run.stop_reason is None]
     while running:
         n_steps = {k: min(runs[k].spec.eval_every, runs[k].spec.budget - runs[k].step)
@@ -64,26 +93,11 @@ def train_ensemble(
         interval_started = time.perf_counter()
         for s in range(max(n_steps.values())):
             device.step(s, setup.loss_code)
-        params, losses, grad_norms, taken = device.fetch()
+        fetched = device.fetch()  # params, losses, grad_norms, steps taken: [M, ...] each
         seconds = (time.perf_counter() - interval_started) / len(running)
-        for k in running:
-            runs[k].params = params[k].copy()
-            _finish_interval(runs[k], int(taken[k]), n_steps[k], losses[k], grad_norms[k],
-                             seconds, diagnostics)
+        finish = partial(_finish_model, runs, fetched, n_steps, seconds, diagnostics)
+        list(pool.map(finish, running))  # evaluation and diagnostics: CPU kernels, nogil
         running = [k for k in running if runs[k].stop_reason is None]
-
-    wall = time.perf_counter() - started
-    total_steps = sum(run.step for run in runs)
-    ensemble = {
-        "size": len(runs),
-        "threads": 0,
-        "backend": "cuda",
-        "model_steps": total_steps,
-        "model_steps_per_second": total_steps / max(wall - compile_seconds, 1e-9),
-    }
-    results = [dataclasses.replace(run.result(wall, compile_seconds, ensemble), backend="cuda")
-               for run in runs]
-    return Trained(results, [run.params for run in runs])
 
 
 def _load(device, setup: _Setup, runs: list[_Run], n_steps: dict[int, int]) -> None:
@@ -109,6 +123,15 @@ def _load(device, setup: _Setup, runs: list[_Run], n_steps: dict[int, int]) -> N
         first_step=[run.step + 1 for run in runs],
         lr=[run.spec.lr for run in runs], clip=[run.spec.clip for run in runs],
     )
+
+
+def _finish_model(runs: list[_Run], fetched: tuple, n_steps: dict[int, int], seconds: float,
+                  diagnostics: bool, k: int) -> None:
+    """Model k's parameters back from the device, then the interval's bookkeeping."""
+    params, losses, grad_norms, taken = fetched
+    runs[k].params = params[k].copy()
+    _finish_interval(runs[k], int(taken[k]), n_steps[k], losses[k], grad_norms[k], seconds,
+                     diagnostics)
 
 
 def _finish_interval(run: _Run, done: int, n_steps: int, losses, grad_norms, seconds: float,
