@@ -30,7 +30,7 @@ def test_every_kernel_compiles_for_sm90_within_budget(tmp_path):
     assert names == {(cell, role) for cell in cells.names() for role in ("forward", "backward")}
     assert any(name == "adam" for name, *_ in kernels)
     for line in text.splitlines()[4:-1]:
-        registers = int(line.split()[3])
+        registers = int(line.split()[-5])  # then smem, spill stores, spill loads, stack
         assert 0 < registers <= 255, line
     assert text.rstrip().endswith("# over budget: none"), text.splitlines()[-1]
     assert result.returncode == 0

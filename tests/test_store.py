@@ -93,6 +93,7 @@ def test_pending_skips_done_runs_of_this_kernel_version_only(tmp_path, monkeypat
         assert ledger.pending([]) == []
         old_version = store.KERNEL_VERSION
         monkeypatch.setattr(store, "KERNEL_VERSION", "0" * 12)  # the kernels changed
+        ledger.kernel_version = "0" * 12  # as a runner started after the change has it
         assert ledger.pending(SPECS) == SPECS
         assert ledger.add(SPECS) == 4 and ledger.counts()["pending"] == 4
         ledger.record([make_result(SPECS[3], metric=0.75)])
@@ -103,6 +104,14 @@ def test_pending_skips_done_runs_of_this_kernel_version_only(tmp_path, monkeypat
     assert frame.loc[0, "status"] == "pending"
     assert len(load(path, all_versions=True)) == 8
     assert row_key(SPECS[0]) == row_key(SPECS[0], "0" * 12) != row_key(SPECS[0], old_version)
+
+
+def test_kernel_versions_per_backend():
+    assert store.kernel_version("cpu") == store.KERNEL_VERSION
+    cuda = store.kernel_version("cuda")
+    assert cuda.startswith("cuda-") and cuda[5:] != store.KERNEL_VERSION
+    with pytest.raises(ValueError, match="allowed: cpu, cuda"):
+        store.kernel_version("tpu")
 
 
 def test_failures_count_attempts_and_stay_pending(tmp_path):
