@@ -101,12 +101,16 @@ def small_specs(cell, **changes):
         budget=4, lr=3e-3)]
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_training_equals_the_cpu_engine(cell):
+@pytest.mark.parametrize("cell, upload", [("lstm", None), ("gru", 2)])
+def test_training_equals_the_cpu_engine(cell, upload, monkeypatch):
     """Same batches, Adam, clipping (active at clip 0.5), evaluation and stopping: the same
-    steps, curve and final parameters as the CPU engine, up to float32 rounding."""
+    steps, curve and final parameters as the CPU engine, up to float32 rounding; also when
+    an interval's batches go up in parts (upload = 2 steps of 3)."""
+    from ablate.cuda import engine
     from ablate.cuda.engine import train_ensemble
 
+    if upload is not None:
+        monkeypatch.setattr(engine, "steps_per_upload", lambda *args: upload)
     specs = small_specs(cell)
     cpu = cpu_train(specs, diagnostics=False)
     gpu = train_ensemble(specs, diagnostics=False, tile_rows=2, block_threads=7)
@@ -119,6 +123,43 @@ def test_training_equals_the_cpu_engine(cell):
                                    rtol=1e-4)
     for a, b in zip(cpu.params, gpu.params, strict=True):
         assert np.abs(a - b).max() < 1e-5 * np.abs(a).max()
+
+
+def test_divergence_mid_interval_matches_the_cpu_engine(monkeypatch):
+    """A non-finite batch at step 5 (the second interval's second step, in its first upload
+    part) stops that model with diverged_at = 5 on both engines; the other trains on."""
+    from ablate import train as train_module
+    from ablate.cuda import engine
+
+    original = train_module._Setup.interval_batches
+
+    def poisoned(self, seed, first_index, n_steps):
+        x, classes, values, mask = original(self, seed, first_index, n_steps)
+        for s in range(n_steps):
+            if seed == 0 and first_index + s == 4:  # the batch of step 5
+                x[s] = np.nan
+        return x, classes, values, mask
+
+    monkeypatch.setattr(train_module._Setup, "interval_batches", poisoned)
+    monkeypatch.setattr(engine, "steps_per_upload", lambda *args: 2)
+    specs = small_specs("lstm", budget=9)
+    cpu = cpu_train(specs, diagnostics=False)
+    gpu = engine.train_ensemble(specs, diagnostics=False, tile_rows=3, block_threads=32)
+    for a, b in zip(cpu.results, gpu.results, strict=True):
+        assert (a.stop_reason, a.diverged_at, a.steps) == (b.stop_reason, b.diverged_at, b.steps)
+        np.testing.assert_allclose(a.curve["train_loss"][1:], b.curve["train_loss"][1:],
+                                   rtol=1e-5)
+    assert (gpu.results[0].stop_reason, gpu.results[0].diverged_at) == ("diverged", 5)
+    assert gpu.results[1].stop_reason == "budget"
+
+
+def test_upload_parts_fit_the_budget():
+    from ablate.cuda.engine import UPLOAD_BYTES, steps_per_upload
+
+    steps = steps_per_upload(128, 1000, 32, 10, 9, "xent", np.float32)
+    per_step = 128 * 1000 * 32 * (11 * 4 + 8)
+    assert steps * per_step <= UPLOAD_BYTES < (steps + 1) * per_step
+    assert steps_per_upload(10**6, 10**4, 512, 10, 9, "mse", np.float32) == 1
 
 
 def test_a_diverging_model_stops_and_the_others_go_on():

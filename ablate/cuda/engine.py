@@ -53,8 +53,9 @@ def train_ensemble(
     runs = [_Run(spec, setup) for spec in specs]
     spec = specs[0]
     T, B = setup.interval_batches(spec.seed, 0, 1)[0].shape[1:3]  # a training batch's shape
+    upload = steps_per_upload(len(runs), T, B, setup.n_in, setup.n_out, setup.loss, setup.dtype)
     device = DeviceEnsemble(spec.cell, setup.dtype, len(runs), T, B, setup.n_in, spec.n_hidden,
-                            setup.n_out, spec.eval_every, tile_rows, block_threads)
+                            setup.n_out, min(spec.eval_every, upload), tile_rows, block_threads)
     device.set_params(np.stack([run.params for run in runs]))
     _warm_up(device, setup)
     compile_seconds = time.perf_counter() - compile_started
@@ -89,19 +90,57 @@ def _train(device, setup: _Setup, runs: list[_Run], pool: ThreadPoolExecutor,
     while running:
         n_steps = {k: min(runs[k].spec.eval_every, runs[k].spec.budget - runs[k].step)
                    for k in running}
-        _load(device, setup, runs, n_steps)
         interval_started = time.perf_counter()
-        for s in range(max(n_steps.values())):
-            device.step(s, setup.loss_code)
-        fetched = device.fetch()  # params, losses, grad_norms, steps taken: [M, ...] each
+        taken, losses, grad_norms = _run_interval(device, setup, runs, n_steps)
         seconds = (time.perf_counter() - interval_started) / len(running)
-        finish = partial(_finish_model, runs, fetched, n_steps, seconds, diagnostics)
+        params = device.params.copy_to_host()
+        finish = partial(_finish_model, runs, params, taken, losses, grad_norms, n_steps,
+                         seconds, diagnostics)
         list(pool.map(finish, running))  # evaluation and diagnostics: CPU kernels, nogil
         running = [k for k in running if runs[k].stop_reason is None]
 
 
-def _load(device, setup: _Setup, runs: list[_Run], n_steps: dict[int, int]) -> None:
-    """Upload the interval's batches of the running models; the others get limit 0."""
+def _run_interval(device, setup: _Setup, runs: list[_Run], n_steps: dict[int, int]) -> tuple:
+    """Train n_steps[k] steps of each running model k, uploading at most ``device.interval``
+    steps of batches at a time. Returns per model the steps taken (fewer where it diverged)
+    and their losses and gradient norms."""
+    taken = dict.fromkeys(n_steps, 0)
+    losses: dict[int, list] = {k: [] for k in n_steps}
+    grad_norms: dict[int, list] = {k: [] for k in n_steps}
+    for offset in range(0, max(n_steps.values()), device.interval):
+        part = {k: min(device.interval, n - offset) for k, n in n_steps.items()
+                if n > offset and taken[k] == offset}  # diverged models stay out
+        if not part:
+            break
+        _load(device, setup, runs, part, offset)
+        for s in range(max(part.values())):
+            device.step(s, setup.loss_code)
+        _, part_losses, part_norms, part_taken = device.fetch()
+        for k in part:
+            done = int(part_taken[k])
+            taken[k] += done
+            losses[k].extend(part_losses[k, :done])
+            grad_norms[k].extend(part_norms[k, :done])
+    return taken, losses, grad_norms
+
+
+# Host memory for one upload of training batches: longer intervals go up in parts, so
+# 128 models at T = 1000 do not need 16 GB of batches at once.
+UPLOAD_BYTES = 512 * 2**20
+
+
+def steps_per_upload(n_models: int, T: int, B: int, n_in: int, n_out: int, loss: str,
+                     dtype) -> int:
+    """Training steps of every model whose batches fit UPLOAD_BYTES (at least one)."""
+    itemsize = np.dtype(dtype).itemsize
+    per_step = T * B * ((n_in + 1 + (n_out if loss == "mse" else 0)) * itemsize + 8)
+    return max(1, UPLOAD_BYTES // (per_step * n_models))
+
+
+def _load(device, setup: _Setup, runs: list[_Run], n_steps: dict[int, int],
+          offset: int) -> None:
+    """Upload n_steps[k] batches of each model k, from its step run.step + offset; the
+    models not in n_steps get limit 0 (their kernels return at once)."""
     M, S = len(runs), device.interval
     T, B, I, O = device.T, device.B, device.n_in, device.O
     x = np.zeros((M, S, T, B, I), setup.dtype)
@@ -111,7 +150,7 @@ def _load(device, setup: _Setup, runs: list[_Run], n_steps: dict[int, int]) -> N
     limit = np.zeros(M, np.int64)
     for k, n in n_steps.items():
         run = runs[k]
-        xs, classes, values, masks = setup.interval_batches(run.spec.seed, run.step, n)
+        xs, classes, values, masks = setup.interval_batches(run.spec.seed, run.step + offset, n)
         x[k, :n], mask[k, :n] = xs, masks
         if setup.loss == "mse":
             target_value[k, :n] = values
@@ -120,18 +159,18 @@ def _load(device, setup: _Setup, runs: list[_Run], n_steps: dict[int, int]) -> N
         limit[k] = n
     device.load_interval(
         x, target_class, target_value, mask, limit,
-        first_step=[run.step + 1 for run in runs],
+        first_step=[run.step + offset + 1 for run in runs],
         lr=[run.spec.lr for run in runs], clip=[run.spec.clip for run in runs],
     )
 
 
-def _finish_model(runs: list[_Run], fetched: tuple, n_steps: dict[int, int], seconds: float,
-                  diagnostics: bool, k: int) -> None:
+def _finish_model(runs: list[_Run], params: np.ndarray, taken: dict, losses: dict,
+                  grad_norms: dict, n_steps: dict[int, int], seconds: float, diagnostics: bool,
+                  k: int) -> None:
     """Model k's parameters back from the device, then the interval's bookkeeping."""
-    params, losses, grad_norms, taken = fetched
     runs[k].params = params[k].copy()
-    _finish_interval(runs[k], int(taken[k]), n_steps[k], losses[k], grad_norms[k], seconds,
-                     diagnostics)
+    _finish_interval(runs[k], taken[k], n_steps[k], np.asarray(losses[k]),
+                     np.asarray(grad_norms[k]), seconds, diagnostics)
 
 
 def _finish_interval(run: _Run, done: int, n_steps: int, losses, grad_norms, seconds: float,
