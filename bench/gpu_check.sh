@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The GPU session's checks in one run (issue 7), sized for a short lease (~6 min on an H100):
+#   1. the CUDA tests on the real GPU (ABLATE_TEST_GPU=1: no simulator), tiny sizes;
+#   2. the resource report (ptxas -v for sm_90) next to the GPU's own numba-cuda;
+#   3. bench/gpu.py (--quick unless FULL=1), its JSON and markdown kept.
+# Output goes to $OUT (the device tool's folder) or ./gpu_out; every step runs even if an
+# earlier one failed, and the script's status is the first failure's.
+#
+#     OUT=/tmp/gpu bash bench/gpu_check.sh        # FULL=1 for the full benchmark
+set -u
+out="${OUT:-gpu_out}"
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1
+status=0
+{ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv || true; } \
+    > "$out/device.txt" 2>&1
+# The device machine reaches no package index: use what its image has (numba, numba-cuda).
+pip install -q --no-deps -e . > "$out/install.log" 2>&1
+python -c "import numba, numba.cuda, numpy; print(numba.__version__)" >> "$out/install.log" 2>&1
+
+ABLATE_TEST_GPU=1 timeout 240 python -m pytest -q -x tests/test_cuda.py \
+    > "$out/tests.log" 2>&1 || status=1
+timeout 150 python -m ablate.cuda.resources --out "$out/cuda_resources.txt" \
+    > "$out/resources.log" 2>&1 || [ "$status" != 0 ] || status=2
+quick="--quick"
+[ "${FULL:-0}" = 1 ] && quick=""
+timeout 300 python bench/gpu.py $quick --json "$out/gpu.json" > "$out/gpu.md" 2>&1 \
+    || [ "$status" != 0 ] || status=3
+tail -n 3 "$out/tests.log"
+cat "$out/gpu.md"
+exit "$status"
