@@ -101,8 +101,9 @@ def small_specs(cell, **changes):
         budget=4, lr=3e-3)]
 
 
-@pytest.mark.parametrize("cell, upload", [("lstm", None), ("gru", 2)])
-def test_training_equals_the_cpu_engine(cell, upload, monkeypatch):
+@pytest.mark.parametrize("cell, task, upload",
+                         [("lstm", "tv", None), ("gru", "tv", 2), ("minlstm", "adding", None)])
+def test_training_equals_the_cpu_engine(cell, task, upload, monkeypatch):
     """Same batches, Adam, clipping (active at clip 0.5), evaluation and stopping: the same
     steps, curve and final parameters as the CPU engine, up to float32 rounding; also when
     an interval's batches go up in parts (upload = 2 steps of 3)."""
@@ -111,7 +112,7 @@ def test_training_equals_the_cpu_engine(cell, upload, monkeypatch):
 
     if upload is not None:
         monkeypatch.setattr(engine, "steps_per_upload", lambda *args: upload)
-    specs = small_specs(cell)
+    specs = [spec.replace(task=task) for spec in small_specs(cell)]  # adding: an mse loss
     cpu = cpu_train(specs, diagnostics=False)
     gpu = train_ensemble(specs, diagnostics=False, tile_rows=2, block_threads=7)
     for a, b in zip(cpu.results, gpu.results, strict=True):
