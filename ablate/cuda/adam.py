@@ -7,6 +7,8 @@ Per model m (grid = models, ADAM_THREADS threads), step s of the interval:
     g ← g · clip/‖g‖ where clip > 0 and ‖g‖ > clip
     Adam as ablate.kernels.adam.adam_step (torch.optim.Adam), step = first_step[m] + s
 The loss and ‖g‖ (before clipping) go to losses[m, s], grad_norms[m, s] for the curve.
+The recurrent matrix R [r_rows, H] at r_offset is also written transposed to recurrent_t[m]
+[H, r_rows], which the forward kernels read (r_rows = 0: a cell without R).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ def make_adam(dtype: np.dtype):
 
     @cuda.jit
     def adam(params, m1, v1, grad_tiles, loss_rows, limit, first_step, lr, clip, s, losses,
-             grad_norms):
+             grad_norms, recurrent_t, r_offset, r_rows, n_hidden):
         mdl = cuda.blockIdx.x
         if s >= limit[mdl]:
             return
@@ -73,5 +75,8 @@ def make_adam(dtype: np.dtype):
             m1[mdl, k] = BETA1 * m1[mdl, k] + (1.0 - BETA1) * g
             v1[mdl, k] = BETA2 * v1[mdl, k] + (1.0 - BETA2) * g * g
             params[mdl, k] -= step_size * m1[mdl, k] / (math.sqrt(v1[mdl, k]) / bias2_sqrt + EPS)
+            row = (k - r_offset) // n_hidden
+            if k >= r_offset and row < r_rows:  # keep Rᵀ [H, G] in step with R [G, H]
+                recurrent_t[mdl, (k - r_offset - row * n_hidden) * r_rows + row] = params[mdl, k]
 
     return adam

@@ -58,9 +58,14 @@ class DeviceEnsemble:
             raise ValueError(f"threads must be in 1..{MAX_THREADS} and tile_rows in 1..{B}, "
                              f"got {self.threads} and {self.tile_rows}")
         self.n_tiles = math.ceil(B / self.tile_rows)
-        self.P = cells.get(cell).n_params(n_in, H, O)
+        spec = cells.get(cell)
+        self.P = spec.n_params(n_in, H, O)
+        # R [G, H] follows W [G, I] in every recurrent cell's flat vector (spec.py)
+        self.r_rows = len(spec.gates) * H if spec.recurrent else 0
+        self.r_offset = len(spec.gates) * H * n_in
         M, P, f = n_models, self.P, self.dtype
         self.params = cuda.to_device(np.zeros((M, P), f))
+        self.recurrent_t = cuda.to_device(np.zeros((M, H * self.r_rows), f))
         self.m1 = cuda.to_device(np.zeros((M, P), f))
         self.v1 = cuda.to_device(np.zeros((M, P), f))
         self.work = cuda.device_array((M, self.kernels.work_size(T, B, H, O)), f)
@@ -70,8 +75,13 @@ class DeviceEnsemble:
         self.grad_norms = cuda.to_device(np.full((M, interval), np.nan))
 
     def set_params(self, params: np.ndarray) -> None:
-        """Upload [M, P] parameters; the Adam moments start at zero."""
-        self.params = cuda.to_device(np.ascontiguousarray(params, self.dtype))
+        """Upload [M, P] parameters (and Rᵀ, which the Adam kernel keeps up to date); the Adam
+        moments start at zero."""
+        params = np.ascontiguousarray(params, self.dtype)
+        self.params = cuda.to_device(params)
+        R = params[:, self.r_offset:self.r_offset + self.r_rows * self.H]
+        self.recurrent_t = cuda.to_device(np.ascontiguousarray(
+            R.reshape(self.M, self.r_rows, self.H).transpose(0, 2, 1)).reshape(self.M, -1))
         self.m1 = cuda.to_device(np.zeros_like(params, self.dtype))
         self.v1 = cuda.to_device(np.zeros_like(params, self.dtype))
 
@@ -99,9 +109,9 @@ class DeviceEnsemble:
         """Forward and backward of step s: loss_rows and grad_tiles, no update."""
         grid = (self.n_tiles, self.M)
         self.kernels.forward[grid, self.threads](
-            self.params, self.x, self.target_class, self.target_value, self.mask, self.scale,
-            self.limit, s, loss_code, self.H, self.O, self.tile_rows, self.work,
-            self.loss_rows)
+            self.params, self.recurrent_t, self.x, self.target_class, self.target_value,
+            self.mask, self.scale, self.limit, s, loss_code, self.H, self.O, self.tile_rows,
+            self.work, self.loss_rows)
         self.kernels.backward[grid, self.threads](
             self.params, self.x, self.mask, self.limit, s, self.H, self.O, self.tile_rows,
             self.work, self.grad_tiles)
@@ -111,7 +121,8 @@ class DeviceEnsemble:
         self.loss_and_grad(s, loss_code)
         self.adam[self.M, ADAM_THREADS](
             self.params, self.m1, self.v1, self.grad_tiles, self.loss_rows, self.limit,
-            self.first_step, self.lr, self.clip, s, self.losses, self.grad_norms)
+            self.first_step, self.lr, self.clip, s, self.losses, self.grad_norms,
+            self.recurrent_t, self.r_offset, self.r_rows, self.H)
 
     def fetch(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(params [M,P], losses [M,S], grad_norms [M,S], limit [M]) back on the host;

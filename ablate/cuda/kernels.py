@@ -10,8 +10,9 @@ from ablate import cells
 
 
 class CudaCell(NamedTuple):
-    forward: object  # forward[grid, block](params, x, target_class, target_value, mask, scale,
-    #                   limit, s, loss_code, n_hidden, n_out, tile_rows, work, loss_rows)
+    forward: object  # forward[grid, block](params, recurrent_t, x, target_class, target_value,
+    #                   mask, scale, limit, s, loss_code, n_hidden, n_out, tile_rows, work,
+    #                   loss_rows)
     backward: object  # backward[grid, block](params, x, mask, limit, s, n_hidden, n_out,
     #                    tile_rows, work, grad_tiles)
     work_size: object  # work_size(T, B, H, O) -> elements of one model's work vector

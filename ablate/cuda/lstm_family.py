@@ -4,6 +4,10 @@ The same ``Variant`` flags as the CPU kernels (``ablate.cells.lstm_family``) are
 over as compile-time constants, so each name compiles exactly its own equations; the
 equations and the gradient formulas are those of the CPU kernels, line for line.
 
+The forward reads the recurrent matrix transposed (``recurrent_t`` [M, H·G], kept by the
+Adam kernel): with R [G, H] row-major, the 32 threads of a warp (units j, j+1, …) would read
+words H apart for each q; from Rᵀ they read 32 adjacent words, one memory transaction.
+
 Launch: grid (batch tiles, models), any block size. A block owns ``tile_rows`` batch rows
 of one model for the whole sequence, so the time loop needs only block barriers: each
 thread takes the elements (row, unit j) e = tid, tid + blockDim, … and computes every gate
@@ -124,8 +128,8 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
     memory_act, memory_act_grad = make_activation(MEMORY_ACT, 2, tanh, sigmoid, dtype)
 
     @cuda.jit
-    def forward(params, x, target_class, target_value, mask, scale, limit, s, loss_code,
-                n_hidden, n_out, tile_rows, work, loss_rows):
+    def forward(params, recurrent_t, x, target_class, target_value, mask, scale, limit, s,
+                loss_code, n_hidden, n_out, tile_rows, work, loss_rows):
         """Step s of the interval: the cell over x[m, s] [T,B,I], the readout and the loss.
 
         Writes the states, dy and loss_rows[m, r] (Σ_t scale·mask·ℓ of row r) of the
@@ -143,9 +147,10 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
         row0 = cuda.blockIdx.x * tile_rows
         rows = min(tile_rows, B - row0)
         p = params[m]
+        rt = recurrent_t[m]  # Rᵀ [H, G]: a warp's threads (units j) read adjacent words
         w = work[m]
         xs = x[m, s]
-        o_w, o_r, o_b, o_peep, o_rg, o_p, o_bu, o_wout, o_bout = param_offsets(n_in, H, O)
+        o_w, _, o_b, o_peep, o_rg, o_p, o_bu, o_wout, o_bout = param_offsets(n_in, H, O)
         o_gates, o_c, o_h, o_aux, o_dy, _, _, _, _, _ = work_offsets(T, B, H, O)
         ki, kf, kg, ko = I_SLOT * H, F_SLOT * H, G_SLOT * H, O_SLOT * H
         for rr in range(tid, rows, n_threads):
@@ -177,13 +182,14 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
                     base_h = o_h + (prev + r) * H
                     for q in range(H):
                         hq = w[base_h + q]
+                        base_q = q * G
                         if HAS_I:
-                            acc_i += p[o_r + (ki + j) * H + q] * hq
+                            acc_i += rt[base_q + ki + j] * hq
                         if HAS_F:
-                            acc_f += p[o_r + (kf + j) * H + q] * hq
-                        acc_g += p[o_r + (kg + j) * H + q] * hq
+                            acc_f += rt[base_q + kf + j] * hq
+                        acc_g += rt[base_q + kg + j] * hq
                         if O_ROWS:
-                            acc_o += p[o_r + (ko + j) * H + q] * hq
+                            acc_o += rt[base_q + ko + j] * hq
                     if FGR:  # [a_i; a_f; a_o] += R_gates [i; f; o]_{t-1}
                         base_g = o_gates + (prev + r) * G
                         width = 3 * H

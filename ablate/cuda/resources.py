@@ -68,12 +68,13 @@ def signatures(dtype) -> dict[str, tuple]:
     def array(dt, ndim):
         return types.Array(dt, ndim, "C")
 
-    forward = (array(f, 2), array(f, 5), array(i64, 4), array(f, 5), array(f, 4), array(f, 2),
-               array(i64, 1), i64, i64, i64, i64, i64, array(f, 2), array(f64, 2))
+    forward = (array(f, 2), array(f, 2), array(f, 5), array(i64, 4), array(f, 5), array(f, 4),
+               array(f, 2), array(i64, 1), i64, i64, i64, i64, i64, array(f, 2), array(f64, 2))
     backward = (array(f, 2), array(f, 5), array(f, 4), array(i64, 1), i64, i64, i64, i64,
                 array(f, 2), array(f, 3))
     adam = (array(f, 2), array(f, 2), array(f, 2), array(f, 3), array(f64, 2), array(i64, 1),
-            array(i64, 1), array(f64, 1), array(f64, 1), i64, array(f64, 2), array(f64, 2))
+            array(i64, 1), array(f64, 1), array(f64, 1), i64, array(f64, 2), array(f64, 2),
+            array(f, 2), i64, i64, i64)
     return {"forward": forward, "backward": backward, "adam": adam}
 
 

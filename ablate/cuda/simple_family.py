@@ -96,8 +96,8 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
         return o_gates, o_hn, o_h, o_dy, o_da, o_dhn, o_carry
 
     @cuda.jit
-    def forward(params, x, target_class, target_value, mask, scale, limit, s, loss_code,
-                n_hidden, n_out, tile_rows, work, loss_rows):
+    def forward(params, recurrent_t, x, target_class, target_value, mask, scale, limit, s,
+                loss_code, n_hidden, n_out, tile_rows, work, loss_rows):
         """Step s of the interval: the cell over x[m, s] [T,B,I], the readout and the loss.
 
         Writes the states, dy and loss_rows[m, r] (Σ_t scale·mask·ℓ of row r) of the
@@ -115,9 +115,10 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
         row0 = cuda.blockIdx.x * tile_rows
         rows = min(tile_rows, B - row0)
         p = params[m]
+        rt = recurrent_t[m]  # Rᵀ [H, G]: a warp's threads (units j) read adjacent words
         w = work[m]
         xs = x[m, s]
-        o_w, o_r, o_b, o_bhn, o_wout, o_bout = param_offsets(n_in, H, O)
+        o_w, _, o_b, o_bhn, o_wout, o_bout = param_offsets(n_in, H, O)
         o_gates, o_hn, o_h, o_dy, _, _, _ = work_offsets(T, B, H, O)
         kh = H_SLOT * H
         for rr in range(tid, rows, n_threads):
@@ -137,7 +138,7 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
                         acc += p[o_w + j * n_in + i] * xs[t, r, i]
                     if t > 0:
                         for q in range(H):
-                            acc += p[o_r + j * H + q] * w[base_h + q]
+                            acc += rt[q * G + j] * w[base_h + q]
                     if RELU:
                         hv = acc if acc > zero else zero
                     else:
@@ -156,9 +157,9 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
                     if t > 0:
                         for q in range(H):
                             hq = w[base_h + q]
-                            acc_r += p[o_r + j * H + q] * hq
-                            acc_z += p[o_r + (H + j) * H + q] * hq
-                            hn += p[o_r + (2 * H + j) * H + q] * hq
+                            acc_r += rt[q * G + j] * hq
+                            acc_z += rt[q * G + H + j] * hq
+                            hn += rt[q * G + 2 * H + j] * hq
                     rg = sigmoid(acc_r)
                     zg = sigmoid(acc_z)
                     ng = tanh(acc_n + rg * hn)  # the reset gate scales R_n h_{t-1} + b_hn
