@@ -132,7 +132,8 @@ def dry_run_text(suite, results_root: Path, workers: int | None, max_ensemble: i
         f"({', '.join(tasks)}) × their gaps × seeds × learning rates × sizes",
         f"  {len(suite.specs) - len(todo)} already done in {ledger_path}"
         if ledger_path.exists() else f"  ledger: {ledger_path} (new)",
-        f"  to run: {len(todo)} runs in {len(groups)} ensembles on {workers} workers",
+        f"  to run: {len(todo)} runs in {len(groups)} ensembles on {workers} "
+        f"worker{'' if workers == 1 else 's'}",
     ]
     if todo and backend == "cuda":
         lines.append("  estimated time: not modelled for the GPU (the cost model is fitted to "

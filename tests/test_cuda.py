@@ -216,6 +216,18 @@ def test_run_suite_records_cuda_runs_under_their_own_kernel_version(tmp_path):
     assert (again.skipped, again.done) == (2, 0)
 
 
+def test_dry_run_for_the_gpu_uses_one_worker_and_says_the_estimate_is_the_cpus(tmp_path):
+    from ablate.cli import dry_run_text
+    from ablate.suite import load_suite
+
+    suite = tmp_path / "kc.toml"
+    suite.write_text('cells = ["lstm", "gru"]\nseeds = 2\nlearning_rates = [1e-2]\n'
+                     '[tasks.tv]\ngaps = [2, 4]\n')
+    text = dry_run_text(load_suite(suite), tmp_path, None, 128, "cuda")
+    assert "8 runs" in text and "in 4 ensembles on 1 worker\n" in text
+    assert "not modelled for the GPU" in text
+
+
 @pytest.mark.skipif(ON_GPU, reason="a GPU is present here")
 def test_cli_without_a_gpu_is_one_line_and_exit_2(tmp_path):
     suite = tmp_path / "kc.toml"
