@@ -91,7 +91,7 @@ def _train(device, setup: _Setup, runs: list[_Run], pool: ThreadPoolExecutor,
         n_steps = {k: min(runs[k].spec.eval_every, runs[k].spec.budget - runs[k].step)
                    for k in running}
         interval_started = time.perf_counter()
-        taken, losses, grad_norms = _run_interval(device, setup, runs, n_steps)
+        taken, losses, grad_norms = _run_interval(device, setup, runs, n_steps, pool)
         seconds = (time.perf_counter() - interval_started) / len(running)
         params = device.params.copy_to_host()
         finish = partial(_finish_model, runs, params, taken, losses, grad_norms, n_steps,
@@ -100,7 +100,8 @@ def _train(device, setup: _Setup, runs: list[_Run], pool: ThreadPoolExecutor,
         running = [k for k in running if runs[k].stop_reason is None]
 
 
-def _run_interval(device, setup: _Setup, runs: list[_Run], n_steps: dict[int, int]) -> tuple:
+def _run_interval(device, setup: _Setup, runs: list[_Run], n_steps: dict[int, int],
+                  pool: ThreadPoolExecutor) -> tuple:
     """Train n_steps[k] steps of each running model k, uploading at most ``device.interval``
     steps of batches at a time. Returns per model the steps taken (fewer where it diverged)
     and their losses and gradient norms."""
@@ -112,7 +113,7 @@ def _run_interval(device, setup: _Setup, runs: list[_Run], n_steps: dict[int, in
                 if n > offset and taken[k] == offset}  # diverged models stay out
         if not part:
             break
-        _load(device, setup, runs, part, offset)
+        _load(device, setup, runs, part, offset, pool)
         for s in range(max(part.values())):
             device.step(s, setup.loss_code)
         _, part_losses, part_norms, part_taken = device.fetch()
@@ -137,10 +138,11 @@ def steps_per_upload(n_models: int, T: int, B: int, n_in: int, n_out: int, loss:
     return max(1, UPLOAD_BYTES // (per_step * n_models))
 
 
-def _load(device, setup: _Setup, runs: list[_Run], n_steps: dict[int, int],
-          offset: int) -> None:
-    """Upload n_steps[k] batches of each model k, from its step run.step + offset; the
-    models not in n_steps get limit 0 (their kernels return at once)."""
+def _load(device, setup: _Setup, runs: list[_Run], n_steps: dict[int, int], offset: int,
+          pool: ThreadPoolExecutor) -> None:
+    """Upload n_steps[k] batches of each model k, from its step run.step + offset, drawn on
+    the pool's threads; the models not in n_steps get limit 0 (their kernels return at
+    once)."""
     M, S = len(runs), device.interval
     T, B, I, O = device.T, device.B, device.n_in, device.O
     x = np.zeros((M, S, T, B, I), setup.dtype)
@@ -148,7 +150,9 @@ def _load(device, setup: _Setup, runs: list[_Run], n_steps: dict[int, int],
     target_class = np.zeros((M, S, T, B), np.int64)
     target_value = np.zeros((M, S, T, B, O if setup.loss == "mse" else 0), setup.dtype)
     limit = np.zeros(M, np.int64)
-    for k, n in n_steps.items():
+
+    def draw(k: int) -> None:
+        n = n_steps[k]
         run = runs[k]
         xs, classes, values, masks = setup.interval_batches(run.spec.seed, run.step + offset, n)
         x[k, :n], mask[k, :n] = xs, masks
@@ -157,6 +161,8 @@ def _load(device, setup: _Setup, runs: list[_Run], n_steps: dict[int, int],
         else:
             target_class[k, :n] = classes
         limit[k] = n
+
+    list(pool.map(draw, n_steps))
     device.load_interval(
         x, target_class, target_value, mask, limit,
         first_step=[run.step + offset + 1 for run in runs],
