@@ -37,6 +37,7 @@ from numba import cuda
 from ablate.cells.simple_family import ELMAN, GRU, MIN, VARIANTS, Variant
 from ablate.cuda.activations import for_dtype
 from ablate.cuda.readout import make_readout
+from ablate.cuda.tiles import block_rows
 
 __all__ = ["VARIANTS", "make_kernels", "work_size"]
 
@@ -106,14 +107,10 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
         m = cuda.blockIdx.y
         if s >= limit[m]:  # the model has stopped, or its interval is shorter
             return
-        tid = cuda.threadIdx.x
-        n_threads = cuda.blockDim.x
-        T, B, n_in = x.shape[2], x.shape[3], x.shape[4]
+        T, B, n_in, row0, rows, tid, n_threads = block_rows(x, tile_rows)
         H = n_hidden
         O = n_out
         G = N_GATES * H
-        row0 = cuda.blockIdx.x * tile_rows
-        rows = min(tile_rows, B - row0)
         p = params[m]
         rt = recurrent_t[m]  # Rᵀ [H, G]: a warp's threads (units j) read adjacent words
         w = work[m]
@@ -204,14 +201,10 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
         if s >= limit[m]:  # the model has stopped, or its interval is shorter
             return
         tile = cuda.blockIdx.x
-        tid = cuda.threadIdx.x
-        n_threads = cuda.blockDim.x
-        T, B, n_in = x.shape[2], x.shape[3], x.shape[4]
+        T, B, n_in, row0, rows, tid, n_threads = block_rows(x, tile_rows)
         H = n_hidden
         O = n_out
         G = N_GATES * H
-        row0 = tile * tile_rows
-        rows = min(tile_rows, B - row0)
         p = params[m]
         w = work[m]
         xs = x[m, s]
