@@ -2,11 +2,15 @@
 
 The protocol is the CPU engine's (same batches, same evaluation, same early stop and
 divergence rules, same RunResult), only the training steps run on the device: per interval
-of ``eval_every`` steps the batches of every running model are uploaded at once, and each
-step is three launches for the whole ensemble (``DeviceEnsemble.step``). Between intervals
-the parameters come back to the host, where the CPU kernels score the validation batch
-and decide who stops — the metric is therefore computed by exactly the code the CPU
-backend uses. Diagnostics (error flow, gates, drift) likewise run on the CPU kernels.
+of ``eval_every`` steps the batches of every running model are drawn on a pool of CPU
+threads and uploaded (in parts of at most ``UPLOAD_BYTES``), and each step is three
+launches for the whole ensemble (``DeviceEnsemble.step``). Between intervals the
+parameters come back to the host, where the CPU kernels score the validation batch on the
+same pool and decide who stops — the metric is therefore computed by exactly the code the
+CPU backend uses. Diagnostics (error flow, gates, drift) likewise run on the CPU kernels.
+
+The per-run bookkeeping is ``ablate.train``'s own (``_Setup``, ``_Run``); only the end of
+an interval (``_finish_interval``) is restated here, for steps taken on the device.
 """
 
 from __future__ import annotations
