@@ -3,6 +3,7 @@
     run_suite.py suites/why_gates.toml [--workers N] [--backend cpu|cuda]
                  [--scheduler tcp://host:port] [--fresh] [--dry-run] [--results DIR]
     run_suite.py report results/why_gates
+    run_suite.py export results/why_gates     # finished runs into a new shard (ablate.shards)
 
 A user mistake (a suite typo, an unknown cell, a foreign file at the ledger path, a busy
 ledger) prints one line ``error: …`` and exits with status 2; no traceback. Ctrl-C stops
@@ -51,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] == "report":
         return _report_command(argv[1:])
+    if argv and argv[0] == "export":
+        return _export_command(argv[1:])
     args = _parser().parse_args(argv)
     try:
         return _run_command(args)
@@ -194,6 +197,30 @@ def _report_command(argv: list[str]) -> int:
         return _write_report(results_dir)
     except LedgerError as error:
         return _fail(str(error))
+
+
+def _export_command(argv: list[str]) -> int:
+    from ablate.shards import export_shard
+    from ablate.store import LedgerError
+
+    parser = argparse.ArgumentParser(
+        prog="run_suite.py export",
+        description="Write the finished runs of a results directory's ledger that no shard "
+        "holds yet into a new shard, results_dir/shards/<time>.jsonl.gz (to commit or copy; "
+        "a sweep imports shards when it starts).",
+    )
+    parser.add_argument("results_dir", help="e.g. results/why_gates")
+    args = parser.parse_args(argv)
+    ledger = Path(args.results_dir) / "ledger.sqlite"
+    if not ledger.is_file():
+        return _fail(f"{ledger} does not exist; run the suite first")
+    try:
+        path, count = export_shard(ledger)
+    except (LedgerError, ValueError) as error:
+        return _fail(str(error))
+    print(f"{count} finished runs into {path}" if path else
+          "every finished run is already in a shard; nothing written")
+    return 0
 
 
 if __name__ == "__main__":

@@ -432,6 +432,22 @@ class Ledger:
         """Marks the specs 'failed' with ``message`` kept whole (attempts + 1)."""
         self._upsert(specs, "failed", [(None, str(message), 1, None)] * len(specs), _FINISHED)
 
+    def merge_done(self, rows: Sequence[dict]) -> int:
+        """Insert finished rows (``ablate.shards`` format: key, spec_key, kernel_version,
+        run_id, spec and result as JSON text, finished_at) where this ledger has no finished
+        row of that key; returns how many it took."""
+        now = time.time()
+        with self._write() as db:
+            return db.executemany(
+                "INSERT INTO runs (key, spec_key, kernel_version, run_id, status, spec, result, "
+                "attempts, updated_at, finished_at) VALUES (?, ?, ?, ?, 'done', ?, ?, 1, ?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET status = 'done', result = excluded.result, "
+                "error = NULL, attempts = runs.attempts + 1, updated_at = excluded.updated_at, "
+                "finished_at = excluded.finished_at WHERE runs.status != 'done'",
+                [(row["key"], row["spec_key"], row["kernel_version"], row["run_id"],
+                  row["spec"], row["result"], now, row["finished_at"]) for row in rows]
+            ).rowcount
+
     def counts(self) -> dict[str, int]:
         """Rows per status under this ledger's kernel version; 'diverged' among the done."""
         out = dict.fromkeys((*STATUSES, "diverged"), 0)
@@ -522,6 +538,24 @@ def load(path: str | os.PathLike, *, all_versions: bool = False) -> pandas.DataF
     frame = pandas.DataFrame([_frame_row(*row[:10]) for row in rows], columns=list(COLUMNS))
     return frame.sort_values(["task", "cell", "gap", "n_hidden", "lr", "seed"],
                              kind="mergesort", ignore_index=True)
+
+
+def read_done_rows(path: str | os.PathLike) -> list[dict]:
+    """The finished rows of the ledger at ``path`` (every kernel version) as dicts of key,
+    spec_key, kernel_version, run_id, spec, result (JSON text), finished_at; read-only and
+    lock-free like ``load``, ordered by finish time."""
+    path = Path(path)
+    db = _open_checked(path)
+    try:
+        rows = db.execute("SELECT key, spec_key, kernel_version, run_id, spec, result, "
+                          "finished_at FROM runs WHERE status = 'done' "
+                          "ORDER BY finished_at, rowid").fetchall()
+    except sqlite3.DatabaseError as error:
+        raise _corrupt(path, str(error)) from None
+    finally:
+        db.close()
+    names = ("key", "spec_key", "kernel_version", "run_id", "spec", "result", "finished_at")
+    return [dict(zip(names, row, strict=True)) for row in rows]
 
 
 def read_meta(path: str | os.PathLike) -> dict[str, str]:

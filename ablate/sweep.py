@@ -159,6 +159,7 @@ def run_suite(
     ``fresh``: move an existing ledger aside (``ledger.<time>.sqlite``, nothing is deleted)
     and start a new one.
     """
+    from ablate.shards import import_shards
     from ablate.store import Ledger, kernel_version
 
     check_backend(backend)
@@ -168,6 +169,7 @@ def run_suite(
         _move_aside(ledger_path)
     started = time.perf_counter()
     with Ledger(ledger_path, kernel_version=kernel_version(backend)) as ledger:
+        import_shards(ledger)  # finished runs carried as shards (a checkout, another machine)
         ledger.set_meta(suite=suite.name, suite_text=suite.text, protocol=suite.protocol,
                         description=suite.description)
         ledger.add(suite.specs)

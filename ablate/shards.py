@@ -1,0 +1,91 @@
+"""Finished runs as portable shards beside the ledger: to commit, to copy, to merge.
+
+A ledger is one SQLite file that grows with every run and cannot be merged by git. Shards
+are its finished runs as gzip-compressed JSON Lines, written once and never changed::
+
+    results/<suite>/shards/<UTC time>.jsonl.gz     one line per finished run:
+        {"key", "spec_key", "kernel_version", "run_id", "spec", "result", "finished_at"}
+        (spec and result exactly as the ledger stores them: JSON text)
+
+``export_shard`` writes the finished rows that no shard of the folder holds yet into a new
+shard (nothing when there are none). ``import_shards`` puts every shard row that the
+ledger does not hold as finished into it; ``ablate.sweep.run_suite`` does so when it starts,
+so a results folder that holds only shards (a fresh checkout, another machine's results)
+resumes where they end, and shards from several machines merge into one ledger.
+
+    python run_suite.py export results/why_gates      # after (or during) a sweep
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import time
+from pathlib import Path
+
+from ablate.store import Ledger, read_done_rows
+
+SHARD_FIELDS = ("key", "spec_key", "kernel_version", "run_id", "spec", "result", "finished_at")
+
+
+def shard_folder(ledger_path: str | os.PathLike) -> Path:
+    """Where a ledger's shards live: ``shards/`` beside it."""
+    return Path(ledger_path).parent / "shards"
+
+
+def shard_keys(folder: str | os.PathLike) -> set[str]:
+    """The row keys every shard in ``folder`` holds."""
+    keys: set[str] = set()
+    for row in _rows(Path(folder)):
+        keys.add(row["key"])
+    return keys
+
+
+def export_shard(ledger_path: str | os.PathLike) -> tuple[Path | None, int]:
+    """(the new shard, its rows): the ledger's finished rows that no shard holds yet.
+
+    Reads the ledger read-only, so it runs beside a sweep that is writing. The shard is
+    written to a temporary name and renamed, so a reader never sees half of one.
+    """
+    folder = shard_folder(ledger_path)
+    known = shard_keys(folder)
+    rows = [row for row in read_done_rows(ledger_path) if row["key"] not in known]
+    if not rows:
+        return None, 0
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    path = folder / f"{stamp}.jsonl.gz"
+    serial = 1
+    while path.exists():
+        serial += 1
+        path = folder / f"{stamp}-{serial}.jsonl.gz"
+    partial = path.with_name(path.name + ".partial")
+    with gzip.open(partial, "wt", encoding="utf-8") as out:
+        for row in rows:
+            out.write(json.dumps({name: row[name] for name in SHARD_FIELDS}) + "\n")
+    partial.rename(path)
+    return path, len(rows)
+
+
+def import_shards(ledger: Ledger, folder: str | os.PathLike | None = None) -> int:
+    """Put every shard row the ledger does not hold as finished into it; how many."""
+    folder = shard_folder(ledger.path) if folder is None else Path(folder)
+    return ledger.merge_done(list(_rows(folder)))
+
+
+def _rows(folder: Path):
+    if not folder.is_dir():
+        return
+    for path in sorted(folder.glob("*.jsonl.gz")):
+        try:
+            with gzip.open(path, "rt", encoding="utf-8") as lines:
+                for number, line in enumerate(lines, 1):
+                    row = json.loads(line)
+                    missing = [name for name in SHARD_FIELDS if name not in row]
+                    if missing:
+                        raise ValueError(f"line {number} lacks {', '.join(missing)}")
+                    yield row
+        except (OSError, EOFError, ValueError) as error:
+            raise ValueError(f"{path} is not a readable ablate shard ({error}); move it out "
+                             "of the shards folder and run again") from None

@@ -1,0 +1,111 @@
+"""Tests of ablate.shards: finished runs exported to gzip JSON Lines and imported back.
+Real ledgers in tmp_path; the sweep test trains a tiny real suite."""
+
+from __future__ import annotations
+
+import gzip
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pandas.testing import assert_frame_equal
+from test_store import SPECS, make_result
+
+from ablate.shards import export_shard, import_shards, shard_folder, shard_keys
+from ablate.store import Ledger, load
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def finished_ledger(path: Path, done: list) -> Path:
+    with Ledger(path) as ledger:
+        ledger.add(SPECS)
+        ledger.record([make_result(spec, metric=0.5 + 0.1 * k) for k, spec in enumerate(done)])
+    return path
+
+
+def done_frame(path: Path):
+    frame = load(path)
+    frame = frame[frame["status"] == "done"].drop(columns=["attempts", "finished_at"])
+    return frame.reset_index(drop=True)
+
+
+def test_export_writes_the_finished_rows_once(tmp_path):
+    ledger = finished_ledger(tmp_path / "a" / "ledger.sqlite", SPECS[:2])
+    shard, count = export_shard(ledger)
+    assert count == 2 and shard.parent == shard_folder(ledger) and shard.name.endswith(".gz")
+    assert export_shard(ledger) == (None, 0)  # nothing new
+    with Ledger(ledger) as open_ledger:
+        open_ledger.record([make_result(SPECS[3])])
+    second, count = export_shard(ledger)
+    assert count == 1 and second != shard
+    assert len(shard_keys(shard_folder(ledger))) == 3
+    with gzip.open(second, "rt") as lines:
+        assert len(lines.readlines()) == 1
+
+
+def test_import_rebuilds_the_finished_runs_in_a_new_ledger(tmp_path):
+    source = finished_ledger(tmp_path / "a" / "ledger.sqlite", SPECS[:3])
+    export_shard(source)
+    target = tmp_path / "b" / "ledger.sqlite"
+    with Ledger(target) as ledger:
+        assert import_shards(ledger, shard_folder(source)) == 3
+        assert import_shards(ledger, shard_folder(source)) == 0  # idempotent
+        assert ledger.pending(SPECS) == [SPECS[3]]
+    expected, got = done_frame(source), done_frame(target)
+    assert list(got["key"]) == list(expected["key"])
+    # (the source also holds a pending row, so pandas types some of its columns wider)
+    assert_frame_equal(got.drop(columns=["result"]), expected.drop(columns=["result"]),
+                       check_dtype=False)
+    assert list(got["result"]) == list(expected["result"])
+
+
+def test_import_keeps_a_finished_row_and_finishes_a_pending_one(tmp_path):
+    source = finished_ledger(tmp_path / "a" / "ledger.sqlite", SPECS[:2])
+    export_shard(source)
+    target = tmp_path / "b" / "ledger.sqlite"
+    with Ledger(target) as ledger:
+        ledger.add(SPECS)  # all pending
+        ledger.record([make_result(SPECS[0], metric=0.123)])  # finished here already
+        assert import_shards(ledger, shard_folder(source)) == 1  # only SPECS[1]
+    frame = load(target).set_index("seed")
+    assert frame.loc[0, "metric"] == 0.123 and frame.loc[1, "metric"] == pytest.approx(0.6)
+    assert frame.loc[1, "status"] == "done" and frame.loc[2, "status"] == "pending"
+
+
+def test_a_corrupt_shard_is_named_and_left_alone(tmp_path):
+    folder = tmp_path / "shards"
+    folder.mkdir()
+    bad = folder / "20260101T000000Z.jsonl.gz"
+    bad.write_bytes(b"not gzip at all")
+    with Ledger(tmp_path / "ledger.sqlite") as ledger, pytest.raises(ValueError) as caught:
+        import_shards(ledger, folder)
+    assert str(bad) in str(caught.value) and "\n" not in str(caught.value)
+    assert bad.read_bytes() == b"not gzip at all"
+
+
+def test_a_sweep_resumes_from_shards_alone(tmp_path):
+    """Run a tiny suite, export, delete the ledger (a fresh checkout has only the shards):
+    the same command trains nothing and the report's runs are the same."""
+    suite = tmp_path / "ks.toml"
+    suite.write_text('cells = ["rnn"]\nseeds = 2\nlearning_rates = [1e-2]\nhidden_sizes = [4]\n'
+                     '[training]\nbudget = 4\nbatch_size = 4\neval_every = 2\n'
+                     '[evaluation]\nvalidation_batch = 8\ntest_batch = 8\n'
+                     '[tasks.tv]\ngaps = [2]\n')
+    results = tmp_path / "results"
+    command = [sys.executable, str(ROOT / "run_suite.py"), str(suite), "--results", str(results),
+               "--quiet", "--no-report", "--workers", "1"]
+    first = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert first.returncode == 0, first.stderr
+    exported = subprocess.run([sys.executable, str(ROOT / "run_suite.py"), "export",
+                               str(results / "ks")], capture_output=True, text=True, cwd=ROOT,
+                              timeout=120)
+    assert exported.returncode == 0 and "2 finished runs into" in exported.stdout
+    before = done_frame(results / "ks" / "ledger.sqlite")
+    for path in (results / "ks").glob("ledger.sqlite*"):
+        path.unlink()
+    again = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert again.returncode == 0 and "0 runs recorded, 2 already done" in again.stdout
+    after = done_frame(results / "ks" / "ledger.sqlite")
+    assert list(after["result"]) == list(before["result"])
