@@ -231,6 +231,17 @@ def test_run_suite_records_cuda_runs_under_their_own_kernel_version(tmp_path):
     assert (again.skipped, again.done) == (2, 0)
 
 
+def test_numbas_built_in_cuda_target_is_refused(monkeypatch):
+    from numba import cuda
+
+    from ablate.cuda import CudaUnavailable, require
+
+    require()  # numba-cuda (here its simulator) is accepted
+    monkeypatch.setattr(cuda, "implementation", "Built-in")
+    with pytest.raises(CudaUnavailable, match="not Numba's deprecated built-in"):
+        require()
+
+
 def test_dry_run_for_the_gpu_uses_one_worker_and_says_the_estimate_is_the_cpus(tmp_path):
     from ablate.cli import dry_run_text
     from ablate.suite import load_suite

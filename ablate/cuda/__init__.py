@@ -28,11 +28,16 @@ def require() -> None:
     is usable."""
     try:
         from numba import cuda
-    except ImportError as error:  # numba without its CUDA target
+    except ImportError as error:  # numba without any CUDA target
         raise CudaUnavailable(
             f"backend 'cuda' needs the numba-cuda package ({error}); "
             "install it with: pip install 'ablate[cuda]'"
         ) from None
+    if getattr(cuda, "implementation", None) != "NVIDIA":  # Numba's deprecated built-in one
+        raise CudaUnavailable(
+            "backend 'cuda' needs the numba-cuda package, not Numba's deprecated built-in "
+            "CUDA target; install it with: pip install 'ablate[cuda]'"
+        )
     try:
         present = cuda.is_available()
     except Exception as error:  # a broken driver install raises instead of answering
