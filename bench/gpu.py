@@ -151,7 +151,7 @@ def measure(routes: dict[str, tuple[Callable[[], None], Callable[[], None]]], n_
 class AblateCase:
     """A DeviceEnsemble of M models with S steps of batches loaded (compiled on creation)."""
 
-    def __init__(self, data: Data, H: int, O: int) -> None:
+    def __init__(self, data: Data, H: int, O: int, tile_rows: int | None = None) -> None:
         from numba import cuda
 
         from ablate import init_params
@@ -161,7 +161,8 @@ class AblateCase:
         self.cuda, self.loss_code = cuda, LOSS_CODES["xent"]
         M, S, T, B, n_in = data.shape
         self.n_steps = S
-        self.ens = DeviceEnsemble(CELL, np.float32, M, T, B, n_in, H, O, interval=S)
+        self.ens = DeviceEnsemble(CELL, np.float32, M, T, B, n_in, H, O, interval=S,
+                                  tile_rows=tile_rows)
         self.ens.set_params(np.stack([init_params(CELL, n_in, H, O, seed=m, dtype=np.float32)
                                       for m in range(M)]))
         self.ens.load_interval(
@@ -333,9 +334,21 @@ def ensemble_rows(args, sizes: Sizes, torch) -> list[dict]:
             row.update(cudnn_step_ms=1e3 * best["cuDNN"],
                        cudnn_model_steps_per_second=M / best["cuDNN"],
                        cudnn_over_ablate=best["cuDNN"] / best["ablate"])
+        print(f"  {M} models: ablate {row['ablate_model_steps_per_second']:.0f} model-steps/s "
+              f"(tile_rows {ours.ens.tile_rows}, {ours.ens.threads} threads a block)", flush=True)
+        row["tile_rows"] = ours.ens.tile_rows
+        row["other_tilings"] = {}
+        for tile_rows in args.tile_rows:  # the same models with other tilings: ablate only
+            if tile_rows == ours.ens.tile_rows or tile_rows > sizes.batch:
+                continue
+            other = AblateCase(data, H, O, tile_rows)
+            seconds = min(measure({"ablate": (other.train, other.sync)}, args.steps,
+                                  args.repeats, args.case_seconds)["ablate"])
+            row["other_tilings"][tile_rows] = M / seconds
+            print(f"    tile_rows {tile_rows} ({other.ens.threads} threads a block): "
+                  f"{M / seconds:.0f} model-steps/s", flush=True)
+            del other
         rows.append(row)
-        print(f"  {M} models: ablate {row['ablate_model_steps_per_second']:.0f} model-steps/s",
-              flush=True)
         del ours, theirs, data
     return rows
 
@@ -452,7 +465,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="tiny sizes under the CUDA simulator (export "
                              "NUMBA_ENABLE_CUDASIM=1): checks the code paths, times nothing")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
+    parser.add_argument("--tile-rows", default="",
+                        help="comma-separated batch rows per block to time the ensembles with "
+                             "as well (ablate only), e.g. 1,8,32; default: only the default")
     args = parser.parse_args(argv)
+    try:
+        args.tile_rows = [int(v) for v in args.tile_rows.split(",") if v.strip()]
+    except ValueError:
+        parser.error(f"--tile-rows takes integers, got {args.tile_rows!r}")
+    if any(v < 1 for v in args.tile_rows):
+        parser.error("--tile-rows must be positive")
     defaults = (2, 1, 60.0) if args.simulate else (5, 2, 10.0) if args.quick else (20, 3, 30.0)
     args.steps = args.steps or defaults[0]
     args.repeats = args.repeats or defaults[1]
