@@ -4,6 +4,7 @@
                  [--scheduler tcp://host:port] [--fresh] [--dry-run] [--results DIR]
     run_suite.py report results/why_gates
     run_suite.py export results/why_gates     # finished runs into a new shard (ablate.shards)
+    run_suite.py status results/why_gates     # done / pending per task and gap, time to go
 
 A user mistake (a suite typo, an unknown cell, a foreign file at the ledger path, a busy
 ledger) prints one line ``error: …`` and exits with status 2; no traceback. Ctrl-C stops
@@ -54,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         return _report_command(argv[1:])
     if argv and argv[0] == "export":
         return _export_command(argv[1:])
+    if argv and argv[0] == "status":
+        return _status_command(argv[1:])
     args = _parser().parse_args(argv)
     try:
         return _run_command(args)
@@ -220,6 +223,32 @@ def _export_command(argv: list[str]) -> int:
         return _fail(str(error))
     print(f"{count} finished runs into {path}" if path else
           "every finished run is already in a shard; nothing written")
+    return 0
+
+
+def _status_command(argv: list[str]) -> int:
+    from ablate.store import LedgerError
+
+    parser = argparse.ArgumentParser(
+        prog="run_suite.py status",
+        description="Runs done and pending per task and gap of a results directory's ledger, "
+        "and the time still to go (ablate.progress); works while the sweep runs.",
+    )
+    parser.add_argument("results_dir", help="e.g. results/why_gates")
+    parser.add_argument("--workers", type=int, default=2, help="for the time to go (default 2)")
+    parser.add_argument("--backend", default="cpu", help="whose runs: cpu (default) or cuda")
+    args = parser.parse_args(argv)
+    ledger = Path(args.results_dir) / "ledger.sqlite"
+    if not ledger.is_file():
+        return _fail(f"{ledger} does not exist; run the suite first")
+    if args.workers < 1:
+        return _fail(f"--workers must be an integer >= 1, got {args.workers}")
+    from ablate.progress import progress_report
+
+    try:
+        print(progress_report(ledger, workers=args.workers, backend=args.backend))
+    except (LedgerError, ValueError) as error:
+        return _fail(str(error).splitlines()[0])
     return 0
 
 

@@ -208,55 +208,11 @@ def cmd_suite(args) -> None:
 
 
 def cmd_ledger(args) -> None:
-    """A running or finished sweep against ablate.cost: per (task, gap) the done runs'
-    measured core time (their ensemble's wall × its threads / its runs) beside their
-    estimates, and the pending runs' estimate scaled by
-    the measured/estimated ratio so far (the ratio of the runs done, so it inherits their
-    mix of early solves and full budgets). Reads the ledger only; nothing is recorded."""
-    from collections import defaultdict
+    """A running or finished sweep against ablate.cost (``ablate.progress``: the same table
+    as ``run_suite.py status``)."""
+    from ablate.progress import progress_report
 
-    from ablate.cost import estimate_seconds, format_duration
-    from ablate.results import RunSpec
-    from ablate.store import kernel_version, load
-
-    frame = load(args.ledger, all_versions=True)
-    frame = frame[frame["kernel_version"] == kernel_version(args.backend)]
-    rows = defaultdict(lambda: [0, 0.0, 0.0, 0, 0.0])  # done, wall, est(done), pending, est
-    for row in frame.itertuples():
-        fields = {k: getattr(row, k) for k in (
-            "cell", "task", "gap", "seed", "lr", "n_hidden", "batch_size", "budget",
-            "eval_every", "clip", "dtype", "eval_batch", "test_batch", "eval_seed")}
-        fields["task_options"] = json.loads(row.task_options)
-        if row.forget_bias is not None and row.forget_bias == row.forget_bias:  # not NaN
-            fields["forget_bias"] = row.forget_bias
-        spec = RunSpec.from_dict(fields)
-        cell = rows[(row.task, row.gap)]
-        if row.status == "done":
-            # A run's wall_seconds is its whole ensemble's: its share of the worker's cores.
-            ensemble = row.result.get("ensemble") or {}
-            share = max(ensemble.get("threads") or 1, 1) / max(ensemble.get("size") or 1, 1)
-            cell[0] += 1
-            cell[1] += row.wall_seconds * share
-            cell[2] += estimate_seconds(spec)
-        else:
-            cell[3] += 1
-            cell[4] += estimate_seconds(spec)
-    print("| task | gap | done | measured (done) | estimated (done) | ratio | pending | "
-          "estimated (pending) |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for (task, gap), (n, wall, est, n_pending, est_pending) in sorted(rows.items()):
-        ratio = f"{wall / est:.2f}" if est else "—"
-        print(f"| {task} | {gap} | {n} | {format_duration(wall)} | {format_duration(est)} | "
-              f"{ratio} | {n_pending} | {format_duration(est_pending)} |")
-    wall = sum(v[1] for v in rows.values())
-    est = sum(v[2] for v in rows.values())
-    pending = sum(v[4] for v in rows.values())
-    if est:
-        ratio = wall / est
-        print(f"done: {format_duration(wall)} of core time against {format_duration(est)} "
-              f"estimated ({ratio:.2f}); pending: {format_duration(pending)} estimated, "
-              f"{format_duration(pending * ratio)} at that ratio, "
-              f"{format_duration(pending * ratio / args.workers)} on {args.workers} workers")
+    print(progress_report(args.ledger, workers=args.workers, backend=args.backend))
 
 
 def main() -> None:
