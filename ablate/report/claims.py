@@ -628,7 +628,9 @@ CLAIMS: tuple[Claim, ...] = (
         "Chung et al. 2014",
         "Per task, at the gaps both were run: SUPPORTED when gru and lstm reach the same "
         "longest gap and neither's interval lies below the other's at any gap; REFUTED when "
-        "one lies below the other at some gap; INCONCLUSIVE otherwise.",
+        "one lies below the other at some gap; INCONCLUSIVE otherwise. A suite's forget_bias "
+        "shifts the lstm's forget gate only, not the gru's update gate: where it is set, the "
+        "two start unequally (the Training table gives each cell's initialisation).",
         _general(_pair(comparable, "gru", "lstm"), "gru and lstm"),
     ),
     Claim(
