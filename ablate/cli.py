@@ -117,16 +117,20 @@ def dry_run_text(suite, results_root: Path, workers: int | None, max_ensemble: i
                  backend: str = "cpu") -> str:
     """What --dry-run prints: the grid, what the ledger already holds, an estimated time."""
     from ablate.cost import estimate_suite_seconds, format_duration
+    from ablate.shards import shard_folder, shard_rows
     from ablate.store import kernel_version, load
     from ablate.sweep import pack, usable_cores
 
     ledger_path = results_root / suite.name / "ledger.sqlite"
+    version = kernel_version(backend)
     done_keys: set[str] = set()
     if ledger_path.exists():
         frame = load(ledger_path)
-        current = (frame["status"] == "done") & (
-            frame["kernel_version"] == kernel_version(backend))
+        current = (frame["status"] == "done") & (frame["kernel_version"] == version)
         done_keys = set(frame.loc[current, "spec_key"])
+    # finished runs carried as shards count too: the sweep imports them when it starts
+    done_keys |= {row["spec_key"] for row in shard_rows(shard_folder(ledger_path))
+                  if row["kernel_version"] == version}
     todo = [spec for spec in suite.specs if spec.key not in done_keys]
     groups = pack(todo, max_ensemble) if todo else []
     workers = workers or (1 if backend == "cuda" else max(1, min(usable_cores(), len(groups))))
@@ -136,8 +140,8 @@ def dry_run_text(suite, results_root: Path, workers: int | None, max_ensemble: i
         f"suite {suite.name}: {suite.description}".rstrip(": "),
         f"  {len(suite.specs)} runs: {len(cells)} cells × {len(tasks)} tasks "
         f"({', '.join(tasks)}) × their gaps × seeds × learning rates × sizes",
-        f"  {len(suite.specs) - len(todo)} already done in {ledger_path}"
-        if ledger_path.exists() else f"  ledger: {ledger_path} (new)",
+        f"  {len(suite.specs) - len(todo)} already done in {ledger_path} and its shards"
+        if ledger_path.exists() or done_keys else f"  ledger: {ledger_path} (new)",
         f"  to run: {len(todo)} runs in {len(groups)} ensembles on {workers} "
         f"worker{'' if workers == 1 else 's'}",
     ]

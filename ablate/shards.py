@@ -36,10 +36,13 @@ def shard_folder(ledger_path: str | os.PathLike) -> Path:
 
 def shard_keys(folder: str | os.PathLike) -> set[str]:
     """The row keys every shard in ``folder`` holds."""
-    keys: set[str] = set()
-    for row in _rows(Path(folder)):
-        keys.add(row["key"])
-    return keys
+    return {row["key"] for row in shard_rows(folder)}
+
+
+def shard_rows(folder: str | os.PathLike):
+    """Every row of every shard in ``folder`` (none when it does not exist), shard by shard
+    in name order; ValueError naming a shard that cannot be read."""
+    yield from _rows(Path(folder))
 
 
 def export_shard(ledger_path: str | os.PathLike) -> tuple[Path | None, int]:
@@ -71,7 +74,7 @@ def export_shard(ledger_path: str | os.PathLike) -> tuple[Path | None, int]:
 def import_shards(ledger: Ledger, folder: str | os.PathLike | None = None) -> int:
     """Put every shard row the ledger does not hold as finished into it; how many."""
     folder = shard_folder(ledger.path) if folder is None else Path(folder)
-    return ledger.merge_done(list(_rows(folder)))
+    return ledger.merge_done(list(shard_rows(folder)))
 
 
 def _rows(folder: Path):

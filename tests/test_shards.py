@@ -105,6 +105,10 @@ def test_a_sweep_resumes_from_shards_alone(tmp_path):
     before = done_frame(results / "ks" / "ledger.sqlite")
     for path in (results / "ks").glob("ledger.sqlite*"):
         path.unlink()
+    dry = subprocess.run(command + ["--dry-run"], capture_output=True, text=True, cwd=ROOT,
+                         timeout=120)
+    assert dry.returncode == 0 and "2 already done in" in dry.stdout, dry.stdout + dry.stderr
+    assert "to run: 0 runs" in dry.stdout
     again = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert again.returncode == 0 and "0 runs recorded, 2 already done" in again.stdout
     after = done_frame(results / "ks" / "ledger.sqlite")
