@@ -8,6 +8,7 @@ sizes. The CPU kernels are themselves checked against PyTorch autograd (test_cel
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -267,3 +268,18 @@ def test_cli_without_a_gpu_is_one_line_and_exit_2(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "backend 'cuda' cannot run on this machine" in lines[0], lines
     assert "--backend cpu" in lines[0]
+
+
+@pytest.mark.skipif(ON_GPU, reason="the real benchmark runs on a GPU (bench/gpu_check.sh)")
+def test_gpu_benchmark_runs_under_the_simulator(tmp_path):
+    """bench/gpu.py's code paths (tables, targets, JSON) at its --simulate sizes."""
+    out = tmp_path / "gpu.json"
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu.py"), "--simulate",
+                             "--tile-rows", "1", "--json", str(out)], capture_output=True,
+                            text=True, env=env, cwd=ROOT, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "SIMULATOR RUN" in result.stdout and "targets (issue 7" in result.stdout
+    data = json.loads(out.read_text())
+    assert data["simulated"] and len(data["ensembles"]) == 2
+    assert all(row["other_tilings"] for row in data["ensembles"])
