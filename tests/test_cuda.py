@@ -170,6 +170,23 @@ def test_divergence_mid_interval_matches_the_cpu_engine(monkeypatch):
     assert gpu.results[1].stop_reason == "budget"
 
 
+def test_an_ensemble_too_large_for_the_gpu_is_one_clear_error(monkeypatch):
+    from numba import cuda
+
+    from ablate.cuda.device import DeviceEnsemble
+
+    class Context:
+        def get_memory_info(self):
+            return (2**30, 2**31)  # 1 GiB free
+
+    monkeypatch.setattr(cuda, "current_context", Context)
+    small = DeviceEnsemble("lstm", np.float32, 2, 5, 3, 2, 3, 2, 1)
+    assert small.bytes_needed() < 2**20
+    with pytest.raises(ValueError,
+                       match=r"64 models needs \d+\.\d GiB .* use --max-ensemble \d+ or fewer"):
+        DeviceEnsemble("lstm", np.float32, 64, 1000, 32, 10, 64, 9, 20)
+
+
 def test_upload_parts_fit_the_budget():
     from ablate.cuda.engine import UPLOAD_BYTES, steps_per_upload
 

@@ -38,6 +38,16 @@ def default_tiling(B: int, H: int) -> tuple[int, int]:
     return tile_rows, threads
 
 
+def check_memory(needed: int, n_models: int) -> None:
+    """ValueError in one line when the ensemble cannot fit the GPU's free memory."""
+    free, _ = cuda.current_context().get_memory_info()
+    if needed > free:
+        fit = max(1, int(n_models * free / needed))
+        raise ValueError(f"an ensemble of {n_models} models needs {needed / 2**30:.1f} GiB of "
+                         f"GPU memory, {free / 2**30:.1f} GiB are free; use --max-ensemble "
+                         f"{fit} or fewer")
+
+
 class DeviceEnsemble:
     """Parameters, Adam moments, one interval's batches and the work space of M models."""
 
@@ -64,6 +74,7 @@ class DeviceEnsemble:
         self.r_rows = len(spec.gates) * H if spec.recurrent else 0
         self.r_offset = len(spec.gates) * H * n_in
         M, P, f = n_models, self.P, self.dtype
+        check_memory(self.bytes_needed(), n_models)
         self.params = cuda.to_device(np.zeros((M, P), f))
         self.recurrent_t = cuda.to_device(np.zeros((M, H * self.r_rows), f))
         self.m1 = cuda.to_device(np.zeros((M, P), f))
@@ -73,6 +84,16 @@ class DeviceEnsemble:
         self.loss_rows = cuda.device_array((M, B), np.float64)
         self.losses = cuda.to_device(np.full((M, interval), np.nan))
         self.grad_norms = cuda.to_device(np.full((M, interval), np.nan))
+
+    def bytes_needed(self) -> int:
+        """Device memory of the ensemble: parameters, Rᵀ, Adam moments, work vectors, tile
+        gradients and one upload of ``interval`` steps of batches."""
+        f = self.dtype.itemsize
+        M, T, B, H, O, S = self.M, self.T, self.B, self.H, self.O, self.interval
+        per_model = (4 * self.P + H * self.r_rows + self.kernels.work_size(T, B, H, O)
+                     + self.n_tiles * self.P) * f + B * 8 + 2 * S * 8
+        batches = S * T * B * ((self.n_in + 1 + O) * f + 8) + S * 8
+        return M * (per_model + batches)
 
     def set_params(self, params: np.ndarray) -> None:
         """Upload [M, P] parameters (and Rᵀ, which the Adam kernel keeps up to date); the Adam
