@@ -145,8 +145,12 @@ class DeviceEnsemble:
             self.first_step, self.lr, self.clip, s, self.losses, self.grad_norms,
             self.recurrent_t, self.r_offset, self.r_rows, self.H)
 
+    def fetch_progress(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(losses [M,S], grad_norms [M,S], limit [M]) back on the host; limit[m] is the
+        steps model m took (less than loaded where it diverged). No parameters: cheap."""
+        return (self.losses.copy_to_host(), self.grad_norms.copy_to_host(),
+                self.limit.copy_to_host())
+
     def fetch(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(params [M,P], losses [M,S], grad_norms [M,S], limit [M]) back on the host;
-        limit[m] is the steps model m took (less than loaded where it diverged)."""
-        return (self.params.copy_to_host(), self.losses.copy_to_host(),
-                self.grad_norms.copy_to_host(), self.limit.copy_to_host())
+        """(params [M,P], losses, grad_norms, limit): fetch_progress with the parameters."""
+        return (self.params.copy_to_host(), *self.fetch_progress())

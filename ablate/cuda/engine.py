@@ -120,7 +120,7 @@ def _run_interval(device, setup: _Setup, runs: list[_Run], n_steps: dict[int, in
         _load(device, setup, runs, part, offset, pool)
         for s in range(max(part.values())):
             device.step(s, setup.loss_code)
-        _, part_losses, part_norms, part_taken = device.fetch()
+        part_losses, part_norms, part_taken = device.fetch_progress()  # params once, later
         for k in part:
             done = int(part_taken[k])
             taken[k] += done
