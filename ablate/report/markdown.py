@@ -205,9 +205,10 @@ def _rules(protocol: str) -> list[str]:
         f"- Longest solved gap: {tables.HEADLINE_RULE}.",
         "- Claims: SUPPORTED / REFUTED by each claim's stated rule; INCONCLUSIVE when intervals "
         f"overlap, fewer than {claims_module.MIN_SEEDS} seeds are at a point the rule needs, or "
-        "tasks disagree; NOT RUN when the runs it needs are absent from the ledger. Claims read "
-        "each task's default options and one hidden size (the one with most runs common to the "
-        "cells compared).",
+        "tasks disagree; NOT RUN when the runs it needs are absent from the ledger. Claims take "
+        "a task run with other than its default options as a task of its own (e.g. copy "
+        "(n_recall=3)) and read one hidden size (the one with most runs common to the cells "
+        "compared).",
         "- Error-flow decay rate: least-squares slope of ln‖∂L/∂state_t‖ against distance from "
         "the loss over distances ≥ 1; exp(rate · gap) is the fraction of the error signal left "
         "after the gap.",
