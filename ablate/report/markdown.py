@@ -118,6 +118,13 @@ def _training(frame: pd.DataFrame) -> list[str]:
     ]
 
 
+def _runs_it(row) -> str:
+    """Where a NOT RUN claim's runs come from: the bundled suites that have them."""
+    if not row.suites:
+        return "no bundled suite runs it"
+    return "run by " + ", ".join(f"`suites/{name}.toml`" for name in row.suites)
+
+
 def _claims(verdicts: pd.DataFrame) -> list[str]:
     tally = Counter(verdicts["verdict"])
     lines = [
@@ -126,7 +133,8 @@ def _claims(verdicts: pd.DataFrame) -> list[str]:
         "",
         *_table(["claim", "source", "verdict", "numbers"],
                 [[f"[{row.id}](#{row.id})", row.source, f"**{row.verdict}**",
-                  _numbers_text(row.numbers, most=4)] for row in verdicts.itertuples()]),
+                  _runs_it(row) if row.verdict == claims_module.NOT_RUN
+                  else _numbers_text(row.numbers, most=4)] for row in verdicts.itertuples()]),
         "",
     ]
     for row in verdicts.itertuples():
@@ -135,7 +143,8 @@ def _claims(verdicts: pd.DataFrame) -> list[str]:
             "",
             f"- **Claim** ({row.source}): {row.statement}",
             f"- **Decided by**: {row.comparison}",
-            f"- **Verdict: {row.verdict}** — {row.explanation}",
+            f"- **Verdict: {row.verdict}** — {row.explanation}"
+            + (f"; {_runs_it(row)}" if row.verdict == claims_module.NOT_RUN else ""),
             f"- **Numbers**: {_numbers_text(row.numbers)}",
             "",
         ]
