@@ -326,3 +326,17 @@ def test_figures_skip_what_has_no_data(tmp_path):
                                                 with_diagnostics=False)), "best_lr")
     drawn = figures.render_all(runs, tables.success(runs), tmp_path / "figures", "best_lr")
     assert [f.name for f in drawn] == ["success_vs_gap", "success_heatmap", "learning_curves"]
+
+
+def test_the_error_flow_figure_shows_the_longest_gap_lstm_solves(tmp_path):
+    """Where the error-carousel claim reads it: gap 30 here, not 100 (lstm fails there);
+    on a task lstm solves at no gap, the gap most cells were run at."""
+    results = (sweep("lstm", "tv", {10: 5, 30: 5, 100: 0})
+               + sweep("rnn", "tv", {10: 5, 30: 0, 100: 0})
+               + sweep("lstm", "adding", {10: 0, 30: 0}) + sweep("rnn", "adding", {10: 0, 30: 0}))
+    runs = select.select(select.prepare(frame(tmp_path, results)), "best_lr")
+    drawn = {figure.name: figure for figure in figures.error_flow(runs, tmp_path / "figures")}
+    tv, adding = drawn["error_flow_tv"], drawn["error_flow_adding"]
+    assert "gap 30 (the longest gap lstm solves)" in tv.title
+    assert set(pd.read_csv(tv.csv)["gap"]) == {30}
+    assert "gap 30 (lstm solves no gap here)" in adding.title
