@@ -362,6 +362,7 @@ def error_flow(runs: pd.DataFrame, out: Path) -> list[Figure]:
                   ("c", "final"): ("#F38400", "-"), ("c", "init"): ("#F38400", "--")}
         with _style():
             fig, axes = _grid(len(cells), columns=4, panel=(3.9, 3.0), sharex=True, sharey=True)
+            notes = {}
             for ax, cell in zip(axes, cells, strict=True):
                 mine = data.loc[data["cell"] == cell]
                 for (quantity, moment), (line_colour, line) in styles.items():
@@ -382,6 +383,12 @@ def error_flow(runs: pd.DataFrame, out: Path) -> list[Figure]:
                 left = mine_rates["left_after_gap"].median()
                 note = (f"trained ∂{memory}: {rate:+.2g}/step, {left:.2g} left"
                         if np.isfinite(rate) else "")
+                trained_c = rows.loc[(rows["cell"] == cell) & (rows["quantity"] == "c")
+                                     & (rows["moment"] == "final"), "norm"].astype(float)
+                if len(trained_c) and (trained_c == 0).all():
+                    # e.g. a memory read saturated at tanh(c) = ±1: nothing reaches c, no curve
+                    note = "trained ∂c = 0 at every step"
+                notes[cell] = note
                 ax.set_title(f"{cell}\n{note}", color=text_colour(cell), fontsize=9.5)
                 ax.set_xlabel("distance from the loss (steps)")
                 ax.xaxis.set_tick_params(labelbottom=True)
@@ -392,6 +399,7 @@ def error_flow(runs: pd.DataFrame, out: Path) -> list[Figure]:
             handles = [Line2D([], [], color=c, linestyle=s, label=label)
                        for (c, s), label in zip(styles.values(), labels, strict=True)]
             _legend(fig, handles, title="error signal")
+            data["panel_note"] = data["cell"].map(notes)  # each panel's title line, as drawn
             name = f"error_flow_{_slug(task)}"
             where = "the longest gap lstm solves" if learned else "lstm solves no gap here"
             title = (f"Error flow on {task}, gap {gap} ({where}): gradient norm against "
