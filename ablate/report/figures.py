@@ -379,12 +379,19 @@ def error_flow(runs: pd.DataFrame, out: Path) -> list[Figure]:
                 mine_rates = trained.loc[trained["quantity"] == memory]
                 rate = mine_rates["rate"].median()
                 left = mine_rates["left_after_gap"].median()
-                note = (f"trained ∂{memory}: {rate:+.2g}/step, {left:.2g} left"
-                        if np.isfinite(rate) else "")
-                if len(mine_rates) and np.isneginf(mine_rates["rate"]).all():
-                    # no error reaches the state in any run (frames.error_rates: rate −inf),
-                    # e.g. a memory read saturated at tanh(c) = ±1: there is no curve to draw
-                    note = f"trained ∂{memory} = 0 at every step"
+                # runs where no error reaches the state (frames.error_rates: rate −inf), e.g.
+                # a memory read saturated at tanh(c) = ±1: they have no curve to draw, so
+                # the panel's curve is the other runs' and the note counts them
+                n_runs = len(mine_rates)
+                n_zero = int(np.isneginf(mine_rates["rate"]).sum())
+                some = f" in {n_zero} of {n_runs} runs" if 0 < n_zero < n_runs else ""
+                if np.isfinite(rate):
+                    note = f"trained ∂{memory}: {rate:+.2g}/step, {left:.2g} left"
+                    note += f"; 0{some}" if n_zero else ""
+                elif n_zero:  # the median run keeps no error at all
+                    note = f"trained ∂{memory} = 0 at every step{some}"
+                else:
+                    note = ""
                 notes[cell] = note
                 ax.set_title(f"{cell}\n{note}", color=text_colour(cell), fontsize=9.5)
                 ax.set_xlabel("distance from the loss (steps)")
