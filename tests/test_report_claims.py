@@ -285,9 +285,9 @@ def test_greff_cifg_and_no_peepholes_do_not_hurt(tmp_path):
 
 @pytest.mark.parametrize("claim_id,cell", [("hs97-adding", "lstm97"), ("hs97-adding-lstm", "lstm")])
 def test_adding_solved_at_100_500_1000(tmp_path, claim_id, cell):
-    def case(plan, seeds=5):
+    def case(plan, seeds=5, budget=27_000):  # 27,000 steps of 32: 864,000 sequences
         return verdict(tmp_path, claim_id, sweep(cell, "adding", plan, seeds=seeds,
-                                                 with_diagnostics=False))
+                                                 with_diagnostics=False, budget=budget))
 
     found = case({100: 5, 500: 5, 1000: 5})
     assert found.verdict == SUPPORTED
@@ -301,6 +301,30 @@ def test_adding_solved_at_100_500_1000(tmp_path, claim_id, cell):
     other = "lstm" if cell == "lstm97" else "lstm97"
     found = verdict(tmp_path, claim_id, sweep(other, "adding", {100: 5}, with_diagnostics=False))
     assert found.verdict == NOT_RUN
+
+
+@pytest.mark.parametrize("claim_id,cell", [("hs97-adding", "lstm97"), ("hs97-adding-lstm", "lstm")])
+def test_adding_failure_within_fewer_sequences_than_the_paper_does_not_refute(
+        tmp_path, claim_id, cell):
+    """The paper's LSTM needed 74,000 / 209,000 / 853,000 sequences at T = 100 / 500 / 1000:
+    a run that fails with a smaller budget has not tried as long as the source did."""
+    def case(plan, budget):
+        return verdict(tmp_path, claim_id, sweep(cell, "adding", plan,
+                                                 with_diagnostics=False, budget=budget))
+
+    # 5000 steps of 32 = 160,000 sequences: enough at T = 100 and 500, not at 1000
+    found = case({100: 5, 500: 5, 1000: 0}, 5000)
+    assert found.verdict == INCONCLUSIVE
+    assert "160,000" in found.explanation and "853,000" in found.explanation
+    assert found.numbers[f"adding.{cell}@1000.sequences"] == 160_000
+    assert found.numbers["adding.source@1000.sequences"] == 853_000
+    assert case({100: 0, 500: 5, 1000: 0}, 5000).verdict == REFUTED  # 160,000 ≥ 74,000
+    assert case({100: 5, 500: 0, 1000: 0}, 5000).verdict == INCONCLUSIVE  # < 209,000
+    # 2000 steps of 32 = 64,000 < 74,000: not even T = 100 can refute
+    assert case({100: 0, 500: 0, 1000: 0}, 2000).verdict == INCONCLUSIVE
+    found = case({100: 5, 1000: 0}, 5000)  # 500 missing, 1000 under-trained
+    assert found.verdict == NOT_RUN
+    assert "500" in found.explanation and "853,000" in found.explanation
 
 
 def test_every_claim_is_not_run_on_an_empty_ledger(tmp_path):

@@ -46,6 +46,9 @@ GROWS = 2.0  # "only grows": ‖c‖ at the stream's last segment end ≥ 2× th
 BOUNDED = 1.25  # "does not grow": ≤ 1.25× the first
 GREFF_VARIANTS = ("nig", "nfg", "nog", "niaf", "noaf", "cifg", "fgr", "lstm")  # lstm = NP
 GREFF_VANILLA = "lstm_peephole"
+# Training sequences LSTM needed on the adding problem in Hochreiter & Schmidhuber 1997
+# (Table 7, by T = our gap): a failure within fewer cannot refute their result.
+HS97_ADDING_SEQUENCES = {100: 74_000, 500: 209_000, 1000: 853_000}
 
 
 @dataclass(frozen=True)
@@ -136,6 +139,13 @@ class Evidence:
             k, n = int(group["solved"].sum()), len(group)
             out[int(gap)] = Point(k, n, wilson(k, n))
         return out
+
+    def sequences(self, cell: str, task: str, size: int, gap: int) -> int:
+        """The fewest training sequences any of the cell's runs at ``gap`` could see: its
+        budget (steps) × batch size."""
+        rows = self.rows(cell, task, size)
+        rows = rows.loc[rows["gap"] == gap]
+        return int((rows["budget"].astype(int) * rows["batch_size"].astype(int)).min())
 
     def error_rates(self) -> pd.DataFrame:
         if self._rates is None:
@@ -472,12 +482,17 @@ def sigmoid_only_adds(evidence: Evidence, cell: str = "sigmoid_input", task: str
     return _both(grows(cell, task, evidence), shorter_reach(cell, reference, task, evidence))
 
 
-def solved_at(cell: str, task: str, gaps: Sequence[int], evidence: Evidence) -> Verdict:
+def solved_at(cell: str, task: str, gaps: Sequence[int], evidence: Evidence,
+              source_sequences: dict[int, int] | None = None) -> Verdict:
     """"The cell solves the task at each of ``gaps``": per gap, the success interval.
     SUPPORTED     every gap's interval lies entirely above 1/2 (most seeds solve, significantly)
-    REFUTED       some gap's interval lies entirely below 1/2
+    REFUTED       some gap's interval lies entirely below 1/2, its runs trained on at least
+                  the sequences the source needed there (``source_sequences`` [gap]; every
+                  run's budget × batch size)
     NOT RUN       some gap was not run (and none refutes)
-    INCONCLUSIVE  otherwise (an interval contains 1/2, or fewer than MIN_SEEDS runs)"""
+    INCONCLUSIVE  otherwise: an interval contains 1/2, fewer than MIN_SEEDS runs, or a gap
+                  failed within fewer training sequences than the source needed there (a
+                  shorter training than the source's cannot refute its result)"""
     if not evidence.present(cell, task):
         return Verdict(NOT_RUN, {}, f"no runs of {cell} on {task} in the ledger")
     size = evidence.size((cell,), task)
@@ -487,11 +502,24 @@ def solved_at(cell: str, task: str, gaps: Sequence[int], evidence: Evidence) -> 
     missing = [g for g in gaps if g not in points]
     listing = ", ".join(f"{g}: {points[g]}" for g in gaps if g in points)
     failed = [g for g in gaps if g in points and points[g].interval.high < 0.5]
-    if failed:
-        return Verdict(REFUTED, numbers, f"{task}: {cell} fails at gap {failed[0]} ({listing})")
+    trained = {g: evidence.sequences(cell, task, size, g) for g in failed}
+    needed = source_sequences or {}
+    short = [g for g in failed if trained[g] < needed.get(g, 0)]
+    for g in short:
+        numbers[f"{task}.{cell}@{g}.sequences"] = trained[g]
+        numbers[f"{task}.source@{g}.sequences"] = needed[g]
+    refuting = [g for g in failed if g not in short]
+    if refuting:
+        return Verdict(REFUTED, numbers, f"{task}: {cell} fails at gap {refuting[0]} ({listing})")
+    too_short = "; ".join(
+        f"{cell} fails at gap {g} within {trained[g]:,} training sequences, fewer than the "
+        f"{needed[g]:,} the source trained on there" for g in short)
     if missing:
         return Verdict(NOT_RUN, numbers, f"{task}: {cell} not run at gap(s) "
-                                         f"{', '.join(map(str, missing))}")
+                                         f"{', '.join(map(str, missing))}"
+                                         + (f"; {too_short}" if short else ""))
+    if short:
+        return Verdict(INCONCLUSIVE, numbers, f"{task}: {too_short} ({listing})")
     few = [g for g in gaps if points[g].runs < MIN_SEEDS]
     if few:
         return Verdict(INCONCLUSIVE, numbers, f"{task}: fewer than {MIN_SEEDS} runs at gap "
@@ -718,9 +746,12 @@ CLAIMS: tuple[Claim, ...] = (
         "The 1997 LSTM (lstm97) solves the adding problem at T = 100, 500 and 1000.",
         "Hochreiter & Schmidhuber 1997",
         "adding (1997 variant) at gaps 100, 500, 1000: SUPPORTED when every gap's success "
-        "interval lies entirely above 50%; REFUTED when one lies entirely below 50%; NOT RUN "
-        "when a gap is missing; INCONCLUSIVE otherwise.",
-        lambda evidence: solved_at("lstm97", "adding", (100, 500, 1000), evidence),
+        "interval lies entirely above 50%; REFUTED when one lies entirely below 50% and its "
+        "runs trained on at least the sequences the paper reports at that T (74,000, 209,000, "
+        "853,000); NOT RUN when a gap is missing; INCONCLUSIVE otherwise (a failure within "
+        "fewer sequences than the paper's cannot refute it).",
+        lambda evidence: solved_at("lstm97", "adding", (100, 500, 1000), evidence,
+                                   HS97_ADDING_SEQUENCES),
         suites=("hochreiter97",),
     ),
     Claim(
@@ -729,7 +760,8 @@ CLAIMS: tuple[Claim, ...] = (
         "and 1000.",
         "Hochreiter & Schmidhuber 1997 (their result, with today's cell)",
         "As hs97-adding, for lstm.",
-        lambda evidence: solved_at("lstm", "adding", (100, 500, 1000), evidence),
+        lambda evidence: solved_at("lstm", "adding", (100, 500, 1000), evidence,
+                                   HS97_ADDING_SEQUENCES),
         suites=("hochreiter97",),
     ),
 )
