@@ -15,13 +15,16 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ablate.cells import pointwise
+from ablate.cells.pointwise import LINEAR, SCALED_SIGMOID, SIGMOID, TANH
 from ablate.kernels.activations import for_dtype
-from ablate.kernels.jit import kernel
+from ablate.kernels.jit import inline, kernel
 from ablate.kernels.products import recurrent_product
 from ablate.kernels.reductions import add_column_sums, sum_squares
 
-# Input activations g(a_g) and memory activations h = o ⊙ act(c).
-TANH, LINEAR, SIGMOID, SCALED_SIGMOID = 0, 1, 2, 3  # SCALED: 4σ−2 for g, 2σ−1 for c
+# Input activations g(a_g) and memory activations h = o ⊙ act(c) (pointwise.py):
+# TANH, LINEAR, SIGMOID, SCALED_SIGMOID (4σ−2 for g, 2σ−1 for c).
+__all__ = ["LINEAR", "SCALED_SIGMOID", "SIGMOID", "TANH", "VARIANTS", "Variant", "make_kernels"]
 
 
 class Variant(NamedTuple):
@@ -58,7 +61,7 @@ VARIANTS: dict[str, Variant] = {
 def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
     """Build the njit (views, forward, backward) triple of one variant and precision."""
     tanh, sigmoid = for_dtype(dtype)
-    one, two, four = dtype.type(1), dtype.type(2), dtype.type(4)
+    one = dtype.type(1)
     n_slots = len(variant.gates)
     # Row-block slot of each gate, -1 where absent. single_net's "c" rows use the g slot,
     # net_readout's "h" rows the o slot.
@@ -71,6 +74,12 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
     HAS_O = O_SLOT >= 0 and not NET_READOUT  # net_readout's o slot holds the readout network
     # The memory is read by "h = o ⊙ act(c)" unless a network reads it.
     GATED_READ = not NET_READOUT and not USE_GATE
+    # The pointwise math, shared with the CUDA kernels (cells/pointwise.py).
+    input_act, input_back = pointwise.activation(INPUT_ACT, 4, tanh, sigmoid, dtype, inline)
+    memory_act, memory_back = pointwise.activation(MEMORY_ACT, 2, tanh, sigmoid, dtype, inline)
+    tanh_act, tanh_back = pointwise.activation(TANH, 0, tanh, sigmoid, dtype, inline)
+    gate_back = pointwise.sigmoid_back(dtype, inline)
+    keep, remember, remember_back = pointwise.lstm_memory(HAS_I, HAS_F, CIFG, dtype, inline)
 
     @kernel
     def views(params, n_in, n_hidden, n_out):
@@ -164,32 +173,18 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
                     mem = memory_feedback[bb]
                     for j in range(H):
                         # c_t = tanh(a_c + P_c c_{t-1}), kept in the g slot as well
-                        value = tanh(row[k0 + j] + b[k0 + j] + rec[k0 + j] + mem[j])
+                        value = tanh_act(row[k0 + j] + b[k0 + j] + rec[k0 + j] + mem[j])
                         row[k0 + j] = value
                         ct[j] = value
                 else:
                     for j in range(H):
-                        pre = row[k0 + j] + b[k0 + j] + rec[k0 + j]
-                        if INPUT_ACT == TANH:
-                            row[k0 + j] = tanh(pre)
-                        elif INPUT_ACT == LINEAR:
-                            row[k0 + j] = pre
-                        elif INPUT_ACT == SIGMOID:
-                            row[k0 + j] = sigmoid(pre)
-                        else:
-                            row[k0 + j] = four * sigmoid(pre) - two
+                        row[k0 + j] = input_act(row[k0 + j] + b[k0 + j] + rec[k0 + j])
                     # c_t = f ⊙ c_{t-1} + i ⊙ g  (i = 1 for nig, f = 1 for nfg, f = 1 − i for cifg)
                     ki, kf = I_SLOT * H, F_SLOT * H
                     for j in range(H):
-                        gv = row[k0 + j]
                         ig = row[ki + j] if HAS_I else one
-                        if HAS_F:
-                            fg = row[kf + j]
-                        elif CIFG:
-                            fg = one - ig
-                        else:
-                            fg = one
-                        ct[j] = fg * cp[j] + ig * gv
+                        fg = keep(ig, row[kf + j] if HAS_F else one)
+                        ct[j] = remember(fg, cp[j], ig, row[k0 + j])
                         if USE_GATE:
                             forgotten[bb, j] = fg * cp[j]
                 if HAS_O:
@@ -210,14 +205,7 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
                     act = aux[t, bb]
                     ht = h[t, bb]
                     for j in range(H):
-                        if MEMORY_ACT == TANH:
-                            act[j] = tanh(ct[j])
-                        elif MEMORY_ACT == LINEAR:
-                            act[j] = ct[j]
-                        elif MEMORY_ACT == SIGMOID:
-                            act[j] = sigmoid(ct[j])
-                        else:
-                            act[j] = two * sigmoid(ct[j]) - one
+                        act[j] = memory_act(ct[j])
                     if HAS_O:
                         k0 = O_SLOT * H
                         for j in range(H):
@@ -231,14 +219,14 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
                 for bb in range(B):
                     for j in range(H):
                         k = O_SLOT * H + j
-                        hv = tanh(a[bb, k] + b[k] + recurrent[bb, k] + read[bb, j])
+                        hv = tanh_act(a[bb, k] + b[k] + recurrent[bb, k] + read[bb, j])
                         a[bb, k] = hv
                         h[t, bb, j] = hv
             if USE_GATE:
                 np.dot(forgotten, P.T, read)  # W_u (f ⊙ c_{t-1})
                 for bb in range(B):
                     for j in range(H):
-                        u = tanh(read[bb, j] + b_u[j])
+                        u = tanh_act(read[bb, j] + b_u[j])
                         aux[t, bb, j] = u
                         h[t, bb, j] = u * a[bb, O_SLOT * H + j]
         return h, c, gates, aux, ifo
@@ -289,21 +277,14 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
                     for j in range(H):
                         d_act = dht[j] * row[k0 + j] if HAS_O else dht[j]
                         # into c_t through the memory activation, plus dL/dc_t from step t+1
-                        if MEMORY_ACT == TANH:
-                            dct[j] = dcn[j] + d_act * (one - act[j] * act[j])
-                        elif MEMORY_ACT == LINEAR:
-                            dct[j] = dcn[j] + d_act
-                        elif MEMORY_ACT == SIGMOID:
-                            dct[j] = dcn[j] + d_act * act[j] * (one - act[j])
-                        else:  # act = 2σ(c) − 1, act' = (1 − act²)/2
-                            dct[j] = dcn[j] + d_act * (one - act[j] * act[j]) / two
+                        dct[j] = dcn[j] + memory_back(d_act, act[j])
                     if HAS_O:
                         for j in range(H):
                             og = row[k0 + j]
                             do = dht[j] * act[j]
                             if FGR:
                                 do += d_gates_next[bb, 2 * H + j]
-                            drow[k0 + j] = do * og * (one - og)  # into a_o through σ
+                            drow[k0 + j] = gate_back(do, og)  # into a_o through σ
                         if PEEP:
                             for j in range(H):
                                 dct[j] += drow[k0 + j] * peep[2, j]  # into c_t via the o peephole
@@ -312,8 +293,7 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
                     k0 = O_SLOT * H
                     dnet = d_net[t, bb]
                     for j in range(H):
-                        hv = row[k0 + j]
-                        dah = dht[j] * (one - hv * hv)  # into a_h + P_h c_t through tanh
+                        dah = tanh_back(dht[j], row[k0 + j])  # into a_h + P_h c_t via tanh
                         drow[k0 + j] = dah
                         dnet[j] = dah
                     for j in range(H):
@@ -323,11 +303,10 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
                     u = aux[t, bb]
                     dnet = d_net[t, bb]
                     for j in range(H):
-                        og = row[k0 + j]
-                        drow[k0 + j] = dht[j] * u[j] * og * (one - og)  # into a_o through σ
+                        drow[k0 + j] = gate_back(dht[j] * u[j], row[k0 + j])  # into a_o via σ
                     for j in range(H):
                         # into W_u (f ⊙ c_{t-1}) + b_u through tanh
-                        dnet[j] = dht[j] * row[k0 + j] * (one - u[j] * u[j])
+                        dnet[j] = tanh_back(dht[j] * row[k0 + j], u[j])
                         db_u[j] += dnet[j]
                     for j in range(H):
                         dct[j] = dcn[j]
@@ -345,51 +324,37 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
                 if SINGLE:
                     dnet = d_net[t, bb]
                     for j in range(H):
-                        ct = row[kg + j]
-                        dnet[j] = dct[j] * (one - ct * ct)  # into a_c + P_c c_{t-1} via tanh
+                        dnet[j] = tanh_back(dct[j], row[kg + j])  # into a_c + P_c c_{t-1}
                         drow[kg + j] = dnet[j]
                     continue
-                # into a_g through the input activation: dL/dg = dc ⊙ i
-                for j in range(H):
-                    gv = row[kg + j]
-                    dg = dct[j] * row[ki + j] if HAS_I else dct[j]
-                    if INPUT_ACT == TANH:
-                        drow[kg + j] = dg * (one - gv * gv)
-                    elif INPUT_ACT == LINEAR:
-                        drow[kg + j] = dg
-                    elif INPUT_ACT == SIGMOID:
-                        drow[kg + j] = dg * gv * (one - gv)
-                    else:  # g = 4σ − 2: g' = 4σ(1 − σ) = (2 + g)(2 − g)/4
-                        drow[kg + j] = dg * (two + gv) * (two - gv) / four
+                # One loop per gate, each through remember_back (c_t = f ⊙ c_{t-1} + i ⊙ g);
+                # LLVM drops the parts a loop does not store.
+                for j in range(H):  # into a_g through the input activation
+                    ig = row[ki + j] if HAS_I else one
+                    _, _, _, dg = remember_back(dct[j], one, cp[j], ig, row[kg + j])
+                    drow[kg + j] = input_back(dg, row[kg + j])
                 if HAS_I:
-                    # into a_i through σ: dL/di = dc ⊙ g (− dc ⊙ c_{t-1} when f = 1 − i)
-                    for j in range(H):
+                    for j in range(H):  # into a_i through σ
                         ig = row[ki + j]
-                        di = dct[j] * row[kg + j]
-                        if CIFG:
-                            di -= dct[j] * cp[j]
+                        _, _, di, _ = remember_back(dct[j], one, cp[j], ig, row[kg + j])
                         if FGR:
                             di += d_gates_next[bb, j]
-                        drow[ki + j] = di * ig * (one - ig)
+                        drow[ki + j] = gate_back(di, ig)
                 if HAS_F:
-                    # into a_f through σ: dL/df = dc ⊙ c_{t-1} (+ the use gate's share)
-                    for j in range(H):
+                    for j in range(H):  # into a_f through σ (+ the use gate's share)
                         fg = row[kf + j]
-                        df = dct[j] * cp[j]
+                        df, _, _, _ = remember_back(dct[j], fg, cp[j], one, one)
                         if USE_GATE:
                             df += d_read[bb, j] * cp[j]
                         if FGR:
                             df += d_gates_next[bb, H + j]
-                        drow[kf + j] = df * fg * (one - fg)
+                        drow[kf + j] = gate_back(df, fg)
                 # into c_{t-1} through the forget gate (and the use gate, the peepholes)
                 for j in range(H):
-                    if HAS_F:
-                        fg = row[kf + j]
-                    elif CIFG:
-                        fg = one - row[ki + j]
-                    else:
-                        fg = one
-                    dcn[j] = dct[j] * fg
+                    ig = row[ki + j] if HAS_I else one
+                    fg = keep(ig, row[kf + j] if HAS_F else one)
+                    _, d_prev, _, _ = remember_back(dct[j], fg, cp[j], ig, one)
+                    dcn[j] = d_prev
                     if USE_GATE:
                         dcn[j] += d_read[bb, j] * fg
                 if PEEP:

@@ -26,8 +26,9 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ablate.cells import pointwise
 from ablate.kernels.activations import for_dtype
-from ablate.kernels.jit import kernel
+from ablate.kernels.jit import inline, kernel
 from ablate.kernels.products import recurrent_product
 from ablate.kernels.reductions import add_column_sums, sum_squares
 
@@ -139,8 +140,7 @@ def add_recurrent_grad(d_rec, h, dR_k):
 def make_elman(views, relu: bool, dtype: np.dtype) -> tuple:
     """h_t = act(W x_t + R h_{t-1} + b), act = relu (irnn) or tanh (rnn)."""
     tanh, _ = for_dtype(dtype)
-    zero, one = dtype.type(0), dtype.type(1)
-    RELU = relu
+    step, step_back = pointwise.elman(relu, tanh, dtype, inline)  # shared with CUDA
 
     @kernel
     def forward(params, x, n_hidden, n_out):
@@ -161,11 +161,7 @@ def make_elman(views, relu: bool, dtype: np.dtype) -> tuple:
             a = h[t]
             for bb in range(B):
                 for j in range(H):
-                    pre = a[bb, j] + b[j] + recurrent[bb, j]
-                    if RELU:
-                        a[bb, j] = pre if pre > zero else zero
-                    else:
-                        a[bb, j] = tanh(pre)
+                    a[bb, j] = step(a[bb, j] + b[j] + recurrent[bb, j])
         return h, np.zeros((T, B, 0), dtype=x.dtype)
 
     @kernel
@@ -191,11 +187,7 @@ def make_elman(views, relu: bool, dtype: np.dtype) -> tuple:
                 for j in range(H):
                     d = dh_out[t, bb, j] + dh_next[bb, j]
                     dh[bb, j] = d
-                    hv = h[t, bb, j]
-                    if RELU:
-                        da[bb, j] = d if hv > zero else zero  # through relu
-                    else:
-                        da[bb, j] = d * (one - hv * hv)  # through tanh
+                    da[bb, j] = step_back(d, h[t, bb, j])  # through relu or tanh
             dh_sq[t] = sum_squares(dh)
             if t > 0:
                 np.dot(da, R, dh_next)  # into h_{t-1} through R
@@ -213,7 +205,7 @@ def make_gru(views, dtype: np.dtype) -> tuple:
     """torch.nn.GRU: r = σ(a_r)  z = σ(a_z)  n = tanh(W_n x_t + b_n + r ⊙ (R_n h_{t-1} + b_hn));
     h_t = (1 − z) ⊙ n + z ⊙ h_{t-1}. Rows r, z, n; b is the input-side bias."""
     tanh, sigmoid = for_dtype(dtype)
-    one = dtype.type(1)
+    step, step_back = pointwise.gru(tanh, sigmoid, dtype, inline)  # shared with CUDA
 
     @kernel
     def forward(params, x, n_hidden, n_out):
@@ -239,15 +231,16 @@ def make_gru(views, dtype: np.dtype) -> tuple:
             r_t, z_t, n_t = gates[0, t], gates[1, t], gates[2, t]
             for bb in range(B):
                 for j in range(H):
-                    r = sigmoid(r_t[bb, j] + b[j] + recurrent[bb, j])
-                    z = sigmoid(z_t[bb, j] + b[H + j] + recurrent[bb, H + j])
                     hn = recurrent[bb, 2 * H + j] + b_hn[j]
-                    n = tanh(n_t[bb, j] + b[2 * H + j] + r * hn)
+                    r, z, n, h[t, bb, j] = step(
+                        r_t[bb, j] + b[j] + recurrent[bb, j],
+                        z_t[bb, j] + b[H + j] + recurrent[bb, H + j],
+                        n_t[bb, j] + b[2 * H + j], hn, h_prev[bb, j],
+                    )
                     r_t[bb, j] = r
                     z_t[bb, j] = z
                     n_t[bb, j] = n
                     hidden_n[t, bb, j] = hn
-                    h[t, bb, j] = (one - z) * n + z * h_prev[bb, j]
         return h, np.zeros((T, B, 0), dtype=x.dtype), gates, hidden_n
 
     @kernel
@@ -282,18 +275,15 @@ def make_gru(views, dtype: np.dtype) -> tuple:
                 for j in range(H):
                     d = dh_out[t, bb, j] + dh_direct[bb, j] + dh_next[bb, j]
                     dh[bb, j] = d
-                    r, z, n = r_t[bb, j], z_t[bb, j], n_t[bb, j]
-                    dh_direct[bb, j] = d * z  # into h_{t-1} through z ⊙ h_{t-1}
-                    # into a_n through (1 − z) ⊙ n and tanh
-                    dan = d * (one - z) * (one - n * n)
-                    # into a_z through z ⊙ (h_{t-1} − n) and σ
-                    daz = d * (h_prev[bb, j] - n) * z * (one - z)
-                    # into a_r through r ⊙ (R_n h_{t-1} + b_hn) and σ
-                    dar = dan * hidden_n[t, bb, j] * r * (one - r)
+                    # dh_direct: into h_{t-1} through z ⊙ h_{t-1}; dhn: into R_n h_{t-1} + b_hn
+                    direct, dar, daz, dan, dhn = step_back(
+                        d, r_t[bb, j], z_t[bb, j], n_t[bb, j], hidden_n[t, bb, j], h_prev[bb, j]
+                    )
+                    dh_direct[bb, j] = direct
                     dar_t[bb, j] = dar
                     daz_t[bb, j] = daz
                     dan_t[bb, j] = dan
-                    dhn_t[bb, j] = dan * r  # into R_n h_{t-1} + b_hn through r
+                    dhn_t[bb, j] = dhn
             dh_sq[t] = sum_squares(dh)
             if t > 0:
                 # Pack [dL/da_r, dL/da_z, dL/d(R_n h)] into rows for one product with R,
@@ -330,7 +320,8 @@ def make_min(views, normalised: bool, dtype: np.dtype) -> tuple:
                             h_t = f' ⊙ h_{t-1} + i' ⊙ h̃
     """
     _, sigmoid = for_dtype(dtype)
-    one = dtype.type(1)
+    zero = dtype.type(0)
+    step, step_back = pointwise.minimal(normalised, sigmoid, dtype, inline)  # shared with CUDA
     NORMALISED = normalised
     n_gates = 3 if normalised else 2
     H_SLOT = n_gates - 1  # the h̃ plane comes last; plane 0 is z or f, plane 1 i (minlstm)
@@ -355,17 +346,11 @@ def make_min(views, normalised: bool, dtype: np.dtype) -> tuple:
                 for j in range(H):
                     h_tilde = ht_t[bb, j] + b[H_SLOT * H + j]
                     ht_t[bb, j] = h_tilde
+                    a_i = i_t[bb, j] + b[H + j] if NORMALISED else zero
+                    zf, i, h[t, bb, j] = step(zf_t[bb, j] + b[j], a_i, h_tilde, h_prev[bb, j])
+                    zf_t[bb, j] = zf
                     if NORMALISED:
-                        f = sigmoid(zf_t[bb, j] + b[j])
-                        i = sigmoid(i_t[bb, j] + b[H + j])
-                        zf_t[bb, j] = f
                         i_t[bb, j] = i
-                        total = f + i
-                        h[t, bb, j] = (f / total) * h_prev[bb, j] + (i / total) * h_tilde
-                    else:
-                        z = sigmoid(zf_t[bb, j] + b[j])
-                        zf_t[bb, j] = z
-                        h[t, bb, j] = (one - z) * h_prev[bb, j] + z * h_tilde
         return h, np.zeros((T, B, 0), dtype=x.dtype), gates
 
     @kernel
@@ -393,24 +378,14 @@ def make_min(views, normalised: bool, dtype: np.dtype) -> tuple:
                 for j in range(H):
                     d = dh_out[t, bb, j] + dh_next[bb, j]
                     dh[bb, j] = d
-                    h_tilde = ht_t[bb, j]
+                    i = i_t[bb, j] if NORMALISED else zero
+                    dh_next[bb, j], dzf, di, dht = step_back(
+                        d, zf_t[bb, j], i, ht_t[bb, j], h_prev[bb, j]
+                    )
+                    dzf_t[bb, j] = dzf
                     if NORMALISED:
-                        f, i = zf_t[bb, j], i_t[bb, j]
-                        inv_total = one / (f + i)
-                        dh_next[bb, j] = d * (f * inv_total)  # into h_{t-1} through f'
-                        # i' = 1 − f', so h_t = f' ⊙ (h_{t-1} − h̃) + h̃ and
-                        # dL/df' = d ⊙ (h_{t-1} − h̃); f' = f/(f+i) has ∂f'/∂f = i/(f+i)²,
-                        # ∂f'/∂i = −f/(f+i)².
-                        d_norm = d * (h_prev[bb, j] - h_tilde) * inv_total * inv_total
-                        dzf_t[bb, j] = d_norm * i * f * (one - f)  # into a_f through σ
-                        di_t[bb, j] = -d_norm * f * i * (one - i)  # into a_i through σ
-                        dht_t[bb, j] = d * (i * inv_total)  # into h̃ = a_h through i'
-                    else:
-                        z = zf_t[bb, j]
-                        dh_next[bb, j] = d * (one - z)  # into h_{t-1} through 1 − z
-                        # into a_z through z ⊙ (h̃ − h_{t-1}) and σ
-                        dzf_t[bb, j] = d * (h_tilde - h_prev[bb, j]) * z * (one - z)
-                        dht_t[bb, j] = d * z  # into h̃ = a_h through z
+                        di_t[bb, j] = di
+                    dht_t[bb, j] = dht
             dh_sq[t] = sum_squares(dh)
         add_input_grads(d_pre, x, dW, db)
         return dh_sq, dc_sq
