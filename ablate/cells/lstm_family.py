@@ -38,6 +38,21 @@ class Variant(NamedTuple):
     net_readout: bool = False  # h_t = tanh(a_h + P_h c_t); the "h" rows sit in the o slot
     use_gate: bool = False  # h_t = tanh(W_u (f ⊙ c_{t-1}) + b_u) ⊙ o
 
+    def slots(self) -> tuple[int, int, int, int]:
+        """Row-block slot of i, f, g and o in the packed rows, -1 where absent (single_net's
+        "c" rows sit in the g slot, net_readout's "h" rows in the o slot)."""
+        return tuple(self.gates.find(letter) for letter in "ifgo")
+
+    @property
+    def has_output_gate(self) -> bool:
+        """An o slot that is a gate (net_readout's holds the readout network)."""
+        return "o" in self.gates and not self.net_readout
+
+    @property
+    def gated_read(self) -> bool:
+        """The memory is read by h = o ⊙ act(c) (act(c) without o), not by a network."""
+        return not self.net_readout and not self.use_gate
+
 
 VARIANTS: dict[str, Variant] = {
     "lstm": Variant("ifgo"),
@@ -63,17 +78,12 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
     tanh, sigmoid = for_dtype(dtype)
     one = dtype.type(1)
     n_slots = len(variant.gates)
-    # Row-block slot of each gate, -1 where absent. single_net's "c" rows use the g slot,
-    # net_readout's "h" rows the o slot.
-    I_SLOT, F_SLOT = variant.gates.find("i"), variant.gates.find("f")
-    G_SLOT, O_SLOT = variant.gates.find("g"), variant.gates.find("o")
+    I_SLOT, F_SLOT, G_SLOT, O_SLOT = variant.slots()  # -1 where absent
     INPUT_ACT, MEMORY_ACT, CIFG = variant.input_act, variant.memory_act, variant.cifg
     PEEP, FGR = variant.peephole, variant.full_gate_recurrence
     SINGLE, NET_READOUT, USE_GATE = variant.single_net, variant.net_readout, variant.use_gate
     HAS_I, HAS_F = I_SLOT >= 0, F_SLOT >= 0
-    HAS_O = O_SLOT >= 0 and not NET_READOUT  # net_readout's o slot holds the readout network
-    # The memory is read by "h = o ⊙ act(c)" unless a network reads it.
-    GATED_READ = not NET_READOUT and not USE_GATE
+    HAS_O, GATED_READ = variant.has_output_gate, variant.gated_read
     # The pointwise math, shared with the CUDA kernels (cells/pointwise.py).
     input_act, input_back = pointwise.activation(INPUT_ACT, 4, tanh, sigmoid, dtype, inline)
     memory_act, memory_back = pointwise.activation(MEMORY_ACT, 2, tanh, sigmoid, dtype, inline)

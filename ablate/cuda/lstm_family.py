@@ -52,15 +52,13 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
     zero, one = dtype.type(0), dtype.type(1)
     device = cuda.jit(device=True)
     N_SLOTS = len(variant.gates)
-    I_SLOT, F_SLOT = variant.gates.find("i"), variant.gates.find("f")
-    G_SLOT, O_SLOT = variant.gates.find("g"), variant.gates.find("o")
+    I_SLOT, F_SLOT, G_SLOT, O_SLOT = variant.slots()  # -1 where absent
     INPUT_ACT, MEMORY_ACT, CIFG = variant.input_act, variant.memory_act, variant.cifg
     PEEP, FGR = variant.peephole, variant.full_gate_recurrence
     SINGLE, NET_READOUT, USE_GATE = variant.single_net, variant.net_readout, variant.use_gate
     HAS_I, HAS_F = I_SLOT >= 0, F_SLOT >= 0
     O_ROWS = O_SLOT >= 0  # rows in the o slot: the output gate, or net_readout's "h" rows
-    HAS_O = O_ROWS and not NET_READOUT
-    GATED_READ = not NET_READOUT and not USE_GATE
+    HAS_O, GATED_READ = variant.has_output_gate, variant.gated_read
     HAS_NET = SINGLE or NET_READOUT or USE_GATE
     N_PEEP = 1 if PEEP else 0
     N_FGR = 3 if FGR else 0
