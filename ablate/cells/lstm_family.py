@@ -19,7 +19,13 @@ from ablate.cells import pointwise
 from ablate.cells.pointwise import LINEAR, SCALED_SIGMOID, SIGMOID, TANH
 from ablate.kernels.activations import for_dtype
 from ablate.kernels.jit import inline, kernel
-from ablate.kernels.products import recurrent_product
+from ablate.kernels.products import (
+    backprop_product,
+    backward_operand,
+    forward_operand,
+    product_width,
+    recurrent_product,
+)
 from ablate.kernels.reductions import add_column_sums, sum_squares
 
 # Input activations g(a_g) and memory activations h = o ⊙ act(c) (pointwise.py):
@@ -137,7 +143,8 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
         c = np.empty((T, B, H), dtype=x.dtype)
         aux = np.empty((T, B, H), dtype=x.dtype)
         ifo = np.zeros((T if FGR else 0, B, 3 * H), dtype=x.dtype)
-        recurrent = np.zeros((B, G), dtype=x.dtype)
+        R_operand = forward_operand(R)  # R packed for the per-step product
+        recurrent = np.zeros((B, product_width(G, x)), dtype=x.dtype)  # [:, :G] = R h_{t-1}
         recurrent_t = np.empty((G, B), dtype=x.dtype)
         gate_feedback = np.zeros((B, 3 * H if FGR else 0), dtype=x.dtype)
         memory_feedback = np.zeros((B, H if SINGLE else 0), dtype=x.dtype)
@@ -148,7 +155,7 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
             h_prev = h[t - 1] if t > 0 else zero_state
             c_prev = c[t - 1] if t > 0 else zero_state
             if t > 0:
-                recurrent_product(h_prev, R, recurrent, recurrent_t)  # R h_{t-1}
+                recurrent_product(h_prev, R_operand, recurrent, recurrent_t)  # R h_{t-1}
                 if FGR:
                     np.dot(ifo[t - 1], R_gates.T, gate_feedback)  # R_gates [i;f;o]_{t-1}
                 if SINGLE:
@@ -257,7 +264,8 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
         d_pre = np.empty((T, B, G), dtype=x.dtype)  # dL/da_t, all gates
         d_ifo = np.zeros((T if FGR else 0, B, 3 * H), dtype=x.dtype)
         d_net = np.zeros((T if not GATED_READ or SINGLE else 0, B, H), dtype=x.dtype)
-        dh_next = np.zeros((B, H), dtype=x.dtype)  # dL/dh_t through R h_t
+        R_operand = backward_operand(R)  # R packed for the per-step product
+        dh_next = np.zeros((B, product_width(H, x)), dtype=x.dtype)  # [:, :H]: dL/dh_t via R h_t
         dc_next = np.zeros((B, H), dtype=x.dtype)  # dL/dc_t from step t+1
         d_gates_next = np.zeros((B, 3 * H if FGR else 0), dtype=x.dtype)
         d_read = np.zeros((B, H if not GATED_READ else 0), dtype=x.dtype)
@@ -381,7 +389,7 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
                         d_ifo[t, bb, H + j] = da[bb, F_SLOT * H + j]
                         d_ifo[t, bb, 2 * H + j] = da[bb, O_SLOT * H + j]
                 np.dot(d_ifo[t], R_gates, d_gates_next)  # into [i;f;o]_{t-1}
-            np.dot(da, R, dh_next)  # into h_{t-1} through R
+            backprop_product(da, R_operand, dh_next)  # into h_{t-1} through R
         # Weight gradients as whole-sequence products.
         flat_da = d_pre.reshape((T * B, G))
         dW += np.dot(flat_da.T, x.reshape((T * B, n_in)))

@@ -29,7 +29,13 @@ import numpy as np
 from ablate.cells import pointwise
 from ablate.kernels.activations import for_dtype
 from ablate.kernels.jit import inline, kernel
-from ablate.kernels.products import recurrent_product
+from ablate.kernels.products import (
+    backprop_product,
+    backward_operand,
+    forward_operand,
+    product_width,
+    recurrent_product,
+)
 from ablate.kernels.reductions import add_column_sums, sum_squares
 
 ELMAN, GRU, MIN = 0, 1, 2  # kernel pair of a variant
@@ -153,11 +159,12 @@ def make_elman(views, relu: bool, dtype: np.dtype) -> tuple:
         W, R, b, _, _, _ = views(params, n_in, H, n_out)
         # h[t] starts as the input projection W x_t and is overwritten in place.
         h = project(x, W, 1)[0]
-        recurrent = np.zeros((B, H), dtype=x.dtype)  # R h_{t-1}, zero at t = 0
+        R_operand = forward_operand(R)  # R packed for the per-step product
+        recurrent = np.zeros((B, product_width(H, x)), dtype=x.dtype)  # [:, :H] = R h_{t-1}
         scratch = np.empty((H, B), dtype=x.dtype)
         for t in range(T):
             if t > 0:
-                recurrent_product(h[t - 1], R, recurrent, scratch)
+                recurrent_product(h[t - 1], R_operand, recurrent, scratch)
             a = h[t]
             for bb in range(B):
                 for j in range(H):
@@ -177,7 +184,8 @@ def make_elman(views, relu: bool, dtype: np.dtype) -> tuple:
         _, R, _, _, _, _ = views(params, n_in, H, n_out)
         dW, dR, db, _, _, _ = views(grad, n_in, H, n_out)
         d_pre = np.empty((1, T, B, H), dtype=x.dtype)  # dL/da_t
-        dh_next = np.zeros((B, H), dtype=x.dtype)  # dL/dh_t through R h_t at step t+1
+        R_operand = backward_operand(R)  # R packed for the per-step product
+        dh_next = np.zeros((B, product_width(H, x)), dtype=x.dtype)  # [:, :H]: via R h_t at t+1
         dh = np.empty((B, H), dtype=x.dtype)  # total dL/dh_t
         dh_sq = np.zeros(T)
         dc_sq = np.zeros(T)
@@ -190,7 +198,7 @@ def make_elman(views, relu: bool, dtype: np.dtype) -> tuple:
                     da[bb, j] = step_back(d, h[t, bb, j])  # through relu or tanh
             dh_sq[t] = sum_squares(dh)
             if t > 0:
-                np.dot(da, R, dh_next)  # into h_{t-1} through R
+                backprop_product(da, R_operand, dh_next)  # into h_{t-1} through R
         add_input_grads(d_pre, x, dW, db)
         add_recurrent_grad(d_pre[0], h, dR)
         return dh_sq, dc_sq
@@ -221,13 +229,14 @@ def make_gru(views, dtype: np.dtype) -> tuple:
         gates = project(x, W, 3)
         h = np.empty((T, B, H), dtype=x.dtype)
         hidden_n = np.empty((T, B, H), dtype=x.dtype)
-        recurrent = np.zeros((B, 3 * H), dtype=x.dtype)  # R h_{t-1}, zero at t = 0
+        R_operand = forward_operand(R)  # R packed for the per-step product
+        recurrent = np.zeros((B, product_width(3 * H, x)), dtype=x.dtype)  # [:, :3H] = R h_{t-1}
         scratch = np.empty((3 * H, B), dtype=x.dtype)
         zero_state = np.zeros((B, H), dtype=x.dtype)
         for t in range(T):
             h_prev = h[t - 1] if t > 0 else zero_state
             if t > 0:
-                recurrent_product(h_prev, R, recurrent, scratch)
+                recurrent_product(h_prev, R_operand, recurrent, scratch)
             r_t, z_t, n_t = gates[0, t], gates[1, t], gates[2, t]
             for bb in range(B):
                 for j in range(H):
@@ -261,7 +270,8 @@ def make_gru(views, dtype: np.dtype) -> tuple:
         d_hidden_n = np.empty((T, B, H), dtype=x.dtype)  # dL/d(R_n h_{t-1} + b_hn)
         d_rec = np.empty((B, 3 * H), dtype=x.dtype)  # dL/d(R h_{t-1}) of one step, packed
         dh_direct = np.zeros((B, H), dtype=x.dtype)  # dL/dh_t through z ⊙ h_t at t+1
-        dh_next = np.zeros((B, H), dtype=x.dtype)  # dL/dh_t through R h_t at t+1
+        R_operand = backward_operand(R)  # R packed for the per-step product
+        dh_next = np.zeros((B, product_width(H, x)), dtype=x.dtype)  # [:, :H]: via R h_t at t+1
         dh = np.empty((B, H), dtype=x.dtype)  # total dL/dh_t
         zero_state = np.zeros((B, H), dtype=x.dtype)
         dh_sq = np.zeros(T)
@@ -297,7 +307,7 @@ def make_gru(views, dtype: np.dtype) -> tuple:
                 for bb in range(B):
                     for j in range(H):
                         d_rec[bb, 2 * H + j] = dhn_t[bb, j]
-                np.dot(d_rec, R, dh_next)  # into h_{t-1} through R
+                backprop_product(d_rec, R_operand, dh_next)  # into h_{t-1} through R
         add_input_grads(d_pre, x, dW, db)
         add_recurrent_grad(d_pre[0], h, dR[:H])
         add_recurrent_grad(d_pre[1], h, dR[H : 2 * H])
