@@ -35,6 +35,7 @@ _FEATURES = llvm.get_host_cpu_features()
 AVAILABLE: bool = bool(_FEATURES.get("avx512f", False)) and bool(_FEATURES.get("fma", False))
 # (rows, vectors) of the wide and the narrow tile: 16 accumulators each.
 WIDE, NARROW = (4, 4), (8, 2)
+PANEL_BLOCK_BYTES = 24 * 1024  # a K-block of one panel: stays in L1 while the rows stream by
 
 
 def _float_arrays(*typs) -> bool:
@@ -47,17 +48,20 @@ def _float_arrays(*typs) -> bool:
 
 
 def _make_tile(rows: int, vectors: int):
-    """tile(a, panel, out, r0, c0): out[r0:r0+rows, c0:c0+W] = a[r0:r0+rows] · panel, for
-    a [B,K], panel [K,W] (W = vectors·lanes), out [B,·]; float32 or float64, C-contiguous."""
+    """tile(a, panel, out, r0, c0, k0, k1, accumulate): out[r0:r0+rows, c0:c0+W] (+)=
+    a[r0:r0+rows, k0:k1] · panel[k0:k1], for a [B,K], panel [K,W] (W = vectors·lanes),
+    out [B,·]; float32 or float64, C-contiguous. With ``accumulate`` the tile starts from
+    out's values, so K can be split into blocks without changing a bit of the result."""
 
     @intrinsic
-    def tile(typingctx, a_t, panel_t, out_t, r0_t, c0_t):
+    def tile(typingctx, a_t, panel_t, out_t, r0_t, c0_t, k0_t, k1_t, accumulate_t):
         if not _float_arrays(a_t, panel_t, out_t):
             return None
-        sig = types.void(a_t, panel_t, out_t, types.intp, types.intp)
+        sig = types.void(a_t, panel_t, out_t, types.intp, types.intp, types.intp, types.intp,
+                         types.boolean)
 
         def codegen(context, builder, signature, args):
-            a_arr, panel_arr, out_arr, r0, c0 = args
+            a_arr, panel_arr, out_arr, r0, c0, k0, k1, accumulate = args
             a = context.make_array(signature.args[0])(context, builder, a_arr)
             panel = context.make_array(signature.args[1])(context, builder, panel_arr)
             out = context.make_array(signature.args[2])(context, builder, out_arr)
@@ -82,7 +86,18 @@ def _make_tile(rows: int, vectors: int):
             def const(value):
                 return ir.Constant(intp, value)
 
-            # k loop: for k in 0..K-1, the accumulators as loop-carried values (registers)
+            def out_pointer(r, v):
+                row = builder.add(builder.mul(builder.add(r0, const(r)), out_stride), c0)
+                pointer = builder.gep(out.data, [builder.add(row, const(v * lanes))])
+                return builder.bitcast(pointer, vec_ptr)
+
+            # the tile's starting values: out's (accumulate) or zeros
+            zeros = ir.Constant(vec, [0.0] * lanes)
+            accumulate = context.cast(builder, accumulate, types.boolean, types.boolean)
+            starts = [builder.select(accumulate, builder.load(out_pointer(r, v), align=align),
+                                     zeros)
+                      for r in range(rows) for v in range(vectors)]
+            # k loop: for k in k0..k1-1, the accumulators as loop-carried values (registers)
             entry = builder.basic_block
             loop = builder.append_basic_block("tile.loop")
             body = builder.append_basic_block("tile.body")
@@ -90,13 +105,13 @@ def _make_tile(rows: int, vectors: int):
             builder.branch(loop)
             builder.position_at_end(loop)
             k = builder.phi(intp, "k")
-            k.add_incoming(const(0), entry)
+            k.add_incoming(k0, entry)
             accumulators = []
-            for _ in range(rows * vectors):
+            for start in starts:
                 phi = builder.phi(vec)
-                phi.add_incoming(ir.Constant(vec, [0.0] * lanes), entry)
+                phi.add_incoming(start, entry)
                 accumulators.append(phi)
-            builder.cbranch(builder.icmp_signed("<", k, n_k), body, done)
+            builder.cbranch(builder.icmp_signed("<", k, k1), body, done)
 
             builder.position_at_end(body)
             panel_row = builder.mul(k, width)
@@ -124,11 +139,8 @@ def _make_tile(rows: int, vectors: int):
 
             builder.position_at_end(done)
             for r in range(rows):
-                row = builder.add(builder.mul(builder.add(r0, const(r)), out_stride), c0)
                 for v in range(vectors):
-                    pointer = builder.gep(out.data, [builder.add(row, const(v * lanes))])
-                    builder.store(accumulators[r * vectors + v], builder.bitcast(pointer, vec_ptr),
-                                  align=align)
+                    builder.store(accumulators[r * vectors + v], out_pointer(r, v), align=align)
             return context.get_dummy_value()
 
         return sig, codegen
@@ -193,21 +205,26 @@ def tiled_product(a, panels, out):
     wide = width == WIDE[1] * lanes_of(a)
     if not wide and width != NARROW[1] * lanes_of(a):
         raise ValueError("tiled_product: panels not made by pack_panels for this dtype")
+    # K in blocks of a panel slice that fits half of a 48 KiB L1 cache
+    k_block = max(1, PANEL_BLOCK_BYTES // (width * a.itemsize))
     for p in range(n_panels):
         panel = panels[p]
         c0 = p * width
-        r0 = 0
-        if wide:
-            while r0 + WIDE[0] <= B:
-                _wide_tile(a, panel, out, r0, c0)
-                r0 += WIDE[0]
-            while r0 < B:
-                _wide_row(a, panel, out, r0, c0)
-                r0 += 1
-        else:
-            while r0 + NARROW[0] <= B:
-                _narrow_tile(a, panel, out, r0, c0)
-                r0 += NARROW[0]
-            while r0 < B:
-                _narrow_row(a, panel, out, r0, c0)
-                r0 += 1
+        for k0 in range(0, max(K, 1), k_block):
+            k1 = min(K, k0 + k_block)
+            more = k0 > 0
+            r0 = 0
+            if wide:
+                while r0 + WIDE[0] <= B:
+                    _wide_tile(a, panel, out, r0, c0, k0, k1, more)
+                    r0 += WIDE[0]
+                while r0 < B:
+                    _wide_row(a, panel, out, r0, c0, k0, k1, more)
+                    r0 += 1
+            else:
+                while r0 + NARROW[0] <= B:
+                    _narrow_tile(a, panel, out, r0, c0, k0, k1, more)
+                    r0 += NARROW[0]
+                while r0 < B:
+                    _narrow_row(a, panel, out, r0, c0, k0, k1, more)
+                    r0 += 1
