@@ -11,12 +11,12 @@ products in a compiled loop, best of 7 (``time.thread_time``: robust to other jo
 """
 
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
+from cpu_time import best  # noqa: E402  (bench/ is the script's folder)
 from numba import njit  # noqa: E402
 
 from ablate.kernels.products import blas_recurrent_product  # noqa: E402
@@ -74,17 +74,6 @@ def loop(fn, h, RT, out, n):
 def loop_blas(h, R, out, scratch, n):
     for _ in range(n):
         blas_recurrent_product(h, R, out, scratch)
-
-def best(function, *args, reps=7):
-    """Least CPU seconds of one call of function(*args) (a first call warms up)."""
-    function(*args)
-    times = []
-    for _ in range(reps):
-        started = time.thread_time()
-        function(*args)
-        times.append(time.thread_time() - started)
-    return min(times)
-
 
 for H, B in ((32, 32), (64, 32), (128, 32), (128, 16)):
     G = 4 * H

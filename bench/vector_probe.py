@@ -9,13 +9,14 @@ nothing of the packing, which a kernel does once per sequence (R is fixed over a
 """
 
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 from numba import njit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
+from cpu_time import best  # noqa: E402  (bench/ is the script's folder)
+
 from ablate.kernels.products import blas_recurrent_product  # noqa: E402
 from ablate.kernels.tiled_product import (  # noqa: E402
     AVAILABLE,
@@ -45,17 +46,6 @@ def backward_blas(d, R, out, n):
 def tiled(a, panels, out, n):
     for _ in range(n):
         tiled_product(a, panels, out)
-
-
-def best(function, *args, reps=7):
-    """Least CPU seconds of one call of function(*args) (a first call warms up)."""
-    function(*args)
-    times = []
-    for _ in range(reps):
-        started = time.thread_time()
-        function(*args)
-        times.append(time.thread_time() - started)
-    return min(times)
 
 
 def main() -> None:

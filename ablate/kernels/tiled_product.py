@@ -24,11 +24,11 @@ from __future__ import annotations
 import llvmlite.binding as llvm
 import numpy as np
 from llvmlite import ir
-from numba import types
+from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from ablate.kernels.jit import kernel
+from ablate.kernels.jit import FLAGS, kernel
 
 VECTOR_BITS = 512
 _FEATURES = llvm.get_host_cpu_features()
@@ -160,8 +160,26 @@ def lanes_of(typingctx, array_t):
     return types.intp(array_t), codegen
 
 
-_wide_tile, _wide_row = _make_tile(WIDE[0], WIDE[1]), _make_tile(1, WIDE[1])
-_narrow_tile, _narrow_row = _make_tile(NARROW[0], NARROW[1]), _make_tile(1, NARROW[1])
+def _make_row_sweep(rows: int, vectors: int):
+    """sweep(a, panel, out, c0, k0, k1, accumulate): every row of a through one panel block,
+    ``rows`` at a time in the register tile, the remainder one row at a time."""
+    tile, one_row = _make_tile(rows, vectors), _make_tile(1, vectors)
+
+    @njit(**FLAGS)
+    def sweep(a, panel, out, c0, k0, k1, accumulate):
+        B = a.shape[0]
+        r0 = 0
+        while r0 + rows <= B:
+            tile(a, panel, out, r0, c0, k0, k1, accumulate)
+            r0 += rows
+        while r0 < B:
+            one_row(a, panel, out, r0, c0, k0, k1, accumulate)
+            r0 += 1
+
+    return sweep
+
+
+_wide_sweep, _narrow_sweep = _make_row_sweep(*WIDE), _make_row_sweep(*NARROW)
 
 
 @kernel
@@ -212,19 +230,7 @@ def tiled_product(a, panels, out):
         c0 = p * width
         for k0 in range(0, max(K, 1), k_block):
             k1 = min(K, k0 + k_block)
-            more = k0 > 0
-            r0 = 0
             if wide:
-                while r0 + WIDE[0] <= B:
-                    _wide_tile(a, panel, out, r0, c0, k0, k1, more)
-                    r0 += WIDE[0]
-                while r0 < B:
-                    _wide_row(a, panel, out, r0, c0, k0, k1, more)
-                    r0 += 1
+                _wide_sweep(a, panel, out, c0, k0, k1, k0 > 0)
             else:
-                while r0 + NARROW[0] <= B:
-                    _narrow_tile(a, panel, out, r0, c0, k0, k1, more)
-                    r0 += NARROW[0]
-                while r0 < B:
-                    _narrow_row(a, panel, out, r0, c0, k0, k1, more)
-                    r0 += 1
+                _narrow_sweep(a, panel, out, c0, k0, k1, k0 > 0)
