@@ -69,16 +69,22 @@ def adam_step() -> tuple[Callable, str]:
     return _adam_step, "bench njit Adam"
 
 
+SETTLE_SECONDS = 0.1  # > libgomp's spin before its idle workers sleep
+
+
 def median_ms(steps: dict[str, Callable[[], None]], repeats: int, warmup: int,
               rounds: int = 3) -> dict[str, float]:
     """Median ms per implementation over ``rounds`` rounds of consecutive steps.
 
     Each round runs every implementation in turn, a block of about repeats/rounds timed
-    steps each, after one untimed step: a load change on a shared machine hits every
-    implementation alike, and the untimed step absorbs the switch. Steps are not
-    interleaved one by one: torch's OpenMP workers keep spinning on the cores for a
-    while after each torch step, which measured ours 1.9× slower (lstm, H=32) when a
-    torch step ran just before each of ours.
+    steps each, after a pause of SETTLE_SECONDS and one untimed step: a load change on a
+    shared machine hits every implementation alike, and the untimed step absorbs the
+    switch. The pause is for torch's OpenMP workers (GNU libgomp): after each parallel
+    region they spin on the cores (GOMP_SPINCOUNT, 300,000 pause instructions, ~10-40 ms)
+    before they sleep, so a block of ours started right after torch's ran beside two
+    spinning threads — measured 1.9× slower (lstm, H=32) with steps interleaved one by one,
+    and ~1 ms per step slower (2.80 against 1.34-1.46 ms alone) in blocks without the pause.
+    Every implementation gets the same pause; torch's untimed step wakes its workers again.
     """
     for step in steps.values():
         for _ in range(warmup):
@@ -87,7 +93,8 @@ def median_ms(steps: dict[str, Callable[[], None]], repeats: int, warmup: int,
     per_round = max(1, -(-repeats // rounds))
     for _ in range(rounds):
         for name, step in steps.items():
-            step()  # untimed: the other implementation's threads may still hold the cores
+            time.sleep(SETTLE_SECONDS)  # the other implementation's threads go idle
+            step()  # untimed: caches and thread wake-up after the switch
             for _ in range(per_round):
                 start = time.perf_counter()
                 step()
