@@ -8,15 +8,19 @@ intrinsic: a tile of ROWS rows × VECTORS vectors of ``out`` lives in vector reg
 the whole k loop; each k loads VECTORS vectors of M's row k, broadcasts ROWS values of a
 and issues ROWS·VECTORS fused multiply-adds (``llvm.fma``). M is packed once per sequence
 into panels [⌈N/W⌉, K, W] (zero-padded to a multiple of W = VECTORS·lanes), so a panel is
-contiguous and stays in the L1 cache while every row tile streams past it: ~165 GFLOP/s
-against OpenBLAS' 64–91 on the development VM (bench/vector_probe.py, bench/RESULTS.md).
+contiguous and stays in the L1 cache while every row tile streams past it; a long K is cut
+into blocks of PANEL_BLOCK_BYTES of panel, each continuing the accumulators through out.
+~155–170 GFLOP/s against OpenBLAS' 61–94 on the development VM (bench/vector_probe.py,
+bench/RESULTS.md).
 
 Each out element is one chain of FMAs over k = 0, 1, …, K−1 whatever the tile shape, so the
 result does not depend on the tiling or the number of rows. ``out`` has ⌈N/W⌉·W columns
 (``padded_width``); the padding columns come out 0.
 
 Used where the CPU has AVX-512 (``AVAILABLE``): 16 accumulators of 512 bits fit its 32
-vector registers. Elsewhere ``ablate.kernels.products`` keeps OpenBLAS.
+vector registers. Elsewhere ``ablate.kernels.products`` keeps OpenBLAS. (The tiles are
+correct on any CPU LLVM targets — wider vectors are split — only slower; NUMBA_CPU_NAME
+set to a CPU without AVX-512 on an AVX-512 host would compile them so.)
 """
 
 from __future__ import annotations
