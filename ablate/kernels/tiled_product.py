@@ -18,9 +18,9 @@ result does not depend on the tiling or the number of rows. ``out`` has ⌈N/W�
 (``padded_width``); the padding columns come out 0.
 
 Used where the CPU has AVX-512 (``AVAILABLE``): 16 accumulators of 512 bits fit its 32
-vector registers. Elsewhere ``ablate.kernels.products`` keeps OpenBLAS. (The tiles are
-correct on any CPU LLVM targets — wider vectors are split — only slower; NUMBA_CPU_NAME
-set to a CPU without AVX-512 on an AVX-512 host would compile them so.)
+vector registers. Elsewhere, and where NUMBA_CPU_NAME names another target than the host,
+``ablate.kernels.products`` keeps OpenBLAS. (The tiles are correct on any CPU LLVM targets,
+wider vectors split, only slower.)
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from __future__ import annotations
 import llvmlite.binding as llvm
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import config, njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
@@ -36,7 +36,9 @@ from ablate.kernels.jit import FLAGS, kernel
 
 VECTOR_BITS = 512
 _FEATURES = llvm.get_host_cpu_features()
-AVAILABLE: bool = bool(_FEATURES.get("avx512f", False)) and bool(_FEATURES.get("fma", False))
+# AVX-512 and FMA on this CPU, and Numba compiling for it (NUMBA_CPU_NAME unset or "host")
+AVAILABLE: bool = (bool(_FEATURES.get("avx512f", False)) and bool(_FEATURES.get("fma", False))
+                   and config.CPU_NAME in (None, "host"))
 # (rows, vectors) of the wide and the narrow tile: 16 accumulators each.
 WIDE, NARROW = (4, 4), (8, 2)
 PANEL_BLOCK_BYTES = 24 * 1024  # a K-block of one panel: stays in L1 while the rows stream by
