@@ -83,7 +83,27 @@ def test_tasks_that_disagree_are_inconclusive(tmp_path):
     assert verdict(tmp_path, "seed-q1-single-net", results).verdict == SUPPORTED
 
 
-def test_claims_read_the_default_task_variant_and_the_protocol(tmp_path):
+def test_a_task_variant_is_a_task_of_its_own(tmp_path):
+    """A general claim is decided on a variant (copy with 3 symbols to recall, as why_gates
+    runs it) and listed under its label; a variant and the default disagreeing make the claim
+    INCONCLUSIVE; a claim about a named task reads that task's variants."""
+    copy3 = {"n_recall": 3}
+    fails_early = {10: 5, 30: 0, 100: 0}
+    results = (sweep("lstm", "copy", ALL, options=copy3)
+               + sweep("single_net", "copy", fails_early, options=copy3))
+    found = verdict(tmp_path, "seed-q1-single-net", results)
+    assert found.verdict == SUPPORTED and "copy (n_recall=3)" in found.explanation
+    results += sweep("lstm", "copy", fails_early) + sweep("single_net", "copy", ALL)
+    found = verdict(tmp_path, "seed-q1-single-net", results)
+    assert found.verdict == INCONCLUSIVE and "tasks disagree" in found.explanation
+    continual = {"n_episodes": 4}
+    results = (sweep("lstm", "continual", ALL, options=continual)
+               + sweep("nfg", "continual", fails_early, options=continual))
+    found = verdict(tmp_path, "gers2000-nfg-continual", results)
+    assert found.verdict == SUPPORTED and "continual (n_episodes=4)" in found.explanation
+
+
+def test_the_1997_adding_claims_read_the_1997_variant_only_and_the_protocol(tmp_path):
     variant = {"variant": "arjovsky"}
     results = sweep("lstm", "adding", {100: 5, 500: 5, 1000: 5}, options=variant,
                     with_diagnostics=False)
@@ -99,10 +119,10 @@ def test_claims_read_the_default_task_variant_and_the_protocol(tmp_path):
 # ---------------------------------------------------------------- error flow
 
 
-def _flow_runs(lstm_rates, rnn_rates, gaps=(10, 30)):
+def _flow_runs(lstm_rates, rnn_rates, gaps=(10, 30), lstm_solves=(10, 30)):
     out = []
     for gap in gaps:
-        out += [result("lstm", "tv", gap, seed, solved=True, dc_rate=rate)
+        out += [result("lstm", "tv", gap, seed, solved=gap in lstm_solves, dc_rate=rate)
                 for seed, rate in enumerate(lstm_rates)]
         out += [result("rnn", "tv", gap, seed, solved=False, dh_rate=rate)
                 for seed, rate in enumerate(rnn_rates)]
@@ -113,7 +133,8 @@ def test_error_flow_claim(tmp_path):
     claim = "seed-answer-error-flow"
     found = verdict(tmp_path, claim, _flow_runs([-0.001] * 3, [-0.5] * 3))
     assert found.verdict == SUPPORTED
-    assert found.numbers["tv.gap"] == 30  # the longest gap with 3 runs of each
+    assert found.numbers["tv.gap"] == 30  # the longest gap lstm solves, 3 runs of each
+    assert found.numbers["tv.lstm.reach"] == 30
     assert found.numbers["tv.lstm.dc_rate_trained"] == pytest.approx(-0.001, abs=2e-3)
     assert found.numbers["tv.rnn.dh_rate_trained"] == pytest.approx(-0.5, abs=2e-3)
     assert found.numbers["tv.lstm.dc_rate_init"] == pytest.approx(-0.31, abs=2e-3)
@@ -127,6 +148,14 @@ def test_error_flow_claim(tmp_path):
     assert found.verdict == INCONCLUSIVE and "seeds disagree" in found.explanation
     # 2 runs of each
     assert verdict(tmp_path, claim, _flow_runs([-0.001] * 2, [-0.5] * 2)).verdict == INCONCLUSIVE
+    # measured where lstm learned: at gap 10 (F = 0.91 ≥ 1/2), not at 100, which it fails
+    # (exp(-0.01 · 100) = 0.37 would refute)
+    found = verdict(tmp_path, claim, _flow_runs([-0.01] * 3, [-0.5] * 3, gaps=(10, 100),
+                                                lstm_solves=(10,)))
+    assert found.verdict == SUPPORTED and found.numbers["tv.gap"] == 10
+    found = verdict(tmp_path, claim, _flow_runs([-0.001] * 3, [-0.5] * 3, lstm_solves=()))
+    assert found.verdict == INCONCLUSIVE and "solves no gap" in found.explanation
+    assert found.numbers["tv.lstm.reach"] == "< 10"
     # runs without diagnostics
     found = verdict(tmp_path, claim, sweep("lstm", "tv", ALL, with_diagnostics=False)
                     + sweep("rnn", "tv", ALL, with_diagnostics=False))

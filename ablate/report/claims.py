@@ -10,7 +10,8 @@ Verdicts:
                   claim is never guessed
 
 Shared definitions (the runs are the done runs the evaluation protocol selects, see
-``ablate.report.select``; each task is read in its default variant, and at one hidden size,
+``ablate.report.select``; a task run with options other than its defaults is a task of its
+own, named by its ``task_label``, e.g. "copy (n_recall=3)"; each is read at one hidden size,
 the one with the most runs among those both cells share, ties to the larger):
     success at a gap   k of n runs (one per seed) solved, with its Wilson 95% interval
     reach              the longest gap solved by the headline rule (``tables.HEADLINE_RULE``:
@@ -18,9 +19,10 @@ the one with the most runs among those both cells share, ties to the larger):
                        shortest gap when the shortest is not solved
     A below B at g     A's interval at gap g lies entirely below B's (they do not overlap)
 Comparisons between two cells use the gaps both were run at. A claim about "a cell" in
-general (no task named) is decided on every task with the runs it needs: SUPPORTED when at
-least one task supports it and none refutes it, REFUTED in the mirror case, INCONCLUSIVE when
-tasks disagree or none decides; each task's numbers are listed.
+general (no task named) is decided on every task with the runs it needs, a claim about a
+named task on each of its variants: SUPPORTED when at least one task supports it and none
+refutes it, REFUTED in the mirror case, INCONCLUSIVE when tasks disagree or none decides;
+each task's numbers are listed.
 """
 
 from __future__ import annotations
@@ -102,13 +104,17 @@ class Evidence:
     def present(self, cell: str, task: str) -> bool:
         return not self.rows(cell, task).empty
 
-    def tasks(self) -> list[str]:
-        """The default-variant tasks with runs, in registry order."""
+    def tasks(self, name: str | None = None) -> list[str]:
+        """The task labels with runs, in registry order: every one, or those of task ``name``
+        (its default options and its variants)."""
         from ablate.report.style import order_tasks
 
         if self.runs.empty:
             return []
-        return [t for t in order_tasks(self.runs["task_label"]) if " " not in t]
+        labels = order_tasks(self.runs["task_label"])
+        if name is None:
+            return labels
+        return [label for label in labels if label == name or label.startswith(f"{name} (")]
 
     def size(self, cells: Sequence[str], task: str) -> int | None:
         """The hidden size every cell was run at with the most runs (ties: the larger)."""
@@ -201,7 +207,9 @@ def _per_task(evidence: Evidence, tasks: Sequence[str] | None,
               decide: Callable[[Evidence, str], Verdict | None], what: str) -> Verdict:
     """Decide on each task (None from ``decide``: not run there) and combine (module doc)."""
     found = {}
-    for task in (tasks if tasks is not None else evidence.tasks()):
+    labels = (evidence.tasks() if tasks is None
+              else [label for name in tasks for label in evidence.tasks(name)])
+    for task in labels:
         verdict = decide(evidence, task)
         if verdict is not None:
             found[task] = verdict
@@ -352,10 +360,14 @@ def error_carousel(task: str, evidence: Evidence, gated: str = "lstm",
 
     Per run: the fitted decay rate of ln‖∂L/∂c_t‖ (gated) or ln‖∂L/∂h_t‖ (plain) per step of
     distance (``stats.decay_fit``) and F = exp(rate · gap), the error left after the gap;
-    at the longest gap where both cells have ≥ MIN_SEEDS runs with error flow.
+    at the longest gap the gated cell solves (its reach, the headline rule) where both cells
+    have ≥ MIN_SEEDS runs with error flow. The carousel is the seeds' account of why the
+    LSTM learns long gaps, so it is measured where the LSTM learned: at a gap it failed, its
+    trained gates need not keep anything, and the flow there says nothing about the claim.
     SUPPORTED     every gated run keeps F ≥ 1/2 and every plain run F ≤ 1/10
     REFUTED       every gated run F < 1/2, or every plain run F > 1/10
-    INCONCLUSIVE  otherwise (seeds disagree), or too few runs with error flow
+    INCONCLUSIVE  otherwise (seeds disagree), too few runs with error flow, or the gated cell
+                  solves no gap
     """
     if not (evidence.present(gated, task) and evidence.present(plain, task)):
         return None
@@ -373,8 +385,18 @@ def error_carousel(task: str, evidence: Evidence, gated: str = "lstm",
     if not usable:
         return Verdict(INCONCLUSIVE, {}, f"{task}: fewer than {MIN_SEEDS} runs of {gated} and "
                                          f"{plain} with trained error flow at a common gap")
-    gap = int(max(usable))
-    numbers = {f"{task}.gap": gap}
+    size = evidence.size([gated], task)
+    points = evidence.points(gated, task, size)
+    gated_reach = reach(points, list(points))
+    reach_number = {f"{task}.{gated}.reach": _reach_value(gated_reach, list(points))}
+    learned = [g for g in usable if g <= gated_reach]
+    if not learned:
+        return Verdict(INCONCLUSIVE, reach_number,
+                       f"{task}: {gated} solves no gap with {MIN_SEEDS}+ runs of error flow "
+                       f"(reach {reach_number[f'{task}.{gated}.reach']}); the carousel is "
+                       f"measured where {gated} learned the task")
+    gap = int(max(learned))
+    numbers = {f"{task}.gap": gap, **reach_number}
     left = {}
     for cell, quantity in want.items():
         at = final[cell].loc[final[cell]["gap"] == gap]
@@ -593,11 +615,13 @@ CLAIMS: tuple[Claim, ...] = (
         "Error flow through the gated cell state stays near constant with distance, while the "
         "plain rnn's decays exponentially.",
         "seed answer",
-        "Trained diagnostics, per task at the longest gap with ≥ 3 runs of each: the fitted "
-        "exponential decay rate of ‖∂L/∂c_t‖ (lstm) and ‖∂L/∂h_t‖ (rnn) per step of distance, "
-        "and F = exp(rate · gap), the error left after the gap. SUPPORTED when every lstm run "
-        "keeps F ≥ 1/2 and every rnn run F ≤ 1/10; REFUTED when no lstm run keeps 1/2 or no "
-        "rnn run drops to 1/10; INCONCLUSIVE when seeds disagree.",
+        "Trained diagnostics, per task at the longest gap lstm solves (headline rule) with ≥ 3 "
+        "runs of each: the fitted exponential decay rate of ‖∂L/∂c_t‖ (lstm) and ‖∂L/∂h_t‖ "
+        "(rnn) per step of distance, and F = exp(rate · gap), the error left after the gap. "
+        "SUPPORTED when every lstm run keeps F ≥ 1/2 and every rnn run F ≤ 1/10; REFUTED when "
+        "no lstm run keeps 1/2 or no rnn run drops to 1/10; INCONCLUSIVE when seeds disagree "
+        "or lstm solves no gap (the carousel explains learning, so it is measured where lstm "
+        "learned).",
         _general(lambda evidence, task: error_carousel(task, evidence), "lstm and rnn"),
     ),
     Claim(

@@ -7,7 +7,7 @@ finished one counts.
 
 Tasks are told apart by their options: ``task_label`` is the task name when the run used the
 task's default options (whether written out or not) and ``name (key=value, ...)`` for the
-options that differ from the defaults. The claims read the default variant of each task.
+options that differ from the defaults. The claims take each label as a task of its own.
 
 Protocols (the suite's ``[evaluation] protocol``):
     best_lr  per (cell, task_label, n_hidden, gap), the learning rate whose seeds have the best
