@@ -203,6 +203,7 @@ def test_report_text(built):
     for claim in claims.CLAIMS:
         assert f"### {claim.id}" in text
     assert "**NOT RUN**" in text  # e.g. hs97-adding: no adding runs here
+    assert "| **NOT RUN** | run by `suites/hochreiter97.toml` |" in text  # where its runs are
     assert 'description = "constructed"' in text  # the suite's TOML
     assert "0123456789abcdef" in text and "cpu" in text  # commit and backend
     assert "Protocol `best_lr`" in text
@@ -229,6 +230,8 @@ def test_tables_reload_to_the_same_numbers(built):
     saved = pd.read_csv(root / "tables" / "claims.csv")
     assert list(saved["verdict"]) == list(verdicts["verdict"])
     assert [json.loads(n) for n in saved["numbers"]] == list(verdicts["numbers"])
+    assert [tuple(str(n).split()) if isinstance(n, str) else () for n in saved["suites"]] == list(
+        verdicts["suites"])
     failures = pd.read_csv(root / "tables" / "failures.csv")
     assert list(failures["run_id"]) == ["gru-tv-gap100-h8-lr0.01-s7"]
     assert list(failures["error"]) == ["RuntimeError: worker died"]

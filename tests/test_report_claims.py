@@ -297,3 +297,36 @@ def test_adding_solved_at_100_500_1000(tmp_path, claim_id, cell):
 def test_every_claim_is_not_run_on_an_empty_ledger(tmp_path):
     verdicts = claims.evaluate_all(frame(tmp_path, []))
     assert list(verdicts["verdict"]) == [NOT_RUN] * len(claims.CLAIMS)
+
+
+# ---------------------------------------------------------------- which suites run a claim
+
+SCIENCE_SUITES = ("why_gates", "greff", "gers2000", "hochreiter97", "zoo")
+
+
+def _suite_frame(tmp_path, name: str):
+    """One constructed run per (cell, task variant, gap) of a bundled suite, at its first
+    hidden size: what decides whether a claim is NOT RUN there."""
+    from pathlib import Path
+
+    from ablate.suite import load_suite
+
+    suite = load_suite(Path(__file__).resolve().parent.parent / "suites" / f"{name}.toml")
+    points = {}
+    for spec in suite.specs:
+        key = (spec.cell, spec.task, spec.task_options, spec.gap)
+        if key not in points and spec.n_hidden == suite.specs[0].n_hidden:
+            points[key] = result(spec.cell, spec.task, spec.gap, 0, solved=spec.gap <= 100,
+                                 options=dict(spec.task_options), n_hidden=spec.n_hidden)
+    return frame(tmp_path, list(points.values())), suite.protocol
+
+
+def test_each_claim_names_the_bundled_suites_that_run_it(tmp_path):
+    """A claim is not NOT RUN on a ledger holding its suites' grid, and NOT RUN on every other
+    science suite's; the report points a NOT RUN claim at them."""
+    for name in SCIENCE_SUITES:
+        ledger_frame, protocol = _suite_frame(tmp_path, name)
+        for claim in claims.CLAIMS:
+            found = claim.evaluate(ledger_frame, protocol).verdict
+            assert (found != NOT_RUN) == (name in claim.suites), (claim.id, name, found)
+    assert all(set(claim.suites) <= set(SCIENCE_SUITES) for claim in claims.CLAIMS)

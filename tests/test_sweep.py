@@ -285,6 +285,22 @@ def test_fresh_moves_the_old_ledger_aside(tmp_path):
     assert len(kept) == 1 and len(load(tmp_path / "r" / "kt" / kept[0])) == 4
 
 
+def test_the_progress_bar_counts_estimated_work_and_runs(tmp_path, capsys):
+    """The bar advances by each run's estimated cost (ablate.cost), so its time left is the
+    work left at the measured rate; the run counts ride along."""
+    from ablate.sweep import _work
+
+    text = SUITE.replace('["lstm", "rnn", "gru"]', '["rnn"]')  # gaps 5 and 8: unequal costs
+    suite = load_suite(write_suite(tmp_path, text=text))
+    run_suite(suite, tmp_path / "r", progress=True)
+    shown = capsys.readouterr().err.replace("\r", "\n").splitlines()
+    final = [line for line in shown if "of the estimated work" in line][-1]
+    assert "100% of the estimated work" in final
+    assert f"runs {len(suite.specs)}/{len(suite.specs)}: done {len(suite.specs)}, failed 0" in final
+    gap5 = [spec for spec in suite.specs if spec.gap == 5]
+    assert 0 < _work(gap5) < _work(suite.specs) - _work(gap5)  # the longer gap weighs more
+
+
 # ---------------------------------------------------------------- Dask
 
 

@@ -59,8 +59,9 @@ def build_report(results_dir: str | Path, ledger: str | Path | None = None) -> P
     _clear(figure_dir, "*.png")
     _clear(figure_dir, "*.csv")
     table_dir.mkdir(parents=True, exist_ok=True)
-    claims_csv = verdicts.assign(numbers=verdicts["numbers"].map(
-        lambda numbers: json.dumps(numbers, ensure_ascii=False)))
+    claims_csv = verdicts.assign(
+        numbers=verdicts["numbers"].map(lambda numbers: json.dumps(numbers, ensure_ascii=False)),
+        suites=verdicts["suites"].map(" ".join))
     written = {}
     for name, table in (("success", success), ("headline", headline),
                         ("best_lr", select.learning_rates(done)), ("claims", claims_csv),

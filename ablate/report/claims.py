@@ -62,6 +62,8 @@ class Claim:
     source: str
     comparison: str  # the decision rule, in words
     rule: Callable[[Evidence], Verdict] = field(repr=False, compare=False)
+    # the bundled suites (suites/<name>.toml) with the runs the rule needs
+    suites: tuple[str, ...] = ()
 
     def evaluate(self, frame: pd.DataFrame, protocol: str = "best_lr") -> Verdict:
         """The verdict on a ledger frame (``store.load``) under ``protocol``."""
@@ -601,6 +603,7 @@ CLAIMS: tuple[Claim, ...] = (
         "seed Q1",
         f"A = single_net, B = lstm, every task with both. {_SHORTER}.",
         _general(_pair(shorter_reach, "single_net", "lstm"), "single_net and lstm"),
+        suites=("why_gates", "zoo"),
     ),
     Claim(
         "seed-q2-net-readout",
@@ -609,6 +612,7 @@ CLAIMS: tuple[Claim, ...] = (
         "seed Q2",
         f"A = net_readout, B = lstm, every task with both. {_SHORTER}.",
         _general(_pair(shorter_reach, "net_readout", "lstm"), "net_readout and lstm"),
+        suites=("why_gates", "zoo"),
     ),
     Claim(
         "seed-answer-error-flow",
@@ -623,6 +627,7 @@ CLAIMS: tuple[Claim, ...] = (
         "or lstm solves no gap (the carousel explains learning, so it is measured where lstm "
         "learned).",
         _general(lambda evidence, task: error_carousel(task, evidence), "lstm and rnn"),
+        suites=("why_gates", "hochreiter97", "zoo"),
     ),
     Claim(
         "seed-sigmoid-only-adds",
@@ -634,6 +639,7 @@ CLAIMS: tuple[Claim, ...] = (
         "(REFUTED: ≤ 1.25× in every run); (2) sigmoid_input fails at a shorter gap than lstm "
         f"({_SHORTER}). SUPPORTED when both parts are, REFUTED when either is.",
         sigmoid_only_adds,
+        suites=("why_gates", "zoo"),
     ),
     Claim(
         "gap-insensitive",
@@ -645,6 +651,7 @@ CLAIMS: tuple[Claim, ...] = (
         "INCONCLUSIVE otherwise or with fewer than 3 seeds.",
         _general(lambda evidence, task: flat_success("lstm", task, evidence),
                  "lstm at gaps near 10 and 1000"),
+        suites=("why_gates", "zoo"),
     ),
     Claim(
         "gru-comparable",
@@ -656,6 +663,7 @@ CLAIMS: tuple[Claim, ...] = (
         "shifts the lstm's forget gate only, not the gru's update gate: where it is set, the "
         "two start unequally (the Training table gives each cell's initialisation).",
         _general(_pair(comparable, "gru", "lstm"), "gru and lstm"),
+        suites=("why_gates", "zoo"),
     ),
     Claim(
         "peepholes-timing",
@@ -665,6 +673,7 @@ CLAIMS: tuple[Claim, ...] = (
         f"A = lstm, B = lstm_peephole, on timing. {_SHORTER}.",
         _general(_pair(shorter_reach, "lstm", "lstm_peephole"), "lstm and lstm_peephole",
                  ("timing",)),
+        suites=("gers2000", "zoo"),
     ),
     Claim(
         "greff-forget-output-activation",
@@ -677,6 +686,7 @@ CLAIMS: tuple[Claim, ...] = (
         "them at a gap; INCONCLUSIVE otherwise.",
         _general(lambda evidence, task: greff_hurts_most(task, evidence),
                  "nfg, noaf and lstm_peephole"),
+        suites=("greff", "why_gates", "zoo"),
     ),
     Claim(
         "greff-cifg-no-peepholes",
@@ -687,6 +697,7 @@ CLAIMS: tuple[Claim, ...] = (
         "when either lies below vanilla at some gap; INCONCLUSIVE otherwise.",
         _general(lambda evidence, task: greff_harmless(task, evidence),
                  "cifg, lstm and lstm_peephole"),
+        suites=("greff", "zoo"),
     ),
     Claim(
         "gers2000-nfg-continual",
@@ -694,6 +705,7 @@ CLAIMS: tuple[Claim, ...] = (
         "Gers, Schmidhuber & Cummins 2000",
         f"A = nfg, B = lstm, on continual. {_SHORTER}.",
         _general(_pair(shorter_reach, "nfg", "lstm"), "nfg and lstm", ("continual",)),
+        suites=("gers2000", "why_gates", "zoo"),
     ),
     Claim(
         "hs97-adding",
@@ -703,6 +715,7 @@ CLAIMS: tuple[Claim, ...] = (
         "interval lies entirely above 50%; REFUTED when one lies entirely below 50%; NOT RUN "
         "when a gap is missing; INCONCLUSIVE otherwise.",
         lambda evidence: solved_at("lstm97", "adding", (100, 500, 1000), evidence),
+        suites=("hochreiter97",),
     ),
     Claim(
         "hs97-adding-lstm",
@@ -711,6 +724,7 @@ CLAIMS: tuple[Claim, ...] = (
         "Hochreiter & Schmidhuber 1997 (their result, with today's cell)",
         "As hs97-adding, for lstm.",
         lambda evidence: solved_at("lstm", "adding", (100, 500, 1000), evidence),
+        suites=("hochreiter97",),
     ),
 )
 
@@ -723,13 +737,15 @@ def get(claim_id: str) -> Claim:
 
 
 def evaluate_all(frame: pd.DataFrame, protocol: str = "best_lr") -> pd.DataFrame:
-    """Every claim's verdict: id, statement, source, comparison, verdict, explanation, numbers."""
+    """Every claim's verdict: id, statement, source, comparison, verdict, explanation, numbers,
+    and the bundled suites that run it."""
     evidence = Evidence(select.select(frame, protocol))
     rows = []
     for claim in CLAIMS:
         verdict = claim.rule(evidence)
         rows.append(dict(id=claim.id, statement=claim.statement, source=claim.source,
                          comparison=claim.comparison, verdict=verdict.verdict,
-                         explanation=verdict.explanation, numbers=verdict.numbers))
+                         explanation=verdict.explanation, numbers=verdict.numbers,
+                         suites=claim.suites))
     return pd.DataFrame(rows, columns=["id", "statement", "source", "comparison", "verdict",
-                                       "explanation", "numbers"])
+                                       "explanation", "numbers", "suites"])

@@ -118,6 +118,13 @@ def _training(frame: pd.DataFrame) -> list[str]:
     ]
 
 
+def _runs_it(row) -> str:
+    """Where a NOT RUN claim's runs come from: the bundled suites that have them."""
+    if not row.suites:
+        return "no bundled suite runs it"
+    return "run by " + ", ".join(f"`suites/{name}.toml`" for name in row.suites)
+
+
 def _claims(verdicts: pd.DataFrame) -> list[str]:
     tally = Counter(verdicts["verdict"])
     lines = [
@@ -126,7 +133,8 @@ def _claims(verdicts: pd.DataFrame) -> list[str]:
         "",
         *_table(["claim", "source", "verdict", "numbers"],
                 [[f"[{row.id}](#{row.id})", row.source, f"**{row.verdict}**",
-                  _numbers_text(row.numbers, most=4)] for row in verdicts.itertuples()]),
+                  _runs_it(row) if row.verdict == claims_module.NOT_RUN
+                  else _numbers_text(row.numbers, most=4)] for row in verdicts.itertuples()]),
         "",
     ]
     for row in verdicts.itertuples():
@@ -135,7 +143,8 @@ def _claims(verdicts: pd.DataFrame) -> list[str]:
             "",
             f"- **Claim** ({row.source}): {row.statement}",
             f"- **Decided by**: {row.comparison}",
-            f"- **Verdict: {row.verdict}** — {row.explanation}",
+            f"- **Verdict: {row.verdict}** — {row.explanation}"
+            + (f"; {_runs_it(row)}" if row.verdict == claims_module.NOT_RUN else ""),
             f"- **Numbers**: {_numbers_text(row.numbers)}",
             "",
         ]
@@ -205,9 +214,10 @@ def _rules(protocol: str) -> list[str]:
         f"- Longest solved gap: {tables.HEADLINE_RULE}.",
         "- Claims: SUPPORTED / REFUTED by each claim's stated rule; INCONCLUSIVE when intervals "
         f"overlap, fewer than {claims_module.MIN_SEEDS} seeds are at a point the rule needs, or "
-        "tasks disagree; NOT RUN when the runs it needs are absent from the ledger. Claims read "
-        "each task's default options and one hidden size (the one with most runs common to the "
-        "cells compared).",
+        "tasks disagree; NOT RUN when the runs it needs are absent from the ledger. Claims take "
+        "a task run with other than its default options as a task of its own (e.g. copy "
+        "(n_recall=3)) and read one hidden size (the one with most runs common to the cells "
+        "compared).",
         "- Error-flow decay rate: least-squares slope of ln‖∂L/∂state_t‖ against distance from "
         "the loss over distances ≥ 1; exp(rate · gap) is the fraction of the error signal left "
         "after the gap.",
