@@ -326,3 +326,37 @@ def test_figures_skip_what_has_no_data(tmp_path):
                                                 with_diagnostics=False)), "best_lr")
     drawn = figures.render_all(runs, tables.success(runs), tmp_path / "figures", "best_lr")
     assert [f.name for f in drawn] == ["success_vs_gap", "success_heatmap", "learning_curves"]
+
+
+def test_the_error_flow_figure_shows_the_longest_gap_lstm_solves(tmp_path):
+    """Where the error-carousel claim reads it: gap 30 here, not 100 (lstm fails there);
+    on a task lstm solves at no gap, the gap most cells were run at."""
+    results = (sweep("lstm", "tv", {10: 5, 30: 5, 100: 0})
+               + sweep("rnn", "tv", {10: 5, 30: 0, 100: 0})
+               + sweep("lstm", "adding", {10: 0, 30: 0}) + sweep("rnn", "adding", {10: 0, 30: 0}))
+    runs = select.select(select.prepare(frame(tmp_path, results)), "best_lr")
+    drawn = {figure.name: figure for figure in figures.error_flow(runs, tmp_path / "figures")}
+    tv, adding = drawn["error_flow_tv"], drawn["error_flow_adding"]
+    assert "gap 30 (the longest gap lstm solves)" in tv.title
+    assert set(pd.read_csv(tv.csv)["gap"]) == {30}
+    assert "gap 30 (lstm solves no gap here)" in adding.title
+
+
+def test_a_cell_state_no_error_reaches_is_said_so_in_its_panel(tmp_path):
+    """nfg and sigmoid_input saturate their memory read (tanh(c) = ±1) after training, so
+    ‖∂L/∂c_t‖ is 0 at every step and no curve can be drawn on the log axis: the panel says so."""
+    results = sweep("lstm", "tv", {10: 5}) + sweep("nfg", "tv", {10: 0})
+    for run in results:
+        if run.spec.cell == "nfg":
+            flow = run.diagnostics["final"]["error_flow"]
+            flow["dc_norm"] = [0.0] * len(flow["dc_norm"])
+    runs = select.select(select.prepare(frame(tmp_path, results)), "best_lr")
+    (figure,) = figures.error_flow(runs, tmp_path / "figures")
+    data = pd.read_csv(figure.csv)
+    nfg = data.loc[(data["cell"] == "nfg") & (data["quantity"] == "c")
+                   & (data["moment"] == "final")]
+    assert nfg["geometric_mean_norm"].isna().all()  # nothing to draw
+    notes = data.groupby("cell")["panel_note"].first()
+    assert notes["nfg"] == "trained ∂c = 0 at every step"
+    assert notes["lstm"].startswith("trained ∂c: ") and notes["lstm"].endswith(" left")
+    assert matplotlib.image.imread(figure.png).std() > 0.05

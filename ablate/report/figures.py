@@ -32,7 +32,7 @@ import seaborn as sns  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator  # noqa: E402
 
-from ablate.report import frames  # noqa: E402
+from ablate.report import frames, tables  # noqa: E402
 from ablate.report.style import (  # noqa: E402
     MAX_LINES,
     cell_groups,
@@ -167,6 +167,23 @@ def _representative_gap(rows: pd.DataFrame) -> int:
     """The gap at which the most cells have data; ties to the longest."""
     cells_at = rows.groupby("gap")["cell"].nunique()
     return int(max(cells_at.items(), key=lambda item: (item[1], item[0]))[0])
+
+
+def _learned_gap(runs: pd.DataFrame, task: str, flow_rows: pd.DataFrame) -> tuple[int, bool]:
+    """(gap, True) for the longest gap lstm solves on ``task`` (headline rule, its most-run
+    hidden size) that has error flow: where the error-carousel claim reads it. Else
+    (the representative gap, False): lstm not run there, or solving no gap."""
+    lstm = runs.loc[(runs["cell"] == "lstm") & (runs["task_label"] == task)]
+    with_flow = set(flow_rows.loc[flow_rows["cell"] == "lstm", "gap"].astype(int))
+    if not lstm.empty and with_flow:
+        size = lstm["n_hidden"].value_counts().idxmax()
+        points = (lstm.loc[lstm["n_hidden"] == size].groupby("gap")["solved"].mean()
+                  .rename("success_rate").reset_index())
+        reach = tables.longest_solved(points)
+        learned = [gap for gap in with_flow if np.isfinite(reach) and gap <= reach]
+        if learned:
+            return max(learned), True
+    return _representative_gap(flow_rows), False
 
 
 def _style():
@@ -324,7 +341,7 @@ def error_flow(runs: pd.DataFrame, out: Path) -> list[Figure]:
     figures = []
     for task in order_tasks(flow["task_label"]):
         rows = flow.loc[flow["task_label"] == task]
-        gap = _representative_gap(rows)
+        gap, learned = _learned_gap(runs, task, rows)
         rows = rows.loc[rows["gap"] == gap]
         sizes = rows["n_hidden"].value_counts()
         size = int(max(sizes.items(), key=lambda item: (item[1], item[0]))[0])
@@ -345,6 +362,7 @@ def error_flow(runs: pd.DataFrame, out: Path) -> list[Figure]:
                   ("c", "final"): ("#F38400", "-"), ("c", "init"): ("#F38400", "--")}
         with _style():
             fig, axes = _grid(len(cells), columns=4, panel=(3.9, 3.0), sharex=True, sharey=True)
+            notes = {}
             for ax, cell in zip(axes, cells, strict=True):
                 mine = data.loc[data["cell"] == cell]
                 for (quantity, moment), (line_colour, line) in styles.items():
@@ -365,6 +383,12 @@ def error_flow(runs: pd.DataFrame, out: Path) -> list[Figure]:
                 left = mine_rates["left_after_gap"].median()
                 note = (f"trained ∂{memory}: {rate:+.2g}/step, {left:.2g} left"
                         if np.isfinite(rate) else "")
+                trained_c = rows.loc[(rows["cell"] == cell) & (rows["quantity"] == "c")
+                                     & (rows["moment"] == "final"), "norm"].astype(float)
+                if len(trained_c) and (trained_c == 0).all():
+                    # e.g. a memory read saturated at tanh(c) = ±1: nothing reaches c, no curve
+                    note = "trained ∂c = 0 at every step"
+                notes[cell] = note
                 ax.set_title(f"{cell}\n{note}", color=text_colour(cell), fontsize=9.5)
                 ax.set_xlabel("distance from the loss (steps)")
                 ax.xaxis.set_tick_params(labelbottom=True)
@@ -375,8 +399,11 @@ def error_flow(runs: pd.DataFrame, out: Path) -> list[Figure]:
             handles = [Line2D([], [], color=c, linestyle=s, label=label)
                        for (c, s), label in zip(styles.values(), labels, strict=True)]
             _legend(fig, handles, title="error signal")
+            data["panel_note"] = data["cell"].map(notes)  # each panel's title line, as drawn
             name = f"error_flow_{_slug(task)}"
-            title = f"Error flow on {task}, gap {gap}: gradient norm against distance from the loss"
+            where = "the longest gap lstm solves" if learned else "lstm solves no gap here"
+            title = (f"Error flow on {task}, gap {gap} ({where}): gradient norm against "
+                     "distance from the loss")
             caption = (f"As the first error-flow figure, on {task} (gap {gap}, H = {size})."
                        if figures else
                        f"‖∂L/∂h_t‖ and ‖∂L/∂c_t‖ for a loss at one step (the last step whose "
@@ -388,7 +415,9 @@ def error_flow(runs: pd.DataFrame, out: Path) -> list[Figure]:
                        "∂h for cells without a cell state), the fitted decay rate per step and "
                        "the fraction of the signal left after the gap (medians over runs). A "
                        f"curve ends where it falls below {NORM_RANGE:g} of the figure's largest "
-                       "norm.")
+                       "norm. The gap is the longest lstm solves, where the error-carousel "
+                       "claim is measured (on a task lstm solves at no gap: the gap most cells "
+                       "were run at); the error-decay figure gives the rates at every gap.")
             figures.append(_save(fig, out, name, title, caption, data))
     return figures
 
