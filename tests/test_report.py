@@ -359,4 +359,9 @@ def test_a_cell_state_no_error_reaches_is_said_so_in_its_panel(tmp_path):
     notes = data.groupby("cell")["panel_note"].first()
     assert notes["nfg"] == "trained ∂c = 0 at every step"
     assert notes["lstm"].startswith("trained ∂c: ") and notes["lstm"].endswith(" left")
+    # its decay rate is −inf with nothing left (not a missing row), drawn on the floor line
+    decay = pd.read_csv(figures.error_decay(runs, tmp_path / "figures").csv)
+    zero = decay.loc[(decay["cell"] == "nfg") & (decay["moment"] == "final")]
+    assert len(zero) == 5 and (zero["quantity"] == "c").all()  # one per seed
+    assert (zero["rate"] == -math.inf).all() and (zero["left_after_gap"] == 0).all()
     assert matplotlib.image.imread(figure.png).std() > 0.05

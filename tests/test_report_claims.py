@@ -156,6 +156,15 @@ def test_error_flow_claim(tmp_path):
     found = verdict(tmp_path, claim, _flow_runs([-0.001] * 3, [-0.5] * 3, lstm_solves=()))
     assert found.verdict == INCONCLUSIVE and "solves no gap" in found.explanation
     assert found.numbers["tv.lstm.reach"] == "< 10"
+    # an lstm whose trained cell state receives no error at all keeps nothing: REFUTED, not
+    # left out of the comparison
+    runs = _flow_runs([-0.001] * 3, [-0.5] * 3)
+    for run in runs:
+        if run.spec.cell == "lstm":
+            flow = run.diagnostics["final"]["error_flow"]
+            flow["dc_norm"] = [0.0] * len(flow["dc_norm"])
+    found = verdict(tmp_path, claim, runs)
+    assert found.verdict == REFUTED and found.numbers["tv.lstm.dc_left_after_gap"] == 0
     # runs without diagnostics
     found = verdict(tmp_path, claim, sweep("lstm", "tv", ALL, with_diagnostics=False)
                     + sweep("rnn", "tv", ALL, with_diagnostics=False))

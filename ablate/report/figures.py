@@ -473,18 +473,37 @@ def error_decay(runs: pd.DataFrame, out: Path) -> Figure | None:
     has_c = set(rates.loc[rates["quantity"] == "c", "cell"])
     memory = rates.loc[rates.apply(lambda r: r["quantity"] == ("c" if r["cell"] in has_c
                                                                else "h"), axis=1)]
-    panels = _panels(memory)
+    # a rate of −inf (no error reaches the state at all) is drawn on a floor line below the
+    # finite rates, labelled, so those runs are seen rather than dropped
+    finite = memory.loc[np.isfinite(memory["rate"]), "rate"]
+    lowest = float(finite.min()) if len(finite) else -1.0
+    floor = min(lowest, 0.0) - 0.15 * max(1.0, abs(lowest))
+    shown = memory.assign(rate=memory["rate"].where(np.isfinite(memory["rate"]), floor))
+    panels = _panels(shown)
     with _style():
         fig, axes = _grid(len(panels), **_strip_layout(memory["cell"].nunique()))
         for ax, (title, rows) in zip(axes, panels, strict=True):
             _per_cell_strip(ax, rows, "rate", order_cells(rows["cell"]))
             ax.axhline(0, color="0.4", linewidth=1)
+            if (rows["rate"] == floor).any():
+                ax.axhline(floor, color="0.4", linewidth=0.8, linestyle=":")
+                ax.annotate("no error reaches it", (0.99, floor), ha="right", va="bottom",
+                            xycoords=("axes fraction", "data"), fontsize=8, color="0.3")
+                # the floor is a place, not a value: its tick reads −∞, and no finite tick
+                # sits between it and the lowest finite rate
+                low, high = ax.get_ylim()
+                ticks = [t for t in ax.get_yticks() if floor + 0.5 * (lowest - floor) <= t <= high]
+                ax.set_yticks([floor, *ticks])
+                ax.set_yticklabels(["−∞", *(f"{t:g}" for t in ticks)])
+                ax.set_ylim(min(low, floor - 0.05 * (high - floor)), high)
             ax.set_ylabel("fitted decay rate of ln‖∂L/∂state‖\n(per time step; 0 = constant)")
             ax.set_title(f"{title} (all gaps)")
         _legend(fig, _moment_handles(), title="runs")
         caption = ("Least-squares slope of ln‖∂L/∂c_t‖ (cells with a cell state) or ln‖∂L/∂h_t‖ "
                    "(the others) against distance from the loss, per run, over distances ≥ 1: "
-                   "0 keeps the error signal constant, −0.69 halves it every step.")
+                   "0 keeps the error signal constant, −0.69 halves it every step. Runs whose "
+                   "signal is exactly 0 at every distance (nothing reaches the state: rate −∞) "
+                   "sit on the dotted floor line.")
         data = memory[["task_label", "cell", "n_hidden", "gap", "lr", "seed", "moment",
                        "quantity", "rate", "r2", "left_after_gap"]]
         return _save(fig, out, "error_decay", "How fast the error signal decays, per run",

@@ -96,6 +96,13 @@ def _flows(row):
                 yield moment, quantity, list(flow["distance"]), [_number(v) for v in norms]
 
 
+def _all_zero(distance, norm) -> bool:
+    """At least two finite norms at distance ≥ 1, every one of them exactly 0."""
+    values = [v for d, v in zip(distance, norm, strict=True)
+              if d >= 1 and v is not None and math.isfinite(v)]
+    return len(values) >= 2 and all(v == 0 for v in values)
+
+
 def error_flow(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per (run, moment, quantity, distance): the mean error norm there.
 
@@ -112,7 +119,10 @@ def error_flow(runs: pd.DataFrame) -> pd.DataFrame:
 
 def error_rates(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per (run, moment, quantity): the fitted decay rate per step (``decay_fit``
-    on the stored curve), its r², and ``left_after_gap`` = exp(rate · gap)."""
+    on the stored curve), its r², and ``left_after_gap`` = exp(rate · gap). A curve that is
+    exactly 0 at every distance ≥ 1 (no error reaches that state at all, e.g. a memory read
+    saturated at tanh(c) = ±1) has rate −inf and nothing left, rather than no row: dropping
+    it would let the runs that keep the least error drop out of every comparison."""
     rows = []
     for _, row in runs.iterrows():
         for moment, quantity, distance, norm in _flows(row):
@@ -121,6 +131,9 @@ def error_rates(runs: pd.DataFrame) -> pd.DataFrame:
                 rows.append(dict(_ids(row), moment=moment, quantity=quantity, rate=fit.rate,
                                  r2=fit.r2, points=fit.points,
                                  left_after_gap=attenuation(fit.rate, float(row["gap"]))))
+            elif _all_zero(distance, norm):
+                rows.append(dict(_ids(row), moment=moment, quantity=quantity,
+                                 rate=-math.inf, r2=math.nan, points=0, left_after_gap=0.0))
     return _frame(rows, ID + ["moment", "quantity", "rate", "r2", "points", "left_after_gap"])
 
 
