@@ -355,6 +355,16 @@ def _nearest(points: dict[int, Point], target: int) -> int | None:
     return min(near, key=lambda g: abs(math.log(g / target))) if near else None
 
 
+def learned_gap(evidence: Evidence, cell: str, task: str, gaps) -> tuple[int | None, object]:
+    """(the longest of ``gaps`` that ``cell`` solves on ``task``, its reach for the numbers):
+    reach by the headline rule at the cell's most-run hidden size; None where it solves none
+    of them. Where the error-carousel claim and the error-flow figure read the flow."""
+    points = evidence.points(cell, task, evidence.size([cell], task))
+    cell_reach = reach(points, list(points))
+    learned = [int(g) for g in gaps if g <= cell_reach]
+    return (max(learned) if learned else None), _reach_value(cell_reach, list(points))
+
+
 def error_carousel(task: str, evidence: Evidence, gated: str = "lstm",
                    plain: str = "rnn") -> Verdict | None:
     """"Error flow through the gated cell state stays near constant; the plain RNN's decays
@@ -387,17 +397,13 @@ def error_carousel(task: str, evidence: Evidence, gated: str = "lstm",
     if not usable:
         return Verdict(INCONCLUSIVE, {}, f"{task}: fewer than {MIN_SEEDS} runs of {gated} and "
                                          f"{plain} with trained error flow at a common gap")
-    size = evidence.size([gated], task)
-    points = evidence.points(gated, task, size)
-    gated_reach = reach(points, list(points))
-    reach_number = {f"{task}.{gated}.reach": _reach_value(gated_reach, list(points))}
-    learned = [g for g in usable if g <= gated_reach]
-    if not learned:
+    gap, gated_reach = learned_gap(evidence, gated, task, usable)
+    reach_number = {f"{task}.{gated}.reach": gated_reach}
+    if gap is None:
         return Verdict(INCONCLUSIVE, reach_number,
                        f"{task}: {gated} solves no gap with {MIN_SEEDS}+ runs of error flow "
-                       f"(reach {reach_number[f'{task}.{gated}.reach']}); the carousel is "
-                       f"measured where {gated} learned the task")
-    gap = int(max(learned))
+                       f"(reach {gated_reach}); the carousel is measured where {gated} "
+                       "learned the task")
     numbers = {f"{task}.gap": gap, **reach_number}
     left = {}
     for cell, quantity in want.items():

@@ -32,7 +32,7 @@ import seaborn as sns  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator  # noqa: E402
 
-from ablate.report import frames, tables  # noqa: E402
+from ablate.report import frames  # noqa: E402
 from ablate.report.style import (  # noqa: E402
     MAX_LINES,
     cell_groups,
@@ -170,19 +170,17 @@ def _representative_gap(rows: pd.DataFrame) -> int:
 
 
 def _learned_gap(runs: pd.DataFrame, task: str, flow_rows: pd.DataFrame) -> tuple[int, bool]:
-    """(gap, True) for the longest gap lstm solves on ``task`` (headline rule, its most-run
-    hidden size) that has error flow: where the error-carousel claim reads it. Else
-    (the representative gap, False): lstm not run there, or solving no gap."""
-    lstm = runs.loc[(runs["cell"] == "lstm") & (runs["task_label"] == task)]
+    """(gap, True): the longest gap with error flow that lstm solves on ``task``, by the
+    error-carousel claim's own rule (``claims.learned_gap``). Else (the representative gap,
+    False): lstm not run there, or solving no such gap."""
+    from ablate.report import claims
+
+    evidence = claims.Evidence(runs)
     with_flow = set(flow_rows.loc[flow_rows["cell"] == "lstm", "gap"].astype(int))
-    if not lstm.empty and with_flow:
-        size = lstm["n_hidden"].value_counts().idxmax()
-        points = (lstm.loc[lstm["n_hidden"] == size].groupby("gap")["solved"].mean()
-                  .rename("success_rate").reset_index())
-        reach = tables.longest_solved(points)
-        learned = [gap for gap in with_flow if np.isfinite(reach) and gap <= reach]
-        if learned:
-            return max(learned), True
+    if evidence.present("lstm", task) and with_flow:
+        gap, _ = claims.learned_gap(evidence, "lstm", task, with_flow)
+        if gap is not None:
+            return gap, True
     return _representative_gap(flow_rows), False
 
 
@@ -383,11 +381,10 @@ def error_flow(runs: pd.DataFrame, out: Path) -> list[Figure]:
                 left = mine_rates["left_after_gap"].median()
                 note = (f"trained ∂{memory}: {rate:+.2g}/step, {left:.2g} left"
                         if np.isfinite(rate) else "")
-                trained_c = rows.loc[(rows["cell"] == cell) & (rows["quantity"] == "c")
-                                     & (rows["moment"] == "final"), "norm"].astype(float)
-                if len(trained_c) and (trained_c == 0).all():
-                    # e.g. a memory read saturated at tanh(c) = ±1: nothing reaches c, no curve
-                    note = "trained ∂c = 0 at every step"
+                if len(mine_rates) and np.isneginf(mine_rates["rate"]).all():
+                    # no error reaches the state in any run (frames.error_rates: rate −inf),
+                    # e.g. a memory read saturated at tanh(c) = ±1: there is no curve to draw
+                    note = f"trained ∂{memory} = 0 at every step"
                 notes[cell] = note
                 ax.set_title(f"{cell}\n{note}", color=text_colour(cell), fontsize=9.5)
                 ax.set_xlabel("distance from the loss (steps)")
