@@ -5,8 +5,9 @@ over the flags as compile-time constants, so Numba prunes the branches a variant
 take (haste's approach): each name runs exactly its own equations and nothing more.
 
 Shapes (one batch chunk): x [T,B,I]; gates [T,B,G] post-activation, G = len(gates)·H;
-c, h [T,B,H]. The input projection W x_t + b and the weight gradients are whole-sequence
-matrix products; only the recurrent products run per time step.
+c, h [T,B,H]. Forward, one product a step gives R h_{t-1} + W x_t (the register tiles of
+``kernels/products.py``); backward, one product a step gives dL/dh_{t-1}, and the weight
+gradients are whole-sequence products (``kernels/weight_grads.py``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from ablate.kernels.products import (
     product_width,
     recurrent_product,
 )
-from ablate.kernels.reductions import add_column_sums, sum_squares
+from ablate.kernels.reductions import sum_squares
+from ablate.kernels.weight_grads import stacked_inputs, weight_grad_blocks
 
 # Input activations g(a_g) and memory activations h = o ⊙ act(c) (pointwise.py):
 # TANH, LINEAR, SIGMOID, SCALED_SIGMOID (4σ−2 for g, 2σ−1 for c).
@@ -90,6 +92,7 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
     SINGLE, NET_READOUT, USE_GATE = variant.single_net, variant.net_readout, variant.use_gate
     HAS_I, HAS_F = I_SLOT >= 0, F_SLOT >= 0
     HAS_O, GATED_READ = variant.has_output_gate, variant.gated_read
+    NET = not GATED_READ or SINGLE  # a network inside the cell: d_net holds its dL/da
     # The pointwise math, shared with the CUDA kernels (cells/pointwise.py).
     input_act, input_back = pointwise.activation(INPUT_ACT, 4, tanh, sigmoid, dtype, inline)
     memory_act, memory_back = pointwise.activation(MEMORY_ACT, 2, tanh, sigmoid, dtype, inline)
@@ -137,14 +140,17 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
         H = n_hidden
         G = n_slots * H
         W, R, b, peep, R_gates, P, b_u, _, _ = views(params, n_in, H, n_out)
-        # gates[t] starts as the input projection W x_t + b and is overwritten in place.
-        gates = np.dot(x.reshape((T * B, n_in)), W.T).reshape((T, B, G))
+        gates = np.empty((T, B, G), dtype=x.dtype)
         h = np.empty((T, B, H), dtype=x.dtype)
         c = np.empty((T, B, H), dtype=x.dtype)
         aux = np.empty((T, B, H), dtype=x.dtype)
         ifo = np.zeros((T if FGR else 0, B, 3 * H), dtype=x.dtype)
-        R_operand = forward_operand(R)  # R packed for the per-step product
-        recurrent = np.zeros((B, product_width(G, x)), dtype=x.dtype)  # [:, :G] = R h_{t-1}
+        # One product a step gives R h_{t-1} + W x_t = [h_{t-1}, x_t] · [R, W]ᵀ: the input
+        # projection rides on the recurrent product's register tiles (K = H + I) instead of
+        # a separate K = I matrix product over the sequence.
+        R_operand = forward_operand(np.concatenate((R, W), axis=1))  # packed once
+        h_x = np.zeros((B, H + n_in), dtype=x.dtype)  # [h_{t-1}, x_t]
+        recurrent = np.zeros((B, product_width(G, x)), dtype=x.dtype)  # [:, :G] = R h + W x
         recurrent_t = np.empty((G, B), dtype=x.dtype)
         gate_feedback = np.zeros((B, 3 * H if FGR else 0), dtype=x.dtype)
         memory_feedback = np.zeros((B, H if SINGLE else 0), dtype=x.dtype)
@@ -154,89 +160,92 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
         for t in range(T):
             h_prev = h[t - 1] if t > 0 else zero_state
             c_prev = c[t - 1] if t > 0 else zero_state
+            for bb in range(B):
+                if t > 0:
+                    for j in range(H):
+                        h_x[bb, j] = h_prev[bb, j]
+                for i in range(n_in):
+                    h_x[bb, H + i] = x[t, bb, i]
+            recurrent_product(h_x, R_operand, recurrent, recurrent_t)  # R h_{t-1} + W x_t
             if t > 0:
-                recurrent_product(h_prev, R_operand, recurrent, recurrent_t)  # R h_{t-1}
                 if FGR:
                     np.dot(ifo[t - 1], R_gates.T, gate_feedback)  # R_gates [i;f;o]_{t-1}
                 if SINGLE:
                     np.dot(c_prev, P.T, memory_feedback)  # P_c c_{t-1}
             # Pointwise, one batch row at a time, one short loop per gate: each loop touches
-            # few arrays, so LLVM can prove them disjoint and vectorise it.
+            # few arrays, so LLVM can prove them disjoint and vectorise it. Views are taken
+            # per step, not per row: each view of an array costs an atomic incref/decref
+            # pair (a fifth of the kernel time at H=64 when they were per row).
+            a = gates[t]  # [B,G] post-activation
+            rec, cp, ct, act, ht = recurrent, c_prev, c[t], aux[t], h[t]
             for bb in range(B):
-                row = gates[t, bb]  # [G]: W x_t (+ b + R h_{t-1} added here), then post-activation
-                rec = recurrent[bb]
-                cp = c_prev[bb]
-                ct = c[t, bb]
                 if HAS_I:
                     k0 = I_SLOT * H
                     for j in range(H):
-                        pre = row[k0 + j] + b[k0 + j] + rec[k0 + j]
+                        pre = rec[bb, k0 + j] + b[k0 + j]
                         if PEEP:
-                            pre += peep[0, j] * cp[j]
+                            pre += peep[0, j] * cp[bb, j]
                         if FGR:
                             pre += gate_feedback[bb, j]
-                        row[k0 + j] = sigmoid(pre)  # i = σ(a_i)
+                        a[bb, k0 + j] = sigmoid(pre)  # i = σ(a_i)
                 if HAS_F:
                     k0 = F_SLOT * H
                     for j in range(H):
-                        pre = row[k0 + j] + b[k0 + j] + rec[k0 + j]
+                        pre = rec[bb, k0 + j] + b[k0 + j]
                         if PEEP:
-                            pre += peep[1, j] * cp[j]
+                            pre += peep[1, j] * cp[bb, j]
                         if FGR:
                             pre += gate_feedback[bb, H + j]
-                        row[k0 + j] = sigmoid(pre)  # f = σ(a_f)
+                        a[bb, k0 + j] = sigmoid(pre)  # f = σ(a_f)
                 k0 = G_SLOT * H
                 if SINGLE:
-                    mem = memory_feedback[bb]
                     for j in range(H):
                         # c_t = tanh(a_c + P_c c_{t-1}), kept in the g slot as well
-                        value = tanh_act(row[k0 + j] + b[k0 + j] + rec[k0 + j] + mem[j])
-                        row[k0 + j] = value
-                        ct[j] = value
+                        pre = rec[bb, k0 + j] + b[k0 + j]
+                        value = tanh_act(pre + memory_feedback[bb, j])
+                        a[bb, k0 + j] = value
+                        ct[bb, j] = value
                 else:
                     for j in range(H):
-                        row[k0 + j] = input_act(row[k0 + j] + b[k0 + j] + rec[k0 + j])
+                        a[bb, k0 + j] = input_act(rec[bb, k0 + j] + b[k0 + j])
                     # c_t = f ⊙ c_{t-1} + i ⊙ g  (i = 1 for nig, f = 1 for nfg, f = 1 − i for cifg)
                     ki, kf = I_SLOT * H, F_SLOT * H
                     for j in range(H):
-                        ig = row[ki + j] if HAS_I else one
-                        fg = keep(ig, row[kf + j] if HAS_F else one)
-                        ct[j] = remember(fg, cp[j], ig, row[k0 + j])
+                        ig = a[bb, ki + j] if HAS_I else one
+                        fg = keep(ig, a[bb, kf + j] if HAS_F else one)
+                        ct[bb, j] = remember(fg, cp[bb, j], ig, a[bb, k0 + j])
                         if USE_GATE:
-                            forgotten[bb, j] = fg * cp[j]
+                            forgotten[bb, j] = fg * cp[bb, j]
                 if HAS_O:
                     k0 = O_SLOT * H
                     for j in range(H):
-                        pre = row[k0 + j] + b[k0 + j] + rec[k0 + j]
+                        pre = rec[bb, k0 + j] + b[k0 + j]
                         if PEEP:
-                            pre += peep[2, j] * ct[j]
+                            pre += peep[2, j] * ct[bb, j]
                         if FGR:
                             pre += gate_feedback[bb, 2 * H + j]
-                        row[k0 + j] = sigmoid(pre)  # o = σ(a_o), peephole on c_t
+                        a[bb, k0 + j] = sigmoid(pre)  # o = σ(a_o), peephole on c_t
                 if FGR:
                     for j in range(H):
-                        ifo[t, bb, j] = row[I_SLOT * H + j]
-                        ifo[t, bb, H + j] = row[F_SLOT * H + j]
-                        ifo[t, bb, 2 * H + j] = row[O_SLOT * H + j]
+                        ifo[t, bb, j] = a[bb, I_SLOT * H + j]
+                        ifo[t, bb, H + j] = a[bb, F_SLOT * H + j]
+                        ifo[t, bb, 2 * H + j] = a[bb, O_SLOT * H + j]
                 if GATED_READ:
-                    act = aux[t, bb]
-                    ht = h[t, bb]
                     for j in range(H):
-                        act[j] = memory_act(ct[j])
+                        act[bb, j] = memory_act(ct[bb, j])
                     if HAS_O:
                         k0 = O_SLOT * H
                         for j in range(H):
-                            ht[j] = row[k0 + j] * act[j]  # h_t = o ⊙ act(c_t)
+                            ht[bb, j] = a[bb, k0 + j] * act[bb, j]  # h_t = o ⊙ act(c_t)
                     else:
                         for j in range(H):
-                            ht[j] = act[j]
-            a = gates[t]
+                            ht[bb, j] = act[bb, j]
             if NET_READOUT:
                 np.dot(c[t], P.T, read)  # P_h c_t
                 for bb in range(B):
                     for j in range(H):
                         k = O_SLOT * H + j
-                        hv = tanh_act(a[bb, k] + b[k] + recurrent[bb, k] + read[bb, j])
+                        hv = tanh_act(recurrent[bb, k] + b[k] + read[bb, j])
                         a[bb, k] = hv
                         h[t, bb, j] = hv
             if USE_GATE:
@@ -263,7 +272,7 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
         dW, dR, db, dpeep, dR_gates, dP, db_u, _, _ = views(grad, n_in, H, n_out)
         d_pre = np.empty((T, B, G), dtype=x.dtype)  # dL/da_t, all gates
         d_ifo = np.zeros((T if FGR else 0, B, 3 * H), dtype=x.dtype)
-        d_net = np.zeros((T if not GATED_READ or SINGLE else 0, B, H), dtype=x.dtype)
+        d_net = np.zeros((T if NET else 1, B, H if NET else 0), dtype=x.dtype)
         R_operand = backward_operand(R)  # R packed for the per-step product
         dh_next = np.zeros((B, product_width(H, x)), dtype=x.dtype)  # [:, :H]: dL/dh_t via R h_t
         dc_next = np.zeros((B, H), dtype=x.dtype)  # dL/dc_t from step t+1
@@ -283,51 +292,47 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
                     dh[bb, j] = dh_out[t, bb, j] + dh_next[bb, j]  # from y_t and from step t+1
             dh_norm[t] = sum_squares(dh)
             # One batch row at a time, one short loop per gate (few arrays per loop, so
-            # LLVM proves them disjoint and vectorises).
+            # LLVM proves them disjoint and vectorises); views per step, not per row (each
+            # view costs an atomic incref/decref pair).
+            ct, act, dnet = c[t], aux[t], d_net[t if NET else 0]
             # Pass 1: into the read-out of the memory, giving dL/dc_t from h_t.
             for bb in range(B):
-                row, drow = a[bb], da[bb]
-                dht, dct = dh[bb], dc[bb]
-                ct, dcn = c[t, bb], dc_next[bb]
                 if GATED_READ:
-                    act = aux[t, bb]
                     k0 = O_SLOT * H
                     for j in range(H):
-                        d_act = dht[j] * row[k0 + j] if HAS_O else dht[j]
+                        d_act = dh[bb, j] * a[bb, k0 + j] if HAS_O else dh[bb, j]
                         # into c_t through the memory activation, plus dL/dc_t from step t+1
-                        dct[j] = dcn[j] + memory_back(d_act, act[j])
+                        dc[bb, j] = dc_next[bb, j] + memory_back(d_act, act[bb, j])
                     if HAS_O:
                         for j in range(H):
-                            og = row[k0 + j]
-                            do = dht[j] * act[j]
+                            og = a[bb, k0 + j]
+                            do = dh[bb, j] * act[bb, j]
                             if FGR:
                                 do += d_gates_next[bb, 2 * H + j]
-                            drow[k0 + j] = gate_back(do, og)  # into a_o through σ
+                            da[bb, k0 + j] = gate_back(do, og)  # into a_o through σ
                         if PEEP:
-                            for j in range(H):
-                                dct[j] += drow[k0 + j] * peep[2, j]  # into c_t via the o peephole
-                                dpeep[2, j] += drow[k0 + j] * ct[j]
+                            for j in range(H):  # into c_t via the o peephole
+                                dc[bb, j] += da[bb, k0 + j] * peep[2, j]
+                                dpeep[2, j] += da[bb, k0 + j] * ct[bb, j]
                 elif NET_READOUT:
                     k0 = O_SLOT * H
-                    dnet = d_net[t, bb]
                     for j in range(H):
-                        dah = tanh_back(dht[j], row[k0 + j])  # into a_h + P_h c_t via tanh
-                        drow[k0 + j] = dah
-                        dnet[j] = dah
+                        dah = tanh_back(dh[bb, j], a[bb, k0 + j])  # into a_h + P_h c_t via tanh
+                        da[bb, k0 + j] = dah
+                        dnet[bb, j] = dah
                     for j in range(H):
-                        dct[j] = dcn[j]
+                        dc[bb, j] = dc_next[bb, j]
                 else:  # USE_GATE: h = u ⊙ o, u = tanh(W_u (f ⊙ c_{t-1}) + b_u)
                     k0 = O_SLOT * H
-                    u = aux[t, bb]
-                    dnet = d_net[t, bb]
                     for j in range(H):
-                        drow[k0 + j] = gate_back(dht[j] * u[j], row[k0 + j])  # into a_o via σ
+                        # into a_o via σ
+                        da[bb, k0 + j] = gate_back(dh[bb, j] * act[bb, j], a[bb, k0 + j])
                     for j in range(H):
                         # into W_u (f ⊙ c_{t-1}) + b_u through tanh
-                        dnet[j] = tanh_back(dht[j] * row[k0 + j], u[j])
-                        db_u[j] += dnet[j]
+                        dnet[bb, j] = tanh_back(dh[bb, j] * a[bb, k0 + j], act[bb, j])
+                        db_u[j] += dnet[bb, j]
                     for j in range(H):
-                        dct[j] = dcn[j]
+                        dc[bb, j] = dc_next[bb, j]
             if NET_READOUT:
                 np.dot(d_net[t], P, d_read)  # into c_t through P_h
                 dc += d_read
@@ -337,49 +342,47 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
             # Pass 2: into the gates and c_{t-1}.
             ki, kf, kg = I_SLOT * H, F_SLOT * H, G_SLOT * H
             for bb in range(B):
-                row, drow = a[bb], da[bb]
-                dct, cp, dcn = dc[bb], c_prev[bb], dc_next[bb]
                 if SINGLE:
-                    dnet = d_net[t, bb]
                     for j in range(H):
-                        dnet[j] = tanh_back(dct[j], row[kg + j])  # into a_c + P_c c_{t-1}
-                        drow[kg + j] = dnet[j]
+                        dnet[bb, j] = tanh_back(dc[bb, j], a[bb, kg + j])  # into a_c + P_c c_{t-1}
+                        da[bb, kg + j] = dnet[bb, j]
                     continue
                 # One loop per gate, each through remember_back (c_t = f ⊙ c_{t-1} + i ⊙ g);
                 # LLVM drops the parts a loop does not store.
                 for j in range(H):  # into a_g through the input activation
-                    ig = row[ki + j] if HAS_I else one
-                    _, _, _, dg = remember_back(dct[j], one, cp[j], ig, row[kg + j])
-                    drow[kg + j] = input_back(dg, row[kg + j])
+                    ig = a[bb, ki + j] if HAS_I else one
+                    _, _, _, dg = remember_back(dc[bb, j], one, c_prev[bb, j], ig, a[bb, kg + j])
+                    da[bb, kg + j] = input_back(dg, a[bb, kg + j])
                 if HAS_I:
                     for j in range(H):  # into a_i through σ
-                        ig = row[ki + j]
-                        _, _, di, _ = remember_back(dct[j], one, cp[j], ig, row[kg + j])
+                        ig = a[bb, ki + j]
+                        gv = a[bb, kg + j]
+                        _, _, di, _ = remember_back(dc[bb, j], one, c_prev[bb, j], ig, gv)
                         if FGR:
                             di += d_gates_next[bb, j]
-                        drow[ki + j] = gate_back(di, ig)
+                        da[bb, ki + j] = gate_back(di, ig)
                 if HAS_F:
                     for j in range(H):  # into a_f through σ (+ the use gate's share)
-                        fg = row[kf + j]
-                        df, _, _, _ = remember_back(dct[j], fg, cp[j], one, one)
+                        fg = a[bb, kf + j]
+                        df, _, _, _ = remember_back(dc[bb, j], fg, c_prev[bb, j], one, one)
                         if USE_GATE:
-                            df += d_read[bb, j] * cp[j]
+                            df += d_read[bb, j] * c_prev[bb, j]
                         if FGR:
                             df += d_gates_next[bb, H + j]
-                        drow[kf + j] = gate_back(df, fg)
+                        da[bb, kf + j] = gate_back(df, fg)
                 # into c_{t-1} through the forget gate (and the use gate, the peepholes)
                 for j in range(H):
-                    ig = row[ki + j] if HAS_I else one
-                    fg = keep(ig, row[kf + j] if HAS_F else one)
-                    _, d_prev, _, _ = remember_back(dct[j], fg, cp[j], ig, one)
-                    dcn[j] = d_prev
+                    ig = a[bb, ki + j] if HAS_I else one
+                    fg = keep(ig, a[bb, kf + j] if HAS_F else one)
+                    _, d_prev, _, _ = remember_back(dc[bb, j], fg, c_prev[bb, j], ig, one)
+                    dc_next[bb, j] = d_prev
                     if USE_GATE:
-                        dcn[j] += d_read[bb, j] * fg
+                        dc_next[bb, j] += d_read[bb, j] * fg
                 if PEEP:
                     for j in range(H):
-                        dcn[j] += drow[ki + j] * peep[0, j] + drow[kf + j] * peep[1, j]
-                        dpeep[0, j] += drow[ki + j] * cp[j]
-                        dpeep[1, j] += drow[kf + j] * cp[j]
+                        dc_next[bb, j] += da[bb, ki + j] * peep[0, j] + da[bb, kf + j] * peep[1, j]
+                        dpeep[0, j] += da[bb, ki + j] * c_prev[bb, j]
+                        dpeep[1, j] += da[bb, kf + j] * c_prev[bb, j]
             if SINGLE:
                 np.dot(d_net[t], P, dc_next)  # into c_{t-1} through P_c
             if FGR:
@@ -390,12 +393,14 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
                         d_ifo[t, bb, 2 * H + j] = da[bb, O_SLOT * H + j]
                 np.dot(d_ifo[t], R_gates, d_gates_next)  # into [i;f;o]_{t-1}
             backprop_product(da, R_operand, dh_next)  # into h_{t-1} through R
-        # Weight gradients as whole-sequence products.
-        flat_da = d_pre.reshape((T * B, G))
-        dW += np.dot(flat_da.T, x.reshape((T * B, n_in)))
-        add_column_sums(flat_da, db)
+        # Weight gradients as whole-sequence products; W, R and b in one (weight_grads.py).
+        grad_W, grad_R, grad_b = weight_grad_blocks(
+            d_pre.reshape((T * B, G)), stacked_inputs(x, h), n_in
+        )
+        dW += grad_W
+        dR += grad_R
+        db += grad_b
         if T > 1:
-            dR += np.dot(d_pre[1:].reshape(((T - 1) * B, G)).T, h[:-1].reshape(((T - 1) * B, H)))
             if FGR:
                 dR_gates += np.dot(
                     d_ifo[1:].reshape(((T - 1) * B, 3 * H)).T,

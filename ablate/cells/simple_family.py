@@ -37,6 +37,7 @@ from ablate.kernels.products import (
     recurrent_product,
 )
 from ablate.kernels.reductions import add_column_sums, sum_squares
+from ablate.kernels.weight_grads import stacked_inputs, weight_grad_blocks
 
 ELMAN, GRU, MIN = 0, 1, 2  # kernel pair of a variant
 
@@ -129,15 +130,22 @@ def add_input_grads(d_pre, x, dW, db):
 
 
 @kernel
-def add_recurrent_grad(d_rec, h, dR_k):
-    """dR_k += Σ_{t≥1} d_recᵀ h_{t-1} (h_{-1} = 0 adds nothing).
+def add_layer_grads(d_pre, x, h, dW, dR, db):
+    """dW_k, dR_k, db_k += Σ_t d_pre_kᵀ [x_t, h_{t-1}, 1] for gate blocks k whose input and
+    recurrent sides share dL/da (one product per block: ``weight_grads.py``).
 
-    d_rec [T,B,H]: dL/d(R_k h_{t-1}); h [T,B,H]; dR_k [H,H], one gate block of R.
+    d_pre [n_gates,T,B,H]; x [T,B,I]; h [T,B,H]; dW [G,I], dR [G,H], db [G] for these
+    blocks. Returns the stacked operand for further blocks.
     """
-    T, B, H = d_rec.shape
-    if T > 1:
-        n = (T - 1) * B
-        dR_k += np.dot(d_rec[1:].reshape((n, H)).T, h[:-1].reshape((n, H)))
+    n_gates, T, B, H = d_pre.shape
+    n_in = x.shape[2]
+    stacked = stacked_inputs(x, h)
+    for k in range(n_gates):
+        grad_W, grad_R, grad_b = weight_grad_blocks(d_pre[k].reshape((T * B, H)), stacked, n_in)
+        dW[k * H : (k + 1) * H] += grad_W
+        dR[k * H : (k + 1) * H] += grad_R
+        db[k * H : (k + 1) * H] += grad_b
+    return stacked
 
 
 # --- rnn, irnn -------------------------------------------------------------------------
@@ -199,8 +207,7 @@ def make_elman(views, relu: bool, dtype: np.dtype) -> tuple:
             dh_sq[t] = sum_squares(dh)
             if t > 0:
                 backprop_product(da, R_operand, dh_next)  # into h_{t-1} through R
-        add_input_grads(d_pre, x, dW, db)
-        add_recurrent_grad(d_pre[0], h, dR)
+        add_layer_grads(d_pre, x, h, dW, dR, db)
         return dh_sq, dc_sq
 
     return forward, backward
@@ -308,12 +315,16 @@ def make_gru(views, dtype: np.dtype) -> tuple:
                     for j in range(H):
                         d_rec[bb, 2 * H + j] = dhn_t[bb, j]
                 backprop_product(d_rec, R_operand, dh_next)  # into h_{t-1} through R
-        add_input_grads(d_pre, x, dW, db)
-        add_recurrent_grad(d_pre[0], h, dR[:H])
-        add_recurrent_grad(d_pre[1], h, dR[H : 2 * H])
-        add_recurrent_grad(d_hidden_n, h, dR[2 * H :])
-        # b_hn sits beside R_n h_{t-1}, so it collects dL/d(R_n h + b_hn), t = 0 included.
-        add_column_sums(d_hidden_n.reshape((T * B, H)), db_hn)
+        # r and z: the input and recurrent sides share dL/da.
+        stacked = add_layer_grads(d_pre[:2], x, h, dW[: 2 * H], dR[: 2 * H], db[: 2 * H])
+        # n: W_n x_t + b_n takes dL/da_n; R_n h_{t-1} + b_hn takes dL/d(R_n h + b_hn) (t = 0
+        # included for b_hn), each from one product with [x_t, h_{t-1}, 1].
+        grad_W, _, grad_b = weight_grad_blocks(d_pre[2].reshape((T * B, H)), stacked, n_in)
+        dW[2 * H :] += grad_W
+        db[2 * H :] += grad_b
+        _, grad_R, grad_b = weight_grad_blocks(d_hidden_n.reshape((T * B, H)), stacked, n_in)
+        dR[2 * H :] += grad_R
+        db_hn += grad_b
         return dh_sq, dc_sq
 
     return forward, backward
