@@ -152,9 +152,16 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
         h_x = np.zeros((B, H + n_in), dtype=x.dtype)  # [h_{t-1}, x_t]
         recurrent = np.zeros((B, product_width(G, x)), dtype=x.dtype)  # [:, :G] = R h + W x
         recurrent_t = np.empty((G, B), dtype=x.dtype)
-        gate_feedback = np.zeros((B, 3 * H if FGR else 0), dtype=x.dtype)
-        memory_feedback = np.zeros((B, H if SINGLE else 0), dtype=x.dtype)
-        read = np.zeros((B, H if not GATED_READ else 0), dtype=x.dtype)
+        # The extra matrices' per-step products run on the same register tiles (their
+        # outputs padded to the tiles' width; only the first columns are read).
+        n_fgr, n_net = 3 * H if FGR else 0, H if NET else 0
+        gates_operand = forward_operand(R_gates)  # R_gates [i;f;o]_{t-1} (fgr)
+        net_operand = forward_operand(P)  # P_c c_{t-1}, P_h c_t or W_u (f ⊙ c_{t-1})
+        gate_feedback = np.zeros((B, product_width(n_fgr, x)), dtype=x.dtype)
+        gate_scratch = np.empty((n_fgr, B), dtype=x.dtype)
+        memory_feedback = np.zeros((B, product_width(H if SINGLE else 0, x)), dtype=x.dtype)
+        read = np.zeros((B, product_width(0 if GATED_READ else H, x)), dtype=x.dtype)
+        net_scratch = np.empty((n_net, B), dtype=x.dtype)
         forgotten = np.zeros((B, H if USE_GATE else 0), dtype=x.dtype)
         zero_state = np.zeros((B, H), dtype=x.dtype)
         for t in range(T):
@@ -169,9 +176,10 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
             recurrent_product(h_x, R_operand, recurrent, recurrent_t)  # R h_{t-1} + W x_t
             if t > 0:
                 if FGR:
-                    np.dot(ifo[t - 1], R_gates.T, gate_feedback)  # R_gates [i;f;o]_{t-1}
+                    # R_gates [i;f;o]_{t-1}
+                    recurrent_product(ifo[t - 1], gates_operand, gate_feedback, gate_scratch)
                 if SINGLE:
-                    np.dot(c_prev, P.T, memory_feedback)  # P_c c_{t-1}
+                    recurrent_product(c_prev, net_operand, memory_feedback, net_scratch)  # P_c c
             # Pointwise, one batch row at a time, one short loop per gate: each loop touches
             # few arrays, so LLVM can prove them disjoint and vectorise it. Views are taken
             # per step, not per row: each view of an array costs an atomic incref/decref
@@ -241,7 +249,7 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
                         for j in range(H):
                             ht[bb, j] = act[bb, j]
             if NET_READOUT:
-                np.dot(c[t], P.T, read)  # P_h c_t
+                recurrent_product(c[t], net_operand, read, net_scratch)  # P_h c_t
                 for bb in range(B):
                     for j in range(H):
                         k = O_SLOT * H + j
@@ -249,7 +257,7 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
                         a[bb, k] = hv
                         h[t, bb, j] = hv
             if USE_GATE:
-                np.dot(forgotten, P.T, read)  # W_u (f ⊙ c_{t-1})
+                recurrent_product(forgotten, net_operand, read, net_scratch)  # W_u (f ⊙ c)
                 for bb in range(B):
                     for j in range(H):
                         u = tanh_act(read[bb, j] + b_u[j])
@@ -276,8 +284,11 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
         R_operand = backward_operand(R)  # R packed for the per-step product
         dh_next = np.zeros((B, product_width(H, x)), dtype=x.dtype)  # [:, :H]: dL/dh_t via R h_t
         dc_next = np.zeros((B, H), dtype=x.dtype)  # dL/dc_t from step t+1
-        d_gates_next = np.zeros((B, 3 * H if FGR else 0), dtype=x.dtype)
-        d_read = np.zeros((B, H if not GATED_READ else 0), dtype=x.dtype)
+        n_fgr, n_net = 3 * H if FGR else 0, H if NET else 0
+        gates_operand = backward_operand(R_gates)  # into [i;f;o]_{t-1} (fgr)
+        net_operand = backward_operand(P)  # through P_c, P_h or W_u
+        d_gates_next = np.zeros((B, product_width(n_fgr, x)), dtype=x.dtype)  # [:, :3H]
+        d_read = np.zeros((B, product_width(n_net, x)), dtype=x.dtype)  # [:, :H]
         dc = np.empty((B, H), dtype=x.dtype)
         dh = np.empty((B, H), dtype=x.dtype)
         zero_state = np.zeros((B, H), dtype=x.dtype)
@@ -334,10 +345,12 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
                     for j in range(H):
                         dc[bb, j] = dc_next[bb, j]
             if NET_READOUT:
-                np.dot(d_net[t], P, d_read)  # into c_t through P_h
-                dc += d_read
+                backprop_product(d_net[t], net_operand, d_read)  # into c_t through P_h
+                for bb in range(B):
+                    for j in range(H):
+                        dc[bb, j] += d_read[bb, j]
             if USE_GATE:
-                np.dot(d_net[t], P, d_read)  # into f ⊙ c_{t-1} through W_u
+                backprop_product(d_net[t], net_operand, d_read)  # into f ⊙ c_{t-1} via W_u
             dc_norm[t] = sum_squares(dc)
             # Pass 2: into the gates and c_{t-1}.
             ki, kf, kg = I_SLOT * H, F_SLOT * H, G_SLOT * H
@@ -384,14 +397,17 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
                         dpeep[0, j] += da[bb, ki + j] * c_prev[bb, j]
                         dpeep[1, j] += da[bb, kf + j] * c_prev[bb, j]
             if SINGLE:
-                np.dot(d_net[t], P, dc_next)  # into c_{t-1} through P_c
+                backprop_product(d_net[t], net_operand, d_read)  # into c_{t-1} through P_c
+                for bb in range(B):
+                    for j in range(H):
+                        dc_next[bb, j] = d_read[bb, j]
             if FGR:
                 for bb in range(B):
                     for j in range(H):
                         d_ifo[t, bb, j] = da[bb, I_SLOT * H + j]
                         d_ifo[t, bb, H + j] = da[bb, F_SLOT * H + j]
                         d_ifo[t, bb, 2 * H + j] = da[bb, O_SLOT * H + j]
-                np.dot(d_ifo[t], R_gates, d_gates_next)  # into [i;f;o]_{t-1}
+                backprop_product(d_ifo[t], gates_operand, d_gates_next)  # into [i;f;o]_{t-1}
             backprop_product(da, R_operand, dh_next)  # into h_{t-1} through R
         # Weight gradients as whole-sequence products; W, R and b in one (weight_grads.py).
         grad_W, grad_R, grad_b = weight_grad_blocks(
