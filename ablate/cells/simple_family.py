@@ -12,7 +12,8 @@ Shapes (one batch chunk): x [T,B,I]; h [T,B,H]; gates [n_gates,T,B,H] post-activ
 one plane per gate in spec.py's ``gates`` order (G = n_gates·H rows of W, R, b). None of
 these cells has a memory besides h, so ``state[1]`` is c [T,B,0] and the backward returns
 dc_sq = 0. The input projections W_k x_t and the weight gradients are whole-sequence
-matrix products (one per gate block); only the recurrent product runs per time step.
+matrix products (one per gate block; ``kernels/weight_grads.py``); only the recurrent
+product runs per time step.
 
 Why planes and not lstm_family's packed [T,B,G] rows: LLVM vectorises the pointwise loop
 over j behind run-time alias checks, and hoists those checks out to the batch loop, where
