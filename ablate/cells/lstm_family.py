@@ -19,7 +19,7 @@ import numpy as np
 from ablate.cells import pointwise
 from ablate.cells.pointwise import LINEAR, SCALED_SIGMOID, SIGMOID, TANH
 from ablate.kernels.activations import for_dtype
-from ablate.kernels.jit import inline, kernel
+from ablate.kernels.jit import CELL_LOOPS, inline, kernel
 from ablate.kernels.products import (
     backprop_product,
     backward_operand,
@@ -129,7 +129,7 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
         b_out = params[k : k + n_out]
         return W, R, b, peep, R_gates, P, b_u, W_out, b_out
 
-    @kernel
+    @kernel(**CELL_LOOPS)
     def forward(params, x, n_hidden, n_out):
         """Run the cell over x [T,B,I]; returns the state (h, c, gates, aux, ifo).
 
@@ -265,7 +265,7 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
                         h[t, bb, j] = u * a[bb, O_SLOT * H + j]
         return h, c, gates, aux, ifo
 
-    @kernel
+    @kernel(**CELL_LOOPS)
     def backward(params, x, n_hidden, n_out, state, dh_out, grad):
         """Backpropagate dL/dh_t [T,B,H] (from the readout) through time; adds into grad.
 

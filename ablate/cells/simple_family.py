@@ -29,7 +29,7 @@ import numpy as np
 
 from ablate.cells import pointwise
 from ablate.kernels.activations import for_dtype
-from ablate.kernels.jit import inline, kernel
+from ablate.kernels.jit import CELL_LOOPS, inline, kernel
 from ablate.kernels.products import (
     backprop_product,
     backward_operand,
@@ -157,7 +157,7 @@ def make_elman(views, relu: bool, dtype: np.dtype) -> tuple:
     tanh, _ = for_dtype(dtype)
     step, step_back = pointwise.elman(relu, tanh, dtype, inline)  # shared with CUDA
 
-    @kernel
+    @kernel(**CELL_LOOPS)
     def forward(params, x, n_hidden, n_out):
         """Run the cell over x [T,B,I]; returns the state (h [T,B,H], c [T,B,0]).
 
@@ -180,7 +180,7 @@ def make_elman(views, relu: bool, dtype: np.dtype) -> tuple:
                     a[bb, j] = step(a[bb, j] + b[j] + recurrent[bb, j])
         return h, np.zeros((T, B, 0), dtype=x.dtype)
 
-    @kernel
+    @kernel(**CELL_LOOPS)
     def backward(params, x, n_hidden, n_out, state, dh_out, grad):
         """Backpropagate dL/dh_t [T,B,H] (from the readout) through time; adds into grad.
 
@@ -223,7 +223,7 @@ def make_gru(views, dtype: np.dtype) -> tuple:
     tanh, sigmoid = for_dtype(dtype)
     step, step_back = pointwise.gru(tanh, sigmoid, dtype, inline)  # shared with CUDA
 
-    @kernel
+    @kernel(**CELL_LOOPS)
     def forward(params, x, n_hidden, n_out):
         """Run the cell over x [T,B,I]; returns the state (h, c, gates, hidden_n).
 
@@ -260,7 +260,7 @@ def make_gru(views, dtype: np.dtype) -> tuple:
                     hidden_n[t, bb, j] = hn
         return h, np.zeros((T, B, 0), dtype=x.dtype), gates, hidden_n
 
-    @kernel
+    @kernel(**CELL_LOOPS)
     def backward(params, x, n_hidden, n_out, state, dh_out, grad):
         """Backpropagate dL/dh_t [T,B,H] (from the readout) through time; adds into grad.
 
@@ -348,7 +348,7 @@ def make_min(views, normalised: bool, dtype: np.dtype) -> tuple:
     n_gates = 3 if normalised else 2
     H_SLOT = n_gates - 1  # the h̃ plane comes last; plane 0 is z or f, plane 1 i (minlstm)
 
-    @kernel
+    @kernel(**CELL_LOOPS)
     def forward(params, x, n_hidden, n_out):
         """Run the cell over x [T,B,I]; returns the state (h, c, gates).
 
@@ -375,7 +375,7 @@ def make_min(views, normalised: bool, dtype: np.dtype) -> tuple:
                         i_t[bb, j] = i
         return h, np.zeros((T, B, 0), dtype=x.dtype), gates
 
-    @kernel
+    @kernel(**CELL_LOOPS)
     def backward(params, x, n_hidden, n_out, state, dh_out, grad):
         """Backpropagate dL/dh_t [T,B,H] (from the readout) through time; adds into grad.
 
