@@ -283,12 +283,13 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
         d_net = np.zeros((T if NET else 1, B, H if NET else 0), dtype=x.dtype)
         R_operand = backward_operand(R)  # R packed for the per-step product
         dh_next = np.zeros((B, product_width(H, x)), dtype=x.dtype)  # [:, :H]: dL/dh_t via R h_t
-        dc_next = np.zeros((B, H), dtype=x.dtype)  # dL/dc_t from step t+1
-        n_fgr, n_net = 3 * H if FGR else 0, H if NET else 0
+        # dL/dc_t from step t+1, [:, :H] (tile-padded: single_net's P_c product lands here)
+        dc_next = np.zeros((B, product_width(H, x)), dtype=x.dtype)
+        n_fgr = 3 * H if FGR else 0
         gates_operand = backward_operand(R_gates)  # into [i;f;o]_{t-1} (fgr)
         net_operand = backward_operand(P)  # through P_c, P_h or W_u
         d_gates_next = np.zeros((B, product_width(n_fgr, x)), dtype=x.dtype)  # [:, :3H]
-        d_read = np.zeros((B, product_width(n_net, x)), dtype=x.dtype)  # [:, :H]
+        d_read = np.zeros((B, product_width(0 if GATED_READ else H, x)), dtype=x.dtype)
         dc = np.empty((B, H), dtype=x.dtype)
         dh = np.empty((B, H), dtype=x.dtype)
         zero_state = np.zeros((B, H), dtype=x.dtype)
@@ -397,10 +398,7 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
                         dpeep[0, j] += da[bb, ki + j] * c_prev[bb, j]
                         dpeep[1, j] += da[bb, kf + j] * c_prev[bb, j]
             if SINGLE:
-                backprop_product(d_net[t], net_operand, d_read)  # into c_{t-1} through P_c
-                for bb in range(B):
-                    for j in range(H):
-                        dc_next[bb, j] = d_read[bb, j]
+                backprop_product(d_net[t], net_operand, dc_next)  # into c_{t-1} via P_c
             if FGR:
                 for bb in range(B):
                     for j in range(H):
