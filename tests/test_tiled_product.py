@@ -17,6 +17,7 @@ from ablate.kernels.tiled_product import (
     padded_width,
     panel_width,
     tiled_product,
+    tiled_product_add,
 )
 
 SHAPES = [(1, 1, 1), (1, 5, 13), (3, 7, 16), (9, 52, 13), (37, 13, 52), (32, 32, 128),
@@ -91,3 +92,35 @@ def test_the_cells_products_equal_numpy(dtype):
     np.testing.assert_allclose(forward[:, :G], h @ R.T, rtol=rtol, atol=rtol * 10)
     np.testing.assert_allclose(backward[:, :H], d @ R, rtol=rtol, atol=rtol * 10)
     assert (products.recurrent_product.py_func.__doc__.startswith("out[:, :G]")) == AVAILABLE
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_transposed_view_is_read_in_place(dtype):
+    """a may be any layout: Sᵀ as a view gives the bytes of its contiguous copy."""
+    rng = np.random.default_rng(5)
+    S = rng.normal(size=(70, 19)).astype(dtype)  # a = Sᵀ [19, 70]
+    M = rng.normal(size=(70, 40)).astype(dtype)
+    assert product(S.T, M).tobytes() == product(np.ascontiguousarray(S.T), M).tobytes()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_add_accumulates_over_the_first_rows_of_the_panels(dtype):
+    """tiled_product_add(a, panels(M), out) adds a · M[:K] for a [B,K], M with more rows:
+    from zero it gives tiled_product's bytes; split over row chunks, the sum of the chunks."""
+    rng = np.random.default_rng(6)
+    M = rng.normal(size=(90, 45)).astype(dtype)
+    a = rng.normal(size=(11, 60)).astype(dtype)
+    width = padded_width(45, a)
+    out = np.zeros((11, width), dtype)
+    tiled_product_add(a, pack_panels(M), out)
+    assert out.tobytes() == product(a, np.ascontiguousarray(M[:60])).tobytes()
+
+    start = rng.normal(size=(11, width)).astype(dtype)
+    chunked = start.copy()
+    for k0 in (0, 25, 50):  # rows 0-24, 25-49, 50-59 of M, each chunk packed on its own
+        k1 = min(60, k0 + 25)
+        tiled_product_add(np.ascontiguousarray(a[:, k0:k1]), pack_panels(M[k0:k1]), chunked)
+    exact = start[:, :45].astype(np.float64) + a.astype(np.float64) @ M[:60].astype(np.float64)
+    bound = 61 * np.finfo(dtype).eps * (
+        np.abs(start[:, :45]) + np.abs(a).astype(np.float64) @ np.abs(M[:60]).astype(np.float64))
+    assert np.all(np.abs(chunked[:, :45] - exact) <= bound)

@@ -28,7 +28,12 @@ from ablate.kernels.products import (
     recurrent_product,
 )
 from ablate.kernels.reductions import sum_squares
-from ablate.kernels.weight_grads import stacked_inputs, weight_grad_blocks
+from ablate.kernels.weight_grads import (
+    gradient_store,
+    stacked_inputs,
+    store_step,
+    stored_weight_grads,
+)
 
 # Input activations g(a_g) and memory activations h = o ⊙ act(c) (pointwise.py):
 # TANH, LINEAR, SIGMOID, SCALED_SIGMOID (4σ−2 for g, 2σ−1 for c).
@@ -278,7 +283,10 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
         G = n_slots * H
         W, R, b, peep, R_gates, P, b_u, _, _ = views(params, n_in, H, n_out)
         dW, dR, db, dpeep, dR_gates, dP, db_u, _, _ = views(grad, n_in, H, n_out)
-        d_pre = np.empty((T, B, G), dtype=x.dtype)  # dL/da_t, all gates
+        da = np.empty((B, G), dtype=x.dtype)  # dL/da_t, all gates, this step
+        # every step's dL/da, for the weight gradients (weight_grads.py)
+        stacked = stacked_inputs(x, h)  # [x_t, h_{t-1}, 1]
+        d_store, d_totals = gradient_store(T, B, G, stacked.shape[1], x)
         d_ifo = np.zeros((T if FGR else 0, B, 3 * H), dtype=x.dtype)
         d_net = np.zeros((T if NET else 1, B, H if NET else 0), dtype=x.dtype)
         R_operand = backward_operand(R)  # R packed for the per-step product
@@ -297,7 +305,6 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
         dc_norm = np.zeros(T)
         for t in range(T - 1, -1, -1):
             a = gates[t]
-            da = d_pre[t]
             c_prev = c[t - 1] if t > 0 else zero_state
             for bb in range(B):
                 for j in range(H):
@@ -407,10 +414,9 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
                         d_ifo[t, bb, 2 * H + j] = da[bb, O_SLOT * H + j]
                 backprop_product(d_ifo[t], gates_operand, d_gates_next)  # into [i;f;o]_{t-1}
             backprop_product(da, R_operand, dh_next)  # into h_{t-1} through R
+            store_step(d_store, d_totals, da, t, stacked)
         # Weight gradients as whole-sequence products; W, R and b in one (weight_grads.py).
-        grad_W, grad_R, grad_b = weight_grad_blocks(
-            d_pre.reshape((T * B, G)), stacked_inputs(x, h), n_in
-        )
+        grad_W, grad_R, grad_b = stored_weight_grads(d_store, d_totals, stacked, n_in, G)
         dW += grad_W
         dR += grad_R
         db += grad_b

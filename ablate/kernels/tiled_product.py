@@ -56,13 +56,16 @@ def _float_arrays(*typs) -> bool:
 def _make_tile(rows: int, vectors: int):
     """tile(a, panel, out, r0, c0, k0, k1, accumulate): out[r0:r0+rows, c0:c0+W] (+)=
     a[r0:r0+rows, k0:k1] · panel[k0:k1], for a [B,K], panel [K,W] (W = vectors·lanes),
-    out [B,·]; float32 or float64, C-contiguous. With ``accumulate`` the tile starts from
-    out's values, so K can be split into blocks without changing a bit of the result."""
+    out [B,·]; float32 or float64; panel and out C-contiguous, a of any layout. With
+    ``accumulate`` the tile starts from out's values, so K can be split into blocks without
+    changing a bit of the result."""
 
     @intrinsic
     def tile(typingctx, a_t, panel_t, out_t, r0_t, c0_t, k0_t, k1_t, accumulate_t):
-        if not _float_arrays(a_t, panel_t, out_t):
+        if not (_float_arrays(panel_t, out_t) and isinstance(a_t, types.Array)
+                and a_t.ndim == 2 and a_t.dtype == panel_t.dtype):
             return None
+        a_contiguous = a_t.layout == "C"  # else a strided view, e.g. a transpose
         sig = types.void(a_t, panel_t, out_t, types.intp, types.intp, types.intp, types.intp,
                          types.boolean)
 
@@ -78,7 +81,11 @@ def _make_tile(rows: int, vectors: int):
             vec_ptr = vec.as_pointer()
             align = dtype.bitwidth // 8
             intp = context.get_value_type(types.intp)
-            n_k = cgutils.unpack_tuple(builder, a.shape, 2)[1]  # K, also a's row stride
+            n_k = cgutils.unpack_tuple(builder, a.shape, 2)[1]  # K, also a's row stride if C
+            item_bytes = ir.Constant(intp, dtype.bitwidth // 8)
+            a_strides = cgutils.unpack_tuple(builder, a.strides, 2)  # in bytes
+            a_row_step = builder.sdiv(a_strides[0], item_bytes)  # in elements
+            a_k_step = builder.sdiv(a_strides[1], item_bytes)
             width = cgutils.unpack_tuple(builder, panel.shape, 2)[1]  # W
             out_stride = cgutils.unpack_tuple(builder, out.shape, 2)[1]
             suffix = "f32" if dtype == types.float32 else "f64"
@@ -129,7 +136,11 @@ def _make_tile(rows: int, vectors: int):
             ]
             updated = []
             for r in range(rows):
-                index = builder.add(builder.mul(builder.add(r0, const(r)), n_k), k)
+                if a_contiguous:
+                    index = builder.add(builder.mul(builder.add(r0, const(r)), n_k), k)
+                else:
+                    index = builder.add(builder.mul(builder.add(r0, const(r)), a_row_step),
+                                        builder.mul(k, a_k_step))
                 value = builder.load(builder.gep(a.data, [index]))
                 splat = builder.shuffle_vector(
                     builder.insert_element(undef, value, lane0), undef, splat_mask
@@ -220,12 +231,12 @@ def pack_panels(M):
 
 
 @kernel
-def tiled_product(a, panels, out):
-    """out [B, ⌈N/W⌉·W] = a [B,K] · M for panels = pack_panels(M) (a, out C-contiguous)."""
+def _panel_product(a, panels, out, accumulate):
+    """out[:, :P·W] (+)= a [B,K] · (the first K rows of every panel)."""
     B, K = a.shape
     n_panels, panel_k, width = panels.shape
-    if panel_k != K or out.shape[0] != B or out.shape[1] < n_panels * width:
-        raise ValueError("tiled_product: a [B,K], panels [P,K,W] and out [B,≥P·W] disagree")
+    if panel_k < K or out.shape[0] != B or out.shape[1] < n_panels * width:
+        raise ValueError("tiled_product: a [B,K], panels [P,≥K,W] and out [B,≥P·W] disagree")
     wide = width == WIDE[1] * lanes_of(a)
     if not wide and width != NARROW[1] * lanes_of(a):
         raise ValueError("tiled_product: panels not made by pack_panels for this dtype")
@@ -237,6 +248,22 @@ def tiled_product(a, panels, out):
         for k0 in range(0, max(K, 1), k_block):
             k1 = min(K, k0 + k_block)
             if wide:
-                _wide_sweep(a, panel, out, c0, k0, k1, k0 > 0)
+                _wide_sweep(a, panel, out, c0, k0, k1, accumulate or k0 > 0)
             else:
-                _narrow_sweep(a, panel, out, c0, k0, k1, k0 > 0)
+                _narrow_sweep(a, panel, out, c0, k0, k1, accumulate or k0 > 0)
+
+
+@kernel
+def tiled_product(a, panels, out):
+    """out [B, ⌈N/W⌉·W] = a [B,K] · M for panels = pack_panels(M); out C-contiguous, a any
+    layout (a transposed view is read in place: the weight gradients' Σ_t [x_t, h_{t-1}, 1]ᵀ)."""
+    if panels.shape[1] != a.shape[1]:
+        raise ValueError("tiled_product: a [B,K], panels [P,K,W] and out [B,≥P·W] disagree")
+    _panel_product(a, panels, out, False)
+
+
+@kernel
+def tiled_product_add(a, panels, out):
+    """out[:, :⌈N/W⌉·W] += a [B,K] · M[:K] for panels = pack_panels(M) of M [≥K, N]: only
+    the panels' first K rows are read (a store filled a chunk of rows at a time)."""
+    _panel_product(a, panels, out, True)
