@@ -365,3 +365,23 @@ def test_a_cell_state_no_error_reaches_is_said_so_in_its_panel(tmp_path):
     assert len(zero) == 5 and (zero["quantity"] == "c").all()  # one per seed
     assert (zero["rate"] == -math.inf).all() and (zero["left_after_gap"] == 0).all()
     assert matplotlib.image.imread(figure.png).std() > 0.05
+
+
+@pytest.mark.parametrize("n_zero", [1, 3])
+def test_a_panel_counts_the_runs_no_error_reaches(tmp_path, n_zero):
+    """Where only some runs keep no error at all in c, the curve drawn is the others' and
+    the note says how many runs are 0: beside the median run's rate when it has one, alone
+    when the median run keeps nothing (most runs 0)."""
+    results = sweep("lstm", "tv", {10: 5}) + sweep("nfg", "tv", {10: 0})
+    nfg = [run for run in results if run.spec.cell == "nfg"]
+    for run in nfg[:n_zero]:
+        flow = run.diagnostics["final"]["error_flow"]
+        flow["dc_norm"] = [0.0] * len(flow["dc_norm"])
+    runs = select.select(select.prepare(frame(tmp_path, results)), "best_lr")
+    (figure,) = figures.error_flow(runs, tmp_path / "figures")
+    note = pd.read_csv(figure.csv).groupby("cell")["panel_note"].first()["nfg"]
+    if 2 * n_zero > len(nfg):
+        assert note == f"trained ∂c = 0 at every step in {n_zero} of {len(nfg)} runs"
+    else:
+        assert note.startswith("trained ∂c: ")
+        assert note.endswith(f" left; 0 in {n_zero} of {len(nfg)} runs")

@@ -379,12 +379,19 @@ def error_flow(runs: pd.DataFrame, out: Path) -> list[Figure]:
                 mine_rates = trained.loc[trained["quantity"] == memory]
                 rate = mine_rates["rate"].median()
                 left = mine_rates["left_after_gap"].median()
-                note = (f"trained ∂{memory}: {rate:+.2g}/step, {left:.2g} left"
-                        if np.isfinite(rate) else "")
-                if len(mine_rates) and np.isneginf(mine_rates["rate"]).all():
-                    # no error reaches the state in any run (frames.error_rates: rate −inf),
-                    # e.g. a memory read saturated at tanh(c) = ±1: there is no curve to draw
-                    note = f"trained ∂{memory} = 0 at every step"
+                # runs where no error reaches the state (frames.error_rates: rate −inf), e.g.
+                # a memory read saturated at tanh(c) = ±1: they have no curve to draw, so
+                # the panel's curve is the other runs' and the note counts them
+                n_runs = len(mine_rates)
+                n_zero = int(np.isneginf(mine_rates["rate"]).sum())
+                some = f" in {n_zero} of {n_runs} runs" if 0 < n_zero < n_runs else ""
+                if np.isfinite(rate):
+                    note = f"trained ∂{memory}: {rate:+.2g}/step, {left:.2g} left"
+                    note += f"; 0{some}" if n_zero else ""
+                elif n_zero:  # the median run keeps no error at all
+                    note = f"trained ∂{memory} = 0 at every step{some}"
+                else:
+                    note = ""
                 notes[cell] = note
                 ax.set_title(f"{cell}\n{note}", color=text_colour(cell), fontsize=9.5)
                 ax.set_xlabel("distance from the loss (steps)")
@@ -428,7 +435,8 @@ def _offsets(n: int, width: float = 0.5) -> np.ndarray:
 
 
 def _per_cell_strip(ax, data: pd.DataFrame, value: str, cells: list[str]) -> None:
-    """Per cell: init runs hollow at the left, trained runs filled at the right, with medians."""
+    """Per cell: init runs hollow at the left, trained runs filled at the right, each with
+    its median run marked."""
     rng = np.random.default_rng(0)  # the same jitter every time the report is built
     for k, cell in enumerate(cells):
         for moment, dx, face in (("init", -0.18, "white"), ("final", 0.18, colour(cell))):
@@ -439,7 +447,10 @@ def _per_cell_strip(ax, data: pd.DataFrame, value: str, cells: list[str]) -> Non
             x = k + dx + rng.uniform(-0.07, 0.07, len(values))
             ax.scatter(x, values, s=22, marker=marker(cell), facecolor=face,
                        edgecolor=colour(cell), linewidth=1.0, zorder=3)
-            ax.plot([k + dx - 0.13, k + dx + 0.13], [values.median()] * 2, color="0.2",
+            # the median run (the lower of the middle two for an even count): a value some
+            # run has, never a point halfway between a rate and the −∞ floor line
+            middle = np.sort(values.to_numpy())[(len(values) - 1) // 2]
+            ax.plot([k + dx - 0.13, k + dx + 0.13], [middle] * 2, color="0.2",
                     linewidth=1.8, zorder=4)
     ax.set_xticks(range(len(cells)))
     ax.set_xticklabels(cells, rotation=40, ha="right")
@@ -459,7 +470,7 @@ def _moment_handles() -> list[Line2D]:
                    markeredgecolor="0.2", label="at init"),
             Line2D([], [], marker="o", linestyle="", markerfacecolor="0.2",
                    markeredgecolor="0.2", label="trained"),
-            Line2D([], [], color="0.2", linewidth=1.8, label="median")]
+            Line2D([], [], color="0.2", linewidth=1.8, label="median run")]
 
 
 def error_decay(runs: pd.DataFrame, out: Path) -> Figure | None:
