@@ -72,7 +72,8 @@ if TILED:
         width = panel_width(K, like)
         n_panels = (K + width - 1) // width
         steps = max(1, min(T, STORE_BYTES // (B * n_panels * width * like.itemsize)))
-        store = np.zeros((n_panels, steps * B, width), dtype=like.dtype)
+        store = np.empty((n_panels, steps * B, width), dtype=like.dtype)
+        store[n_panels - 1, :, K - (n_panels - 1) * width :] = 0  # the padding columns only
         totals = np.zeros((N, n_panels * width), dtype=like.dtype)
         return store, totals
 
