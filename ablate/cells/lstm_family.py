@@ -7,7 +7,8 @@ take (haste's approach): each name runs exactly its own equations and nothing mo
 Shapes (one batch chunk): x [T,B,I]; gates [T,B,G] post-activation, G = len(gates)·H;
 c, h [T,B,H]. Forward, one product a step gives R h_{t-1} + W x_t (the register tiles of
 ``kernels/products.py``); backward, one product a step gives dL/dh_{t-1}, and the weight
-gradients are whole-sequence products (``kernels/weight_grads.py``).
+gradients [dW, dR, db] one product per chunk of steps, added up while the time loop runs
+(``kernels/weight_grads.py``).
 """
 
 from __future__ import annotations
@@ -415,7 +416,7 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
                 backprop_product(d_ifo[t], gates_operand, d_gates_next)  # into [i;f;o]_{t-1}
             backprop_product(da, R_operand, dh_next)  # into h_{t-1} through R
             store_step(d_store, d_totals, da, t, stacked)
-        # Weight gradients as whole-sequence products; W, R and b in one (weight_grads.py).
+        # W, R and b: the chunks' products, added up during the loop (weight_grads.py).
         grad_W, grad_R, grad_b = stored_weight_grads(d_store, d_totals, stacked, n_in, G)
         dW += grad_W
         dR += grad_R

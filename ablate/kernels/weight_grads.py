@@ -10,12 +10,12 @@ each read and pack the tall dL/da again; one product packs it once: 0.87 → 0.5
 H=32 and 2.27 → 1.44 ms at H=64 for an LSTM's 4H rows (B=32, T=100, float32, one core).
 
 Where the register tiles run (``tiled_product.AVAILABLE``), a cell's backward keeps dL/da in a
-``gradient_store``: each step's [B, K] block is copied (``store_step``, from L1) straight into
-the tiles' panel layout, and ``stored_weight_grads`` multiplies the stacked operand,
-transposed in place, with those panels: [I+H+1, K] = Σ_t [x_t, h_{t-1}, 1]ᵀ dL/da_t at
-~110–145 GFLOP/s against single-threaded OpenBLAS' 50–90 for these tall, thin products
-(1.1 against 1.6 ms at H=64, one core, bench/RESULTS.md). Elsewhere the store is the plain
-[T·B, K] matrix and OpenBLAS multiplies it.
+``gradient_store``: each step's [B, K] block is copied (``store_step``, from L1) into a
+512 KiB store in the tiles' panel layout, and once a chunk of steps is in (16 at K=256,
+B=32) the tiles add its Σ_t [x_t, h_{t-1}, 1]ᵀ dL/da_t into the totals while the store is
+still in the L2 cache, the stacked inputs read transposed in place: ~120 GFLOP/s against
+single-threaded OpenBLAS' 46–91 on the whole sequence's tall, thin product (bench/RESULTS.md).
+Elsewhere the store is the plain [T·B, K] matrix and OpenBLAS multiplies it at the end.
 """
 
 import numpy as np
