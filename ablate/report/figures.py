@@ -377,8 +377,11 @@ def error_flow(runs: pd.DataFrame, out: Path) -> list[Figure]:
                                     & (rates["gap"] == gap) & (rates["moment"] == "final")]
                 memory = "c" if (trained["quantity"] == "c").any() else "h"
                 mine_rates = trained.loc[trained["quantity"] == memory]
-                rate = mine_rates["rate"].median()
-                left = mine_rates["left_after_gap"].median()
+                # the median run's rate and what it leaves (one run, so the two agree)
+                middle = _median_run(mine_rates["rate"])
+                rate, left = ((mine_rates["rate"].iloc[middle],
+                               mine_rates["left_after_gap"].iloc[middle])
+                              if middle is not None else (math.nan, math.nan))
                 # runs where no error reaches the state (frames.error_rates: rate −inf), e.g.
                 # a memory read saturated at tanh(c) = ±1: they have no curve to draw, so
                 # the panel's curve is the other runs' and the note counts them
@@ -417,7 +420,7 @@ def error_flow(runs: pd.DataFrame, out: Path) -> list[Figure]:
                        "constant error carousel; a straight falling line on this log axis is "
                        "exponential decay. Each title gives, for the trained memory signal (∂c, or "
                        "∂h for cells without a cell state), the fitted decay rate per step and "
-                       "the fraction of the signal left after the gap (medians over runs). A "
+                       "the fraction of the signal left after the gap (of the median run). A "
                        f"curve ends where it falls below {NORM_RANGE:g} of the figure's largest "
                        "norm. The gap is the longest lstm solves, where the error-carousel "
                        "claim is measured (on a task lstm solves at no gap: the gap most cells "
@@ -434,6 +437,15 @@ def _offsets(n: int, width: float = 0.5) -> np.ndarray:
     return np.linspace(-width / 2, width / 2, n) if n > 1 else np.zeros(1)
 
 
+def _median_run(values: pd.Series) -> int | None:
+    """Position of the median run in ``values`` (the lower of the middle two for an even
+    count; None when empty): a value some run has, never a point halfway between a finite
+    rate and −∞."""
+    if not len(values):
+        return None
+    return int(np.argsort(values.to_numpy(), kind="stable")[(len(values) - 1) // 2])
+
+
 def _per_cell_strip(ax, data: pd.DataFrame, value: str, cells: list[str]) -> None:
     """Per cell: init runs hollow at the left, trained runs filled at the right, each with
     its median run marked."""
@@ -447,9 +459,7 @@ def _per_cell_strip(ax, data: pd.DataFrame, value: str, cells: list[str]) -> Non
             x = k + dx + rng.uniform(-0.07, 0.07, len(values))
             ax.scatter(x, values, s=22, marker=marker(cell), facecolor=face,
                        edgecolor=colour(cell), linewidth=1.0, zorder=3)
-            # the median run (the lower of the middle two for an even count): a value some
-            # run has, never a point halfway between a rate and the −∞ floor line
-            middle = np.sort(values.to_numpy())[(len(values) - 1) // 2]
+            middle = values.iloc[_median_run(values)]
             ax.plot([k + dx - 0.13, k + dx + 0.13], [middle] * 2, color="0.2",
                     linewidth=1.8, zorder=4)
     ax.set_xticks(range(len(cells)))
