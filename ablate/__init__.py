@@ -14,10 +14,14 @@ Public API::
     ablate.to_torch(...), ablate.from_torch(...)   for lstm, gru, rnn
 """
 
-from ablate import cells
-from ablate.convert import from_torch, to_torch
-from ablate.kernels.adam import adam_step
-from ablate.model import (
+from ablate.kernels.vector_width import prefer_512_bit_vectors
+
+prefer_512_bit_vectors()  # before the first kernel is declared: see kernels/vector_width.py
+
+from ablate import cells  # noqa: E402
+from ablate.convert import from_torch, to_torch  # noqa: E402
+from ablate.kernels.adam import adam_step  # noqa: E402
+from ablate.model import (  # noqa: E402
     Forward,
     LossGrad,
     flatten,

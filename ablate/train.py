@@ -147,7 +147,7 @@ def train(
     specs: RunSpec | Sequence[RunSpec], *, diagnostics: bool = True, threads: int | None = None
 ) -> list[RunResult]:
     """Train every spec; specs that share shapes train together. Results in input order."""
-    specs = _as_specs(specs)
+    specs = as_specs(specs)
     results: list[RunResult | None] = [None] * len(specs)
     groups: dict[tuple, list[int]] = {}
     for index, spec in enumerate(specs):
@@ -170,29 +170,18 @@ def train_ensemble(
     at initialisation and at the end (``ablate.diagnostics``); off, the results carry None.
     """
     started = time.perf_counter()
-    specs = _as_specs(specs)
-    shape = specs[0].shape_key()
-    for spec in specs[1:]:
-        if spec.shape_key() != shape:
-            field = next(
-                name for name in _SHAPE_FIELDS if getattr(spec, name) != getattr(specs[0], name)
-            )
-            raise ValueError(
-                f"an ensemble's runs must share {', '.join(_SHAPE_FIELDS)}; "
-                f"{field} differs ({getattr(specs[0], field)!r} and {getattr(spec, field)!r}) "
-                "— use train() to group them"
-            )
+    specs = ensemble_specs(specs)
     if threads is None:
         threads = n_threads()
     if not isinstance(threads, int) or threads < 1:
         raise ValueError(f"threads must be a positive integer, got {threads!r}")
     threads = min(threads, len(specs))
 
-    setup = _Setup(specs[0])
+    setup = EnsembleSetup(specs[0])
     compile_started = time.perf_counter()
     setup.compile(diagnostics)
     compile_seconds = time.perf_counter() - compile_started
-    runs = [_Run(spec, setup) for spec in specs]
+    runs = [RunState(spec, setup) for spec in specs]
 
     _pin_blas_threads()  # compiled np.dot must not fork BLAS threads under our workers
     _keep_freed_memory()  # per-step work arrays stay in the heap: no page faults per step
@@ -238,15 +227,34 @@ def train_ensemble(
     return Trained(results, [run.params for run in runs])
 
 
-# ---------------------------------------------------------------- internals
+# ------------------------------------------------ the engine's parts (shared with ablate.cuda)
 
-_SHAPE_FIELDS = (
+# What the runs of one ensemble share (RunSpec.shape_key).
+SHAPE_FIELDS = (
     "cell", "task", "task_options", "gap", "n_hidden", "batch_size", "eval_every", "dtype",
     "eval_batch", "test_batch", "eval_seed",
 )
 
 
-def _as_specs(specs) -> list[RunSpec]:
+def ensemble_specs(specs) -> list[RunSpec]:
+    """The specs as a list, checked to share SHAPE_FIELDS; else one error naming the first
+    field that differs."""
+    specs = as_specs(specs)
+    for spec in specs[1:]:
+        if spec.shape_key() != specs[0].shape_key():
+            field = next(
+                name for name in SHAPE_FIELDS if getattr(spec, name) != getattr(specs[0], name)
+            )
+            raise ValueError(
+                f"an ensemble's runs must share {', '.join(SHAPE_FIELDS)}; "
+                f"{field} differs ({getattr(specs[0], field)!r} and {getattr(spec, field)!r}) "
+                "— use ablate.train.train to group them"
+            )
+    return specs
+
+
+def as_specs(specs) -> list[RunSpec]:
+    """A RunSpec or a sequence of them as a non-empty list, else one clear error."""
     if isinstance(specs, RunSpec):
         specs = [specs]
     specs = list(specs)
@@ -258,7 +266,7 @@ def _as_specs(specs) -> list[RunSpec]:
     return specs
 
 
-class _Setup:
+class EnsembleSetup:
     """What the runs of one ensemble share: task, sizes, kernels, validation and test data."""
 
     def __init__(self, spec: RunSpec) -> None:
@@ -358,10 +366,14 @@ def masked_loss(y: np.ndarray, target: np.ndarray, mask: np.ndarray, loss: str) 
     return value
 
 
-class _Run:
-    """One model of an ensemble: parameters, Adam moments, curve and stop state."""
+class RunState:
+    """One model of an ensemble: parameters, Adam moments, curve and stop state.
 
-    def __init__(self, spec: RunSpec, setup: _Setup) -> None:
+    ``advance`` runs its next interval on the CPU kernels; an engine that trains elsewhere
+    (``ablate.cuda.engine``) calls ``finish_interval`` with the steps it took instead.
+    """
+
+    def __init__(self, spec: RunSpec, setup: EnsembleSetup) -> None:
         self.spec, self.setup = spec, setup
         self.params = init_params(
             spec.cell, setup.n_in, spec.n_hidden, setup.n_out, spec.seed, setup.dtype,
@@ -388,33 +400,45 @@ class _Run:
             if diagnostics:
                 self.diagnostics = {"init": self.diagnose()}
             self.record(np.nan, np.nan)
-        else:
-            n_steps = min(spec.eval_every, spec.budget - self.step)
-            x, target_class, target_value, mask = setup.interval_batches(
-                spec.seed, self.step, n_steps
-            )
-            losses = np.full(n_steps, np.nan)
-            grad_norms = np.full(n_steps, np.nan)
-            started = time.perf_counter()
-            done = setup.train_steps(
-                self.params, self.m, self.v, self.grad, self.step + 1, spec.lr, spec.clip,
-                x, target_class, target_value, mask, setup.loss_code, spec.n_hidden,
-                setup.n_out, losses, grad_norms,
-            )
-            self.train_seconds += time.perf_counter() - started
-            if done < n_steps:
-                self.diverged_at = self.step + done + 1
-                self.stop_reason = "diverged"
-            self.step += done
-            self.record(
-                float(np.mean(losses[:done])) if done else np.nan,
-                float(np.mean(grad_norms[:done])) if done else np.nan,
-            )
-        if self.stop_reason is None and self.step >= spec.budget:
+            return self.conclude(diagnostics)
+        n_steps = min(spec.eval_every, spec.budget - self.step)
+        x, target_class, target_value, mask = setup.interval_batches(
+            spec.seed, self.step, n_steps
+        )
+        losses = np.full(n_steps, np.nan)
+        grad_norms = np.full(n_steps, np.nan)
+        started = time.perf_counter()
+        done = setup.train_steps(
+            self.params, self.m, self.v, self.grad, self.step + 1, spec.lr, spec.clip,
+            x, target_class, target_value, mask, setup.loss_code, spec.n_hidden,
+            setup.n_out, losses, grad_norms,
+        )
+        seconds = time.perf_counter() - started
+        return self.finish_interval(done, n_steps, losses, grad_norms, seconds, diagnostics)
+
+    def finish_interval(self, done: int, n_steps: int, losses, grad_norms, seconds: float,
+                        diagnostics: bool) -> bool:
+        """The bookkeeping after an interval of n_steps of which ``done`` were taken (fewer:
+        the next one diverged): losses and gradient norms [≥ done], the seconds it took.
+        True once the run is over."""
+        self.train_seconds += seconds
+        if done < n_steps:
+            self.diverged_at = self.step + done + 1
+            self.stop_reason = "diverged"
+        self.step += done
+        self.record(
+            float(np.mean(losses[:done])) if done else np.nan,
+            float(np.mean(grad_norms[:done])) if done else np.nan,
+        )
+        return self.conclude(diagnostics)
+
+    def conclude(self, diagnostics: bool) -> bool:
+        """Stop at the budget; once stopped, score the test batch and diagnose. True if over."""
+        if self.stop_reason is None and self.step >= self.spec.budget:
             self.stop_reason = "budget"
         if self.stop_reason is None:
             return False
-        self.final = setup.evaluate(self.params, "test")
+        self.final = self.setup.evaluate(self.params, "test")
         if diagnostics:
             self.diagnostics["final"] = self.diagnose()
         return True

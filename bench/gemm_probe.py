@@ -3,7 +3,7 @@
 out [B, G] = h [B, H] Rᵀ with G = 4H (an lstm step), float32, one thread, CPU time of n
 products in a compiled loop, best of 7 (``time.thread_time``: robust to other jobs):
 
-  blas     ablate.kernels.products.recurrent_product (OpenBLAS sgemm, R·hᵀ order)
+  blas     ablate.kernels.products.blas_recurrent_product (OpenBLAS sgemm, R·hᵀ order)
   naive    out[b, :] += h[b, q] · Rᵀ[q, :] over q (the inner loop vectorises)
   blocked  4 rows × 32 columns accumulated in small arrays over q
 
@@ -11,15 +11,15 @@ products in a compiled loop, best of 7 (``time.thread_time``: robust to other jo
 """
 
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
+from cpu_time import best  # noqa: E402  (bench/ is the script's folder)
 from numba import njit  # noqa: E402
 
-from ablate.kernels.products import recurrent_product  # noqa: E402
+from ablate.kernels.products import blas_recurrent_product  # noqa: E402
 from ablate.model import _pin_blas_threads  # noqa: E402
 
 _pin_blas_threads()
@@ -73,18 +73,7 @@ def loop(fn, h, RT, out, n):
 @njit(**FL)
 def loop_blas(h, R, out, scratch, n):
     for _ in range(n):
-        recurrent_product(h, R, out, scratch)
-
-def best(function, *args, reps=7):
-    """Least CPU seconds of one call of function(*args) (a first call warms up)."""
-    function(*args)
-    times = []
-    for _ in range(reps):
-        started = time.thread_time()
-        function(*args)
-        times.append(time.thread_time() - started)
-    return min(times)
-
+        blas_recurrent_product(h, R, out, scratch)
 
 for H, B in ((32, 32), (64, 32), (128, 32), (128, 16)):
     G = 4 * H

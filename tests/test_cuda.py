@@ -148,7 +148,7 @@ def test_divergence_mid_interval_matches_the_cpu_engine(monkeypatch):
     from ablate import train as train_module
     from ablate.cuda import engine
 
-    original = train_module._Setup.interval_batches
+    original = train_module.EnsembleSetup.interval_batches
 
     def poisoned(self, seed, first_index, n_steps):
         x, classes, values, mask = original(self, seed, first_index, n_steps)
@@ -157,7 +157,7 @@ def test_divergence_mid_interval_matches_the_cpu_engine(monkeypatch):
                 x[s] = np.nan
         return x, classes, values, mask
 
-    monkeypatch.setattr(train_module._Setup, "interval_batches", poisoned)
+    monkeypatch.setattr(train_module.EnsembleSetup, "interval_batches", poisoned)
     monkeypatch.setattr(engine, "steps_per_upload", lambda *args: 2)
     specs = small_specs("lstm", budget=9)
     cpu = cpu_train(specs, diagnostics=False)
@@ -168,6 +168,14 @@ def test_divergence_mid_interval_matches_the_cpu_engine(monkeypatch):
                                    rtol=1e-5)
     assert (gpu.results[0].stop_reason, gpu.results[0].diverged_at) == ("diverged", 5)
     assert gpu.results[1].stop_reason == "budget"
+
+
+def test_an_ensemble_of_different_shapes_is_the_cpu_engines_error():
+    from ablate.cuda import engine
+
+    spec = small_specs("gru")[0]
+    with pytest.raises(ValueError, match=r"gap differs \(2 and 3\) — use ablate.train.train"):
+        engine.train_ensemble([spec, spec.replace(gap=3)])
 
 
 def test_an_ensemble_too_large_for_the_gpu_is_one_clear_error(monkeypatch):

@@ -208,7 +208,7 @@ def test_evaluation_in_row_chunks_equals_one_call(monkeypatch):
     monkeypatch.setattr(train_module, "EVAL_ROWS", 8)
     spec = RunSpec("gru", "copy", gap=7, n_hidden=11, eval_batch=37, test_batch=37, seed=5,
                    task_options={"n_recall": 3})
-    setup = train_module._Setup(spec)
+    setup = train_module.EnsembleSetup(spec)
     assert [rows.stop - rows.start for rows, _ in setup.validation_x] == [8, 8, 8, 8, 5]
     params = ablate.init_params("gru", setup.n_in, 11, setup.n_out, seed=5)
     loss, metric = setup.evaluate(params, "validation")

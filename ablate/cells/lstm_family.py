@@ -5,8 +5,10 @@ over the flags as compile-time constants, so Numba prunes the branches a variant
 take (haste's approach): each name runs exactly its own equations and nothing more.
 
 Shapes (one batch chunk): x [T,B,I]; gates [T,B,G] post-activation, G = len(gates)·H;
-c, h [T,B,H]. The input projection W x_t + b and the weight gradients are whole-sequence
-matrix products; only the recurrent products run per time step.
+c, h [T,B,H]. Forward, one product a step gives R h_{t-1} + W x_t (the register tiles of
+``kernels/products.py``); backward, one product a step gives dL/dh_{t-1}, and the weight
+gradients [dW, dR, db] one product per chunk of steps, added up while the time loop runs
+(``kernels/weight_grads.py``).
 """
 
 from __future__ import annotations
@@ -15,13 +17,28 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ablate.cells import pointwise
+from ablate.cells.pointwise import LINEAR, SCALED_SIGMOID, SIGMOID, TANH
 from ablate.kernels.activations import for_dtype
-from ablate.kernels.jit import kernel
-from ablate.kernels.products import recurrent_product
-from ablate.kernels.reductions import add_column_sums, sum_squares
+from ablate.kernels.jit import CELL_LOOPS, inline, kernel
+from ablate.kernels.products import (
+    backprop_product,
+    backward_operand,
+    forward_operand,
+    product_width,
+    recurrent_product,
+)
+from ablate.kernels.reductions import sum_squares
+from ablate.kernels.weight_grads import (
+    gradient_store,
+    stacked_inputs,
+    store_step,
+    stored_weight_grads,
+)
 
-# Input activations g(a_g) and memory activations h = o ⊙ act(c).
-TANH, LINEAR, SIGMOID, SCALED_SIGMOID = 0, 1, 2, 3  # SCALED: 4σ−2 for g, 2σ−1 for c
+# Input activations g(a_g) and memory activations h = o ⊙ act(c) (pointwise.py):
+# TANH, LINEAR, SIGMOID, SCALED_SIGMOID (4σ−2 for g, 2σ−1 for c).
+__all__ = ["LINEAR", "SCALED_SIGMOID", "SIGMOID", "TANH", "VARIANTS", "Variant", "make_kernels"]
 
 
 class Variant(NamedTuple):
@@ -34,6 +51,21 @@ class Variant(NamedTuple):
     single_net: bool = False  # c_t = tanh(a_c + P_c c_{t-1}); the "c" rows sit in the g slot
     net_readout: bool = False  # h_t = tanh(a_h + P_h c_t); the "h" rows sit in the o slot
     use_gate: bool = False  # h_t = tanh(W_u (f ⊙ c_{t-1}) + b_u) ⊙ o
+
+    def slots(self) -> tuple[int, int, int, int]:
+        """Row-block slot of i, f, g and o in the packed rows, -1 where absent (single_net's
+        "c" rows sit in the g slot, net_readout's "h" rows in the o slot)."""
+        return tuple(self.gates.find(letter) for letter in "ifgo")
+
+    @property
+    def has_output_gate(self) -> bool:
+        """An o slot that is a gate (net_readout's holds the readout network)."""
+        return "o" in self.gates and not self.net_readout
+
+    @property
+    def gated_read(self) -> bool:
+        """The memory is read by h = o ⊙ act(c) (act(c) without o), not by a network."""
+        return not self.net_readout and not self.use_gate
 
 
 VARIANTS: dict[str, Variant] = {
@@ -58,19 +90,21 @@ VARIANTS: dict[str, Variant] = {
 def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
     """Build the njit (views, forward, backward) triple of one variant and precision."""
     tanh, sigmoid = for_dtype(dtype)
-    one, two, four = dtype.type(1), dtype.type(2), dtype.type(4)
+    one = dtype.type(1)
     n_slots = len(variant.gates)
-    # Row-block slot of each gate, -1 where absent. single_net's "c" rows use the g slot,
-    # net_readout's "h" rows the o slot.
-    I_SLOT, F_SLOT = variant.gates.find("i"), variant.gates.find("f")
-    G_SLOT, O_SLOT = variant.gates.find("g"), variant.gates.find("o")
+    I_SLOT, F_SLOT, G_SLOT, O_SLOT = variant.slots()  # -1 where absent
     INPUT_ACT, MEMORY_ACT, CIFG = variant.input_act, variant.memory_act, variant.cifg
     PEEP, FGR = variant.peephole, variant.full_gate_recurrence
     SINGLE, NET_READOUT, USE_GATE = variant.single_net, variant.net_readout, variant.use_gate
     HAS_I, HAS_F = I_SLOT >= 0, F_SLOT >= 0
-    HAS_O = O_SLOT >= 0 and not NET_READOUT  # net_readout's o slot holds the readout network
-    # The memory is read by "h = o ⊙ act(c)" unless a network reads it.
-    GATED_READ = not NET_READOUT and not USE_GATE
+    HAS_O, GATED_READ = variant.has_output_gate, variant.gated_read
+    NET = not GATED_READ or SINGLE  # a network inside the cell: d_net holds its dL/da
+    # The pointwise math, shared with the CUDA kernels (cells/pointwise.py).
+    input_act, input_back = pointwise.activation(INPUT_ACT, 4, tanh, sigmoid, dtype, inline)
+    memory_act, memory_back = pointwise.activation(MEMORY_ACT, 2, tanh, sigmoid, dtype, inline)
+    tanh_act, tanh_back = pointwise.activation(TANH, 0, tanh, sigmoid, dtype, inline)
+    gate_back = pointwise.sigmoid_back(dtype, inline)
+    keep, remember, remember_back = pointwise.lstm_memory(HAS_I, HAS_F, CIFG, dtype, inline)
 
     @kernel
     def views(params, n_in, n_hidden, n_out):
@@ -101,7 +135,7 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
         b_out = params[k : k + n_out]
         return W, R, b, peep, R_gates, P, b_u, W_out, b_out
 
-    @kernel
+    @kernel(**CELL_LOOPS)
     def forward(params, x, n_hidden, n_out):
         """Run the cell over x [T,B,I]; returns the state (h, c, gates, aux, ifo).
 
@@ -112,138 +146,132 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
         H = n_hidden
         G = n_slots * H
         W, R, b, peep, R_gates, P, b_u, _, _ = views(params, n_in, H, n_out)
-        # gates[t] starts as the input projection W x_t + b and is overwritten in place.
-        gates = np.dot(x.reshape((T * B, n_in)), W.T).reshape((T, B, G))
+        gates = np.empty((T, B, G), dtype=x.dtype)
         h = np.empty((T, B, H), dtype=x.dtype)
         c = np.empty((T, B, H), dtype=x.dtype)
         aux = np.empty((T, B, H), dtype=x.dtype)
         ifo = np.zeros((T if FGR else 0, B, 3 * H), dtype=x.dtype)
-        recurrent = np.zeros((B, G), dtype=x.dtype)
+        # One product a step gives R h_{t-1} + W x_t = [h_{t-1}, x_t] · [R, W]ᵀ: the input
+        # projection rides on the recurrent product's register tiles (K = H + I) instead of
+        # a separate K = I matrix product over the sequence.
+        R_operand = forward_operand(np.concatenate((R, W), axis=1))  # packed once
+        h_x = np.zeros((B, H + n_in), dtype=x.dtype)  # [h_{t-1}, x_t]
+        recurrent = np.zeros((B, product_width(G, x)), dtype=x.dtype)  # [:, :G] = R h + W x
         recurrent_t = np.empty((G, B), dtype=x.dtype)
-        gate_feedback = np.zeros((B, 3 * H if FGR else 0), dtype=x.dtype)
-        memory_feedback = np.zeros((B, H if SINGLE else 0), dtype=x.dtype)
-        read = np.zeros((B, H if not GATED_READ else 0), dtype=x.dtype)
+        # The extra matrices' per-step products run on the same register tiles (their
+        # outputs padded to the tiles' width; only the first columns are read).
+        n_fgr, n_net = 3 * H if FGR else 0, H if NET else 0
+        gates_operand = forward_operand(R_gates)  # R_gates [i;f;o]_{t-1} (fgr)
+        net_operand = forward_operand(P)  # P_c c_{t-1}, P_h c_t or W_u (f ⊙ c_{t-1})
+        gate_feedback = np.zeros((B, product_width(n_fgr, x)), dtype=x.dtype)
+        gate_scratch = np.empty((n_fgr, B), dtype=x.dtype)
+        memory_feedback = np.zeros((B, product_width(H if SINGLE else 0, x)), dtype=x.dtype)
+        read = np.zeros((B, product_width(0 if GATED_READ else H, x)), dtype=x.dtype)
+        net_scratch = np.empty((n_net, B), dtype=x.dtype)
         forgotten = np.zeros((B, H if USE_GATE else 0), dtype=x.dtype)
         zero_state = np.zeros((B, H), dtype=x.dtype)
         for t in range(T):
             h_prev = h[t - 1] if t > 0 else zero_state
             c_prev = c[t - 1] if t > 0 else zero_state
-            if t > 0:
-                recurrent_product(h_prev, R, recurrent, recurrent_t)  # R h_{t-1}
-                if FGR:
-                    np.dot(ifo[t - 1], R_gates.T, gate_feedback)  # R_gates [i;f;o]_{t-1}
-                if SINGLE:
-                    np.dot(c_prev, P.T, memory_feedback)  # P_c c_{t-1}
-            # Pointwise, one batch row at a time, one short loop per gate: each loop touches
-            # few arrays, so LLVM can prove them disjoint and vectorise it.
             for bb in range(B):
-                row = gates[t, bb]  # [G]: W x_t (+ b + R h_{t-1} added here), then post-activation
-                rec = recurrent[bb]
-                cp = c_prev[bb]
-                ct = c[t, bb]
+                if t > 0:
+                    for j in range(H):
+                        h_x[bb, j] = h_prev[bb, j]
+                for i in range(n_in):
+                    h_x[bb, H + i] = x[t, bb, i]
+            recurrent_product(h_x, R_operand, recurrent, recurrent_t)  # R h_{t-1} + W x_t
+            if t > 0:
+                if FGR:
+                    # R_gates [i;f;o]_{t-1}
+                    recurrent_product(ifo[t - 1], gates_operand, gate_feedback, gate_scratch)
+                if SINGLE:
+                    recurrent_product(c_prev, net_operand, memory_feedback, net_scratch)  # P_c c
+            # Pointwise, one batch row at a time, one short loop per gate: each loop touches
+            # few arrays, so LLVM can prove them disjoint and vectorise it. Views are taken
+            # per step, not per row: each view of an array costs an atomic incref/decref
+            # pair (a fifth of the kernel time at H=64 when they were per row).
+            a = gates[t]  # [B,G] post-activation
+            rec, cp, ct, act, ht = recurrent, c_prev, c[t], aux[t], h[t]
+            for bb in range(B):
                 if HAS_I:
                     k0 = I_SLOT * H
                     for j in range(H):
-                        pre = row[k0 + j] + b[k0 + j] + rec[k0 + j]
+                        pre = rec[bb, k0 + j] + b[k0 + j]
                         if PEEP:
-                            pre += peep[0, j] * cp[j]
+                            pre += peep[0, j] * cp[bb, j]
                         if FGR:
                             pre += gate_feedback[bb, j]
-                        row[k0 + j] = sigmoid(pre)  # i = σ(a_i)
+                        a[bb, k0 + j] = sigmoid(pre)  # i = σ(a_i)
                 if HAS_F:
                     k0 = F_SLOT * H
                     for j in range(H):
-                        pre = row[k0 + j] + b[k0 + j] + rec[k0 + j]
+                        pre = rec[bb, k0 + j] + b[k0 + j]
                         if PEEP:
-                            pre += peep[1, j] * cp[j]
+                            pre += peep[1, j] * cp[bb, j]
                         if FGR:
                             pre += gate_feedback[bb, H + j]
-                        row[k0 + j] = sigmoid(pre)  # f = σ(a_f)
+                        a[bb, k0 + j] = sigmoid(pre)  # f = σ(a_f)
                 k0 = G_SLOT * H
                 if SINGLE:
-                    mem = memory_feedback[bb]
                     for j in range(H):
                         # c_t = tanh(a_c + P_c c_{t-1}), kept in the g slot as well
-                        value = tanh(row[k0 + j] + b[k0 + j] + rec[k0 + j] + mem[j])
-                        row[k0 + j] = value
-                        ct[j] = value
+                        pre = rec[bb, k0 + j] + b[k0 + j]
+                        value = tanh_act(pre + memory_feedback[bb, j])
+                        a[bb, k0 + j] = value
+                        ct[bb, j] = value
                 else:
                     for j in range(H):
-                        pre = row[k0 + j] + b[k0 + j] + rec[k0 + j]
-                        if INPUT_ACT == TANH:
-                            row[k0 + j] = tanh(pre)
-                        elif INPUT_ACT == LINEAR:
-                            row[k0 + j] = pre
-                        elif INPUT_ACT == SIGMOID:
-                            row[k0 + j] = sigmoid(pre)
-                        else:
-                            row[k0 + j] = four * sigmoid(pre) - two
+                        a[bb, k0 + j] = input_act(rec[bb, k0 + j] + b[k0 + j])
                     # c_t = f ⊙ c_{t-1} + i ⊙ g  (i = 1 for nig, f = 1 for nfg, f = 1 − i for cifg)
                     ki, kf = I_SLOT * H, F_SLOT * H
                     for j in range(H):
-                        gv = row[k0 + j]
-                        ig = row[ki + j] if HAS_I else one
-                        if HAS_F:
-                            fg = row[kf + j]
-                        elif CIFG:
-                            fg = one - ig
-                        else:
-                            fg = one
-                        ct[j] = fg * cp[j] + ig * gv
+                        ig = a[bb, ki + j] if HAS_I else one
+                        fg = keep(ig, a[bb, kf + j] if HAS_F else one)
+                        ct[bb, j] = remember(fg, cp[bb, j], ig, a[bb, k0 + j])
                         if USE_GATE:
-                            forgotten[bb, j] = fg * cp[j]
+                            forgotten[bb, j] = fg * cp[bb, j]
                 if HAS_O:
                     k0 = O_SLOT * H
                     for j in range(H):
-                        pre = row[k0 + j] + b[k0 + j] + rec[k0 + j]
+                        pre = rec[bb, k0 + j] + b[k0 + j]
                         if PEEP:
-                            pre += peep[2, j] * ct[j]
+                            pre += peep[2, j] * ct[bb, j]
                         if FGR:
                             pre += gate_feedback[bb, 2 * H + j]
-                        row[k0 + j] = sigmoid(pre)  # o = σ(a_o), peephole on c_t
+                        a[bb, k0 + j] = sigmoid(pre)  # o = σ(a_o), peephole on c_t
                 if FGR:
                     for j in range(H):
-                        ifo[t, bb, j] = row[I_SLOT * H + j]
-                        ifo[t, bb, H + j] = row[F_SLOT * H + j]
-                        ifo[t, bb, 2 * H + j] = row[O_SLOT * H + j]
+                        ifo[t, bb, j] = a[bb, I_SLOT * H + j]
+                        ifo[t, bb, H + j] = a[bb, F_SLOT * H + j]
+                        ifo[t, bb, 2 * H + j] = a[bb, O_SLOT * H + j]
                 if GATED_READ:
-                    act = aux[t, bb]
-                    ht = h[t, bb]
                     for j in range(H):
-                        if MEMORY_ACT == TANH:
-                            act[j] = tanh(ct[j])
-                        elif MEMORY_ACT == LINEAR:
-                            act[j] = ct[j]
-                        elif MEMORY_ACT == SIGMOID:
-                            act[j] = sigmoid(ct[j])
-                        else:
-                            act[j] = two * sigmoid(ct[j]) - one
+                        act[bb, j] = memory_act(ct[bb, j])
                     if HAS_O:
                         k0 = O_SLOT * H
                         for j in range(H):
-                            ht[j] = row[k0 + j] * act[j]  # h_t = o ⊙ act(c_t)
+                            ht[bb, j] = a[bb, k0 + j] * act[bb, j]  # h_t = o ⊙ act(c_t)
                     else:
                         for j in range(H):
-                            ht[j] = act[j]
-            a = gates[t]
+                            ht[bb, j] = act[bb, j]
             if NET_READOUT:
-                np.dot(c[t], P.T, read)  # P_h c_t
+                recurrent_product(c[t], net_operand, read, net_scratch)  # P_h c_t
                 for bb in range(B):
                     for j in range(H):
                         k = O_SLOT * H + j
-                        hv = tanh(a[bb, k] + b[k] + recurrent[bb, k] + read[bb, j])
+                        hv = tanh_act(recurrent[bb, k] + b[k] + read[bb, j])
                         a[bb, k] = hv
                         h[t, bb, j] = hv
             if USE_GATE:
-                np.dot(forgotten, P.T, read)  # W_u (f ⊙ c_{t-1})
+                recurrent_product(forgotten, net_operand, read, net_scratch)  # W_u (f ⊙ c)
                 for bb in range(B):
                     for j in range(H):
-                        u = tanh(read[bb, j] + b_u[j])
+                        u = tanh_act(read[bb, j] + b_u[j])
                         aux[t, bb, j] = u
                         h[t, bb, j] = u * a[bb, O_SLOT * H + j]
         return h, c, gates, aux, ifo
 
-    @kernel
+    @kernel(**CELL_LOOPS)
     def backward(params, x, n_hidden, n_out, state, dh_out, grad):
         """Backpropagate dL/dh_t [T,B,H] (from the readout) through time; adds into grad.
 
@@ -256,13 +284,21 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
         G = n_slots * H
         W, R, b, peep, R_gates, P, b_u, _, _ = views(params, n_in, H, n_out)
         dW, dR, db, dpeep, dR_gates, dP, db_u, _, _ = views(grad, n_in, H, n_out)
-        d_pre = np.empty((T, B, G), dtype=x.dtype)  # dL/da_t, all gates
+        da = np.empty((B, G), dtype=x.dtype)  # dL/da_t, all gates, this step
+        # every step's dL/da, for the weight gradients (weight_grads.py)
+        stacked = stacked_inputs(x, h)  # [x_t, h_{t-1}, 1]
+        d_store, d_totals = gradient_store(T, B, G, stacked.shape[1], x)
         d_ifo = np.zeros((T if FGR else 0, B, 3 * H), dtype=x.dtype)
-        d_net = np.zeros((T if not GATED_READ or SINGLE else 0, B, H), dtype=x.dtype)
-        dh_next = np.zeros((B, H), dtype=x.dtype)  # dL/dh_t through R h_t
-        dc_next = np.zeros((B, H), dtype=x.dtype)  # dL/dc_t from step t+1
-        d_gates_next = np.zeros((B, 3 * H if FGR else 0), dtype=x.dtype)
-        d_read = np.zeros((B, H if not GATED_READ else 0), dtype=x.dtype)
+        d_net = np.zeros((T if NET else 1, B, H if NET else 0), dtype=x.dtype)
+        R_operand = backward_operand(R)  # R packed for the per-step product
+        dh_next = np.zeros((B, product_width(H, x)), dtype=x.dtype)  # [:, :H]: dL/dh_t via R h_t
+        # dL/dc_t from step t+1, [:, :H] (tile-padded: single_net's P_c product lands here)
+        dc_next = np.zeros((B, product_width(H, x)), dtype=x.dtype)
+        n_fgr = 3 * H if FGR else 0
+        gates_operand = backward_operand(R_gates)  # into [i;f;o]_{t-1} (fgr)
+        net_operand = backward_operand(P)  # through P_c, P_h or W_u
+        d_gates_next = np.zeros((B, product_width(n_fgr, x)), dtype=x.dtype)  # [:, :3H]
+        d_read = np.zeros((B, product_width(0 if GATED_READ else H, x)), dtype=x.dtype)
         dc = np.empty((B, H), dtype=x.dtype)
         dh = np.empty((B, H), dtype=x.dtype)
         zero_state = np.zeros((B, H), dtype=x.dtype)
@@ -270,149 +306,122 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
         dc_norm = np.zeros(T)
         for t in range(T - 1, -1, -1):
             a = gates[t]
-            da = d_pre[t]
             c_prev = c[t - 1] if t > 0 else zero_state
             for bb in range(B):
                 for j in range(H):
                     dh[bb, j] = dh_out[t, bb, j] + dh_next[bb, j]  # from y_t and from step t+1
             dh_norm[t] = sum_squares(dh)
             # One batch row at a time, one short loop per gate (few arrays per loop, so
-            # LLVM proves them disjoint and vectorises).
+            # LLVM proves them disjoint and vectorises); views per step, not per row (each
+            # view costs an atomic incref/decref pair).
+            ct, act, dnet = c[t], aux[t], d_net[t if NET else 0]
             # Pass 1: into the read-out of the memory, giving dL/dc_t from h_t.
             for bb in range(B):
-                row, drow = a[bb], da[bb]
-                dht, dct = dh[bb], dc[bb]
-                ct, dcn = c[t, bb], dc_next[bb]
                 if GATED_READ:
-                    act = aux[t, bb]
                     k0 = O_SLOT * H
                     for j in range(H):
-                        d_act = dht[j] * row[k0 + j] if HAS_O else dht[j]
+                        d_act = dh[bb, j] * a[bb, k0 + j] if HAS_O else dh[bb, j]
                         # into c_t through the memory activation, plus dL/dc_t from step t+1
-                        if MEMORY_ACT == TANH:
-                            dct[j] = dcn[j] + d_act * (one - act[j] * act[j])
-                        elif MEMORY_ACT == LINEAR:
-                            dct[j] = dcn[j] + d_act
-                        elif MEMORY_ACT == SIGMOID:
-                            dct[j] = dcn[j] + d_act * act[j] * (one - act[j])
-                        else:  # act = 2σ(c) − 1, act' = (1 − act²)/2
-                            dct[j] = dcn[j] + d_act * (one - act[j] * act[j]) / two
+                        dc[bb, j] = dc_next[bb, j] + memory_back(d_act, act[bb, j])
                     if HAS_O:
                         for j in range(H):
-                            og = row[k0 + j]
-                            do = dht[j] * act[j]
+                            og = a[bb, k0 + j]
+                            do = dh[bb, j] * act[bb, j]
                             if FGR:
                                 do += d_gates_next[bb, 2 * H + j]
-                            drow[k0 + j] = do * og * (one - og)  # into a_o through σ
+                            da[bb, k0 + j] = gate_back(do, og)  # into a_o through σ
                         if PEEP:
-                            for j in range(H):
-                                dct[j] += drow[k0 + j] * peep[2, j]  # into c_t via the o peephole
-                                dpeep[2, j] += drow[k0 + j] * ct[j]
+                            for j in range(H):  # into c_t via the o peephole
+                                dc[bb, j] += da[bb, k0 + j] * peep[2, j]
+                                dpeep[2, j] += da[bb, k0 + j] * ct[bb, j]
                 elif NET_READOUT:
                     k0 = O_SLOT * H
-                    dnet = d_net[t, bb]
                     for j in range(H):
-                        hv = row[k0 + j]
-                        dah = dht[j] * (one - hv * hv)  # into a_h + P_h c_t through tanh
-                        drow[k0 + j] = dah
-                        dnet[j] = dah
+                        dah = tanh_back(dh[bb, j], a[bb, k0 + j])  # into a_h + P_h c_t via tanh
+                        da[bb, k0 + j] = dah
+                        dnet[bb, j] = dah
                     for j in range(H):
-                        dct[j] = dcn[j]
+                        dc[bb, j] = dc_next[bb, j]
                 else:  # USE_GATE: h = u ⊙ o, u = tanh(W_u (f ⊙ c_{t-1}) + b_u)
                     k0 = O_SLOT * H
-                    u = aux[t, bb]
-                    dnet = d_net[t, bb]
                     for j in range(H):
-                        og = row[k0 + j]
-                        drow[k0 + j] = dht[j] * u[j] * og * (one - og)  # into a_o through σ
+                        # into a_o via σ
+                        da[bb, k0 + j] = gate_back(dh[bb, j] * act[bb, j], a[bb, k0 + j])
                     for j in range(H):
                         # into W_u (f ⊙ c_{t-1}) + b_u through tanh
-                        dnet[j] = dht[j] * row[k0 + j] * (one - u[j] * u[j])
-                        db_u[j] += dnet[j]
+                        dnet[bb, j] = tanh_back(dh[bb, j] * a[bb, k0 + j], act[bb, j])
+                        db_u[j] += dnet[bb, j]
                     for j in range(H):
-                        dct[j] = dcn[j]
+                        dc[bb, j] = dc_next[bb, j]
             if NET_READOUT:
-                np.dot(d_net[t], P, d_read)  # into c_t through P_h
-                dc += d_read
+                backprop_product(d_net[t], net_operand, d_read)  # into c_t through P_h
+                for bb in range(B):
+                    for j in range(H):
+                        dc[bb, j] += d_read[bb, j]
             if USE_GATE:
-                np.dot(d_net[t], P, d_read)  # into f ⊙ c_{t-1} through W_u
+                backprop_product(d_net[t], net_operand, d_read)  # into f ⊙ c_{t-1} via W_u
             dc_norm[t] = sum_squares(dc)
             # Pass 2: into the gates and c_{t-1}.
             ki, kf, kg = I_SLOT * H, F_SLOT * H, G_SLOT * H
             for bb in range(B):
-                row, drow = a[bb], da[bb]
-                dct, cp, dcn = dc[bb], c_prev[bb], dc_next[bb]
                 if SINGLE:
-                    dnet = d_net[t, bb]
                     for j in range(H):
-                        ct = row[kg + j]
-                        dnet[j] = dct[j] * (one - ct * ct)  # into a_c + P_c c_{t-1} via tanh
-                        drow[kg + j] = dnet[j]
+                        dnet[bb, j] = tanh_back(dc[bb, j], a[bb, kg + j])  # into a_c + P_c c_{t-1}
+                        da[bb, kg + j] = dnet[bb, j]
                     continue
-                # into a_g through the input activation: dL/dg = dc ⊙ i
-                for j in range(H):
-                    gv = row[kg + j]
-                    dg = dct[j] * row[ki + j] if HAS_I else dct[j]
-                    if INPUT_ACT == TANH:
-                        drow[kg + j] = dg * (one - gv * gv)
-                    elif INPUT_ACT == LINEAR:
-                        drow[kg + j] = dg
-                    elif INPUT_ACT == SIGMOID:
-                        drow[kg + j] = dg * gv * (one - gv)
-                    else:  # g = 4σ − 2: g' = 4σ(1 − σ) = (2 + g)(2 − g)/4
-                        drow[kg + j] = dg * (two + gv) * (two - gv) / four
+                # One loop per gate, each through remember_back (c_t = f ⊙ c_{t-1} + i ⊙ g);
+                # LLVM drops the parts a loop does not store.
+                for j in range(H):  # into a_g through the input activation
+                    ig = a[bb, ki + j] if HAS_I else one
+                    _, _, _, dg = remember_back(dc[bb, j], one, c_prev[bb, j], ig, a[bb, kg + j])
+                    da[bb, kg + j] = input_back(dg, a[bb, kg + j])
                 if HAS_I:
-                    # into a_i through σ: dL/di = dc ⊙ g (− dc ⊙ c_{t-1} when f = 1 − i)
-                    for j in range(H):
-                        ig = row[ki + j]
-                        di = dct[j] * row[kg + j]
-                        if CIFG:
-                            di -= dct[j] * cp[j]
+                    for j in range(H):  # into a_i through σ
+                        ig = a[bb, ki + j]
+                        gv = a[bb, kg + j]
+                        _, _, di, _ = remember_back(dc[bb, j], one, c_prev[bb, j], ig, gv)
                         if FGR:
                             di += d_gates_next[bb, j]
-                        drow[ki + j] = di * ig * (one - ig)
+                        da[bb, ki + j] = gate_back(di, ig)
                 if HAS_F:
-                    # into a_f through σ: dL/df = dc ⊙ c_{t-1} (+ the use gate's share)
-                    for j in range(H):
-                        fg = row[kf + j]
-                        df = dct[j] * cp[j]
+                    for j in range(H):  # into a_f through σ (+ the use gate's share)
+                        fg = a[bb, kf + j]
+                        df, _, _, _ = remember_back(dc[bb, j], fg, c_prev[bb, j], one, one)
                         if USE_GATE:
-                            df += d_read[bb, j] * cp[j]
+                            df += d_read[bb, j] * c_prev[bb, j]
                         if FGR:
                             df += d_gates_next[bb, H + j]
-                        drow[kf + j] = df * fg * (one - fg)
+                        da[bb, kf + j] = gate_back(df, fg)
                 # into c_{t-1} through the forget gate (and the use gate, the peepholes)
                 for j in range(H):
-                    if HAS_F:
-                        fg = row[kf + j]
-                    elif CIFG:
-                        fg = one - row[ki + j]
-                    else:
-                        fg = one
-                    dcn[j] = dct[j] * fg
+                    ig = a[bb, ki + j] if HAS_I else one
+                    fg = keep(ig, a[bb, kf + j] if HAS_F else one)
+                    _, d_prev, _, _ = remember_back(dc[bb, j], fg, c_prev[bb, j], ig, one)
+                    dc_next[bb, j] = d_prev
                     if USE_GATE:
-                        dcn[j] += d_read[bb, j] * fg
+                        dc_next[bb, j] += d_read[bb, j] * fg
                 if PEEP:
                     for j in range(H):
-                        dcn[j] += drow[ki + j] * peep[0, j] + drow[kf + j] * peep[1, j]
-                        dpeep[0, j] += drow[ki + j] * cp[j]
-                        dpeep[1, j] += drow[kf + j] * cp[j]
+                        dc_next[bb, j] += da[bb, ki + j] * peep[0, j] + da[bb, kf + j] * peep[1, j]
+                        dpeep[0, j] += da[bb, ki + j] * c_prev[bb, j]
+                        dpeep[1, j] += da[bb, kf + j] * c_prev[bb, j]
             if SINGLE:
-                np.dot(d_net[t], P, dc_next)  # into c_{t-1} through P_c
+                backprop_product(d_net[t], net_operand, dc_next)  # into c_{t-1} via P_c
             if FGR:
                 for bb in range(B):
                     for j in range(H):
                         d_ifo[t, bb, j] = da[bb, I_SLOT * H + j]
                         d_ifo[t, bb, H + j] = da[bb, F_SLOT * H + j]
                         d_ifo[t, bb, 2 * H + j] = da[bb, O_SLOT * H + j]
-                np.dot(d_ifo[t], R_gates, d_gates_next)  # into [i;f;o]_{t-1}
-            np.dot(da, R, dh_next)  # into h_{t-1} through R
-        # Weight gradients as whole-sequence products.
-        flat_da = d_pre.reshape((T * B, G))
-        dW += np.dot(flat_da.T, x.reshape((T * B, n_in)))
-        add_column_sums(flat_da, db)
+                backprop_product(d_ifo[t], gates_operand, d_gates_next)  # into [i;f;o]_{t-1}
+            backprop_product(da, R_operand, dh_next)  # into h_{t-1} through R
+            store_step(d_store, d_totals, da, t, stacked)
+        # W, R and b: the chunks' products, added up during the loop (weight_grads.py).
+        grad_W, grad_R, grad_b = stored_weight_grads(d_store, d_totals, stacked, n_in, G)
+        dW += grad_W
+        dR += grad_R
+        db += grad_b
         if T > 1:
-            dR += np.dot(d_pre[1:].reshape(((T - 1) * B, G)).T, h[:-1].reshape(((T - 1) * B, H)))
             if FGR:
                 dR_gates += np.dot(
                     d_ifo[1:].reshape(((T - 1) * B, 3 * H)).T,

@@ -12,7 +12,8 @@ Shapes (one batch chunk): x [T,B,I]; h [T,B,H]; gates [n_gates,T,B,H] post-activ
 one plane per gate in spec.py's ``gates`` order (G = n_gates·H rows of W, R, b). None of
 these cells has a memory besides h, so ``state[1]`` is c [T,B,0] and the backward returns
 dc_sq = 0. The input projections W_k x_t and the weight gradients are whole-sequence
-matrix products (one per gate block); only the recurrent product runs per time step.
+matrix products (one per gate block; ``kernels/weight_grads.py``); only the recurrent
+product runs per time step.
 
 Why planes and not lstm_family's packed [T,B,G] rows: LLVM vectorises the pointwise loop
 over j behind run-time alias checks, and hoists those checks out to the batch loop, where
@@ -26,10 +27,18 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ablate.cells import pointwise
 from ablate.kernels.activations import for_dtype
-from ablate.kernels.jit import kernel
-from ablate.kernels.products import recurrent_product
+from ablate.kernels.jit import CELL_LOOPS, inline, kernel
+from ablate.kernels.products import (
+    backprop_product,
+    backward_operand,
+    forward_operand,
+    product_width,
+    recurrent_product,
+)
 from ablate.kernels.reductions import add_column_sums, sum_squares
+from ablate.kernels.weight_grads import stacked_inputs, weight_grad_blocks
 
 ELMAN, GRU, MIN = 0, 1, 2  # kernel pair of a variant
 
@@ -122,15 +131,22 @@ def add_input_grads(d_pre, x, dW, db):
 
 
 @kernel
-def add_recurrent_grad(d_rec, h, dR_k):
-    """dR_k += Σ_{t≥1} d_recᵀ h_{t-1} (h_{-1} = 0 adds nothing).
+def add_layer_grads(d_pre, x, h, dW, dR, db):
+    """dW_k, dR_k, db_k += Σ_t d_pre_kᵀ [x_t, h_{t-1}, 1] for gate blocks k whose input and
+    recurrent sides share dL/da (one product per block: ``weight_grads.py``).
 
-    d_rec [T,B,H]: dL/d(R_k h_{t-1}); h [T,B,H]; dR_k [H,H], one gate block of R.
+    d_pre [n_gates,T,B,H]; x [T,B,I]; h [T,B,H]; dW [G,I], dR [G,H], db [G] for these
+    blocks. Returns the stacked operand for further blocks.
     """
-    T, B, H = d_rec.shape
-    if T > 1:
-        n = (T - 1) * B
-        dR_k += np.dot(d_rec[1:].reshape((n, H)).T, h[:-1].reshape((n, H)))
+    n_gates, T, B, H = d_pre.shape
+    n_in = x.shape[2]
+    stacked = stacked_inputs(x, h)
+    for k in range(n_gates):
+        grad_W, grad_R, grad_b = weight_grad_blocks(d_pre[k].reshape((T * B, H)), stacked, n_in)
+        dW[k * H : (k + 1) * H] += grad_W
+        dR[k * H : (k + 1) * H] += grad_R
+        db[k * H : (k + 1) * H] += grad_b
+    return stacked
 
 
 # --- rnn, irnn -------------------------------------------------------------------------
@@ -139,10 +155,9 @@ def add_recurrent_grad(d_rec, h, dR_k):
 def make_elman(views, relu: bool, dtype: np.dtype) -> tuple:
     """h_t = act(W x_t + R h_{t-1} + b), act = relu (irnn) or tanh (rnn)."""
     tanh, _ = for_dtype(dtype)
-    zero, one = dtype.type(0), dtype.type(1)
-    RELU = relu
+    step, step_back = pointwise.elman(relu, tanh, dtype, inline)  # shared with CUDA
 
-    @kernel
+    @kernel(**CELL_LOOPS)
     def forward(params, x, n_hidden, n_out):
         """Run the cell over x [T,B,I]; returns the state (h [T,B,H], c [T,B,0]).
 
@@ -153,22 +168,19 @@ def make_elman(views, relu: bool, dtype: np.dtype) -> tuple:
         W, R, b, _, _, _ = views(params, n_in, H, n_out)
         # h[t] starts as the input projection W x_t and is overwritten in place.
         h = project(x, W, 1)[0]
-        recurrent = np.zeros((B, H), dtype=x.dtype)  # R h_{t-1}, zero at t = 0
+        R_operand = forward_operand(R)  # R packed for the per-step product
+        recurrent = np.zeros((B, product_width(H, x)), dtype=x.dtype)  # [:, :H] = R h_{t-1}
         scratch = np.empty((H, B), dtype=x.dtype)
         for t in range(T):
             if t > 0:
-                recurrent_product(h[t - 1], R, recurrent, scratch)
+                recurrent_product(h[t - 1], R_operand, recurrent, scratch)
             a = h[t]
             for bb in range(B):
                 for j in range(H):
-                    pre = a[bb, j] + b[j] + recurrent[bb, j]
-                    if RELU:
-                        a[bb, j] = pre if pre > zero else zero
-                    else:
-                        a[bb, j] = tanh(pre)
+                    a[bb, j] = step(a[bb, j] + b[j] + recurrent[bb, j])
         return h, np.zeros((T, B, 0), dtype=x.dtype)
 
-    @kernel
+    @kernel(**CELL_LOOPS)
     def backward(params, x, n_hidden, n_out, state, dh_out, grad):
         """Backpropagate dL/dh_t [T,B,H] (from the readout) through time; adds into grad.
 
@@ -181,7 +193,8 @@ def make_elman(views, relu: bool, dtype: np.dtype) -> tuple:
         _, R, _, _, _, _ = views(params, n_in, H, n_out)
         dW, dR, db, _, _, _ = views(grad, n_in, H, n_out)
         d_pre = np.empty((1, T, B, H), dtype=x.dtype)  # dL/da_t
-        dh_next = np.zeros((B, H), dtype=x.dtype)  # dL/dh_t through R h_t at step t+1
+        R_operand = backward_operand(R)  # R packed for the per-step product
+        dh_next = np.zeros((B, product_width(H, x)), dtype=x.dtype)  # [:, :H]: via R h_t at t+1
         dh = np.empty((B, H), dtype=x.dtype)  # total dL/dh_t
         dh_sq = np.zeros(T)
         dc_sq = np.zeros(T)
@@ -191,16 +204,11 @@ def make_elman(views, relu: bool, dtype: np.dtype) -> tuple:
                 for j in range(H):
                     d = dh_out[t, bb, j] + dh_next[bb, j]
                     dh[bb, j] = d
-                    hv = h[t, bb, j]
-                    if RELU:
-                        da[bb, j] = d if hv > zero else zero  # through relu
-                    else:
-                        da[bb, j] = d * (one - hv * hv)  # through tanh
+                    da[bb, j] = step_back(d, h[t, bb, j])  # through relu or tanh
             dh_sq[t] = sum_squares(dh)
             if t > 0:
-                np.dot(da, R, dh_next)  # into h_{t-1} through R
-        add_input_grads(d_pre, x, dW, db)
-        add_recurrent_grad(d_pre[0], h, dR)
+                backprop_product(da, R_operand, dh_next)  # into h_{t-1} through R
+        add_layer_grads(d_pre, x, h, dW, dR, db)
         return dh_sq, dc_sq
 
     return forward, backward
@@ -213,9 +221,9 @@ def make_gru(views, dtype: np.dtype) -> tuple:
     """torch.nn.GRU: r = σ(a_r)  z = σ(a_z)  n = tanh(W_n x_t + b_n + r ⊙ (R_n h_{t-1} + b_hn));
     h_t = (1 − z) ⊙ n + z ⊙ h_{t-1}. Rows r, z, n; b is the input-side bias."""
     tanh, sigmoid = for_dtype(dtype)
-    one = dtype.type(1)
+    step, step_back = pointwise.gru(tanh, sigmoid, dtype, inline)  # shared with CUDA
 
-    @kernel
+    @kernel(**CELL_LOOPS)
     def forward(params, x, n_hidden, n_out):
         """Run the cell over x [T,B,I]; returns the state (h, c, gates, hidden_n).
 
@@ -229,28 +237,30 @@ def make_gru(views, dtype: np.dtype) -> tuple:
         gates = project(x, W, 3)
         h = np.empty((T, B, H), dtype=x.dtype)
         hidden_n = np.empty((T, B, H), dtype=x.dtype)
-        recurrent = np.zeros((B, 3 * H), dtype=x.dtype)  # R h_{t-1}, zero at t = 0
+        R_operand = forward_operand(R)  # R packed for the per-step product
+        recurrent = np.zeros((B, product_width(3 * H, x)), dtype=x.dtype)  # [:, :3H] = R h_{t-1}
         scratch = np.empty((3 * H, B), dtype=x.dtype)
         zero_state = np.zeros((B, H), dtype=x.dtype)
         for t in range(T):
             h_prev = h[t - 1] if t > 0 else zero_state
             if t > 0:
-                recurrent_product(h_prev, R, recurrent, scratch)
+                recurrent_product(h_prev, R_operand, recurrent, scratch)
             r_t, z_t, n_t = gates[0, t], gates[1, t], gates[2, t]
             for bb in range(B):
                 for j in range(H):
-                    r = sigmoid(r_t[bb, j] + b[j] + recurrent[bb, j])
-                    z = sigmoid(z_t[bb, j] + b[H + j] + recurrent[bb, H + j])
                     hn = recurrent[bb, 2 * H + j] + b_hn[j]
-                    n = tanh(n_t[bb, j] + b[2 * H + j] + r * hn)
+                    r, z, n, h[t, bb, j] = step(
+                        r_t[bb, j] + b[j] + recurrent[bb, j],
+                        z_t[bb, j] + b[H + j] + recurrent[bb, H + j],
+                        n_t[bb, j] + b[2 * H + j], hn, h_prev[bb, j],
+                    )
                     r_t[bb, j] = r
                     z_t[bb, j] = z
                     n_t[bb, j] = n
                     hidden_n[t, bb, j] = hn
-                    h[t, bb, j] = (one - z) * n + z * h_prev[bb, j]
         return h, np.zeros((T, B, 0), dtype=x.dtype), gates, hidden_n
 
-    @kernel
+    @kernel(**CELL_LOOPS)
     def backward(params, x, n_hidden, n_out, state, dh_out, grad):
         """Backpropagate dL/dh_t [T,B,H] (from the readout) through time; adds into grad.
 
@@ -268,7 +278,8 @@ def make_gru(views, dtype: np.dtype) -> tuple:
         d_hidden_n = np.empty((T, B, H), dtype=x.dtype)  # dL/d(R_n h_{t-1} + b_hn)
         d_rec = np.empty((B, 3 * H), dtype=x.dtype)  # dL/d(R h_{t-1}) of one step, packed
         dh_direct = np.zeros((B, H), dtype=x.dtype)  # dL/dh_t through z ⊙ h_t at t+1
-        dh_next = np.zeros((B, H), dtype=x.dtype)  # dL/dh_t through R h_t at t+1
+        R_operand = backward_operand(R)  # R packed for the per-step product
+        dh_next = np.zeros((B, product_width(H, x)), dtype=x.dtype)  # [:, :H]: via R h_t at t+1
         dh = np.empty((B, H), dtype=x.dtype)  # total dL/dh_t
         zero_state = np.zeros((B, H), dtype=x.dtype)
         dh_sq = np.zeros(T)
@@ -282,18 +293,15 @@ def make_gru(views, dtype: np.dtype) -> tuple:
                 for j in range(H):
                     d = dh_out[t, bb, j] + dh_direct[bb, j] + dh_next[bb, j]
                     dh[bb, j] = d
-                    r, z, n = r_t[bb, j], z_t[bb, j], n_t[bb, j]
-                    dh_direct[bb, j] = d * z  # into h_{t-1} through z ⊙ h_{t-1}
-                    # into a_n through (1 − z) ⊙ n and tanh
-                    dan = d * (one - z) * (one - n * n)
-                    # into a_z through z ⊙ (h_{t-1} − n) and σ
-                    daz = d * (h_prev[bb, j] - n) * z * (one - z)
-                    # into a_r through r ⊙ (R_n h_{t-1} + b_hn) and σ
-                    dar = dan * hidden_n[t, bb, j] * r * (one - r)
+                    # dh_direct: into h_{t-1} through z ⊙ h_{t-1}; dhn: into R_n h_{t-1} + b_hn
+                    direct, dar, daz, dan, dhn = step_back(
+                        d, r_t[bb, j], z_t[bb, j], n_t[bb, j], hidden_n[t, bb, j], h_prev[bb, j]
+                    )
+                    dh_direct[bb, j] = direct
                     dar_t[bb, j] = dar
                     daz_t[bb, j] = daz
                     dan_t[bb, j] = dan
-                    dhn_t[bb, j] = dan * r  # into R_n h_{t-1} + b_hn through r
+                    dhn_t[bb, j] = dhn
             dh_sq[t] = sum_squares(dh)
             if t > 0:
                 # Pack [dL/da_r, dL/da_z, dL/d(R_n h)] into rows for one product with R,
@@ -307,13 +315,17 @@ def make_gru(views, dtype: np.dtype) -> tuple:
                 for bb in range(B):
                     for j in range(H):
                         d_rec[bb, 2 * H + j] = dhn_t[bb, j]
-                np.dot(d_rec, R, dh_next)  # into h_{t-1} through R
-        add_input_grads(d_pre, x, dW, db)
-        add_recurrent_grad(d_pre[0], h, dR[:H])
-        add_recurrent_grad(d_pre[1], h, dR[H : 2 * H])
-        add_recurrent_grad(d_hidden_n, h, dR[2 * H :])
-        # b_hn sits beside R_n h_{t-1}, so it collects dL/d(R_n h + b_hn), t = 0 included.
-        add_column_sums(d_hidden_n.reshape((T * B, H)), db_hn)
+                backprop_product(d_rec, R_operand, dh_next)  # into h_{t-1} through R
+        # r and z: the input and recurrent sides share dL/da.
+        stacked = add_layer_grads(d_pre[:2], x, h, dW[: 2 * H], dR[: 2 * H], db[: 2 * H])
+        # n: W_n x_t + b_n takes dL/da_n; R_n h_{t-1} + b_hn takes dL/d(R_n h + b_hn) (t = 0
+        # included for b_hn), each from one product with [x_t, h_{t-1}, 1].
+        grad_W, _, grad_b = weight_grad_blocks(d_pre[2].reshape((T * B, H)), stacked, n_in)
+        dW[2 * H :] += grad_W
+        db[2 * H :] += grad_b
+        _, grad_R, grad_b = weight_grad_blocks(d_hidden_n.reshape((T * B, H)), stacked, n_in)
+        dR[2 * H :] += grad_R
+        db_hn += grad_b
         return dh_sq, dc_sq
 
     return forward, backward
@@ -330,12 +342,13 @@ def make_min(views, normalised: bool, dtype: np.dtype) -> tuple:
                             h_t = f' ⊙ h_{t-1} + i' ⊙ h̃
     """
     _, sigmoid = for_dtype(dtype)
-    one = dtype.type(1)
+    zero = dtype.type(0)
+    step, step_back = pointwise.minimal(normalised, sigmoid, dtype, inline)  # shared with CUDA
     NORMALISED = normalised
     n_gates = 3 if normalised else 2
     H_SLOT = n_gates - 1  # the h̃ plane comes last; plane 0 is z or f, plane 1 i (minlstm)
 
-    @kernel
+    @kernel(**CELL_LOOPS)
     def forward(params, x, n_hidden, n_out):
         """Run the cell over x [T,B,I]; returns the state (h, c, gates).
 
@@ -355,20 +368,14 @@ def make_min(views, normalised: bool, dtype: np.dtype) -> tuple:
                 for j in range(H):
                     h_tilde = ht_t[bb, j] + b[H_SLOT * H + j]
                     ht_t[bb, j] = h_tilde
+                    a_i = i_t[bb, j] + b[H + j] if NORMALISED else zero
+                    zf, i, h[t, bb, j] = step(zf_t[bb, j] + b[j], a_i, h_tilde, h_prev[bb, j])
+                    zf_t[bb, j] = zf
                     if NORMALISED:
-                        f = sigmoid(zf_t[bb, j] + b[j])
-                        i = sigmoid(i_t[bb, j] + b[H + j])
-                        zf_t[bb, j] = f
                         i_t[bb, j] = i
-                        total = f + i
-                        h[t, bb, j] = (f / total) * h_prev[bb, j] + (i / total) * h_tilde
-                    else:
-                        z = sigmoid(zf_t[bb, j] + b[j])
-                        zf_t[bb, j] = z
-                        h[t, bb, j] = (one - z) * h_prev[bb, j] + z * h_tilde
         return h, np.zeros((T, B, 0), dtype=x.dtype), gates
 
-    @kernel
+    @kernel(**CELL_LOOPS)
     def backward(params, x, n_hidden, n_out, state, dh_out, grad):
         """Backpropagate dL/dh_t [T,B,H] (from the readout) through time; adds into grad.
 
@@ -393,24 +400,14 @@ def make_min(views, normalised: bool, dtype: np.dtype) -> tuple:
                 for j in range(H):
                     d = dh_out[t, bb, j] + dh_next[bb, j]
                     dh[bb, j] = d
-                    h_tilde = ht_t[bb, j]
+                    i = i_t[bb, j] if NORMALISED else zero
+                    dh_next[bb, j], dzf, di, dht = step_back(
+                        d, zf_t[bb, j], i, ht_t[bb, j], h_prev[bb, j]
+                    )
+                    dzf_t[bb, j] = dzf
                     if NORMALISED:
-                        f, i = zf_t[bb, j], i_t[bb, j]
-                        inv_total = one / (f + i)
-                        dh_next[bb, j] = d * (f * inv_total)  # into h_{t-1} through f'
-                        # i' = 1 − f', so h_t = f' ⊙ (h_{t-1} − h̃) + h̃ and
-                        # dL/df' = d ⊙ (h_{t-1} − h̃); f' = f/(f+i) has ∂f'/∂f = i/(f+i)²,
-                        # ∂f'/∂i = −f/(f+i)².
-                        d_norm = d * (h_prev[bb, j] - h_tilde) * inv_total * inv_total
-                        dzf_t[bb, j] = d_norm * i * f * (one - f)  # into a_f through σ
-                        di_t[bb, j] = -d_norm * f * i * (one - i)  # into a_i through σ
-                        dht_t[bb, j] = d * (i * inv_total)  # into h̃ = a_h through i'
-                    else:
-                        z = zf_t[bb, j]
-                        dh_next[bb, j] = d * (one - z)  # into h_{t-1} through 1 − z
-                        # into a_z through z ⊙ (h̃ − h_{t-1}) and σ
-                        dzf_t[bb, j] = d * (h_tilde - h_prev[bb, j]) * z * (one - z)
-                        dht_t[bb, j] = d * z  # into h̃ = a_h through z
+                        di_t[bb, j] = di
+                    dht_t[bb, j] = dht
             dh_sq[t] = sum_squares(dh)
         add_input_grads(d_pre, x, dW, db)
         return dh_sq, dc_sq

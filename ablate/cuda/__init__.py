@@ -6,10 +6,13 @@ runs backpropagation through time and the weight gradients; the Adam kernel sums
 batch tiles' gradients, clips by the global norm and updates. The grid of the two cell
 kernels spans (batch tiles, models), so one launch trains every model of the ensemble.
 
-The float32 activations are the CPU kernels' own (``ablate.kernels.activations``): CUDA
-kernels call those Numba CPU functions, so both targets compile one definition
-(``ablate.cuda.activations`` says why float64 differs). The cell equations and gradient
-formulas mirror the CPU kernels line for line, from the same ``Variant`` flags.
+The pointwise math is written once: ``ablate.cells.pointwise`` holds each cell's unit
+equations and their backward as plain Python, which the CPU kernels compile with njit and
+the CUDA kernels as device functions, from the same ``Variant`` flags. The float32
+activations under them are the CPU kernels' own (``ablate.kernels.activations``; CUDA
+kernels call those Numba CPU functions); ``ablate.cuda.activations`` says why float64
+differs. What is the CUDA kernels' own is the indexing: tiles, threads, barriers, and the
+products written as loops.
 
 Without the ``numba-cuda`` package or without a GPU, ``require()`` raises
 ``CudaUnavailable`` with one line saying which. Tests run these kernels under Numba's CUDA

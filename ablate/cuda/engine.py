@@ -9,8 +9,8 @@ parameters come back to the host, where the CPU kernels score the validation bat
 same pool and decide who stops — the metric is therefore computed by exactly the code the
 CPU backend uses. Diagnostics (error flow, gates, drift) likewise run on the CPU kernels.
 
-The per-run bookkeeping is ``ablate.train``'s own (``_Setup``, ``_Run``); only the end of
-an interval (``_finish_interval``) is restated here, for steps taken on the device.
+The per-run bookkeeping is ``ablate.train``'s own (``EnsembleSetup``, ``RunState``): after
+each interval every model's ``RunState.finish_interval`` gets the steps the device took.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import numpy as np
 from ablate import cuda as _cuda
 from ablate.model import n_threads
 from ablate.results import RunSpec
-from ablate.train import _SHAPE_FIELDS, Trained, _as_specs, _Run, _Setup
+from ablate.train import EnsembleSetup, RunState, Trained, ensemble_specs
 
 
 def train_ensemble(
@@ -44,17 +44,11 @@ def train_ensemble(
     from ablate.cuda.device import DeviceEnsemble
 
     started = time.perf_counter()
-    specs = _as_specs(specs)
-    for other in specs[1:]:
-        if other.shape_key() != specs[0].shape_key():
-            field = next(name for name in _SHAPE_FIELDS
-                         if getattr(other, name) != getattr(specs[0], name))
-            raise ValueError(f"an ensemble's runs must share {', '.join(_SHAPE_FIELDS)}; "
-                             f"{field} differs — use ablate.train.train to group them")
-    setup = _Setup(specs[0])
+    specs = ensemble_specs(specs)
+    setup = EnsembleSetup(specs[0])
     compile_started = time.perf_counter()
     setup.compile(diagnostics)  # the CPU kernels evaluate and diagnose
-    runs = [_Run(spec, setup) for spec in specs]
+    runs = [RunState(spec, setup) for spec in specs]
     spec = specs[0]
     T, B = setup.interval_batches(spec.seed, 0, 1)[0].shape[1:3]  # a training batch's shape
     upload = steps_per_upload(len(runs), T, B, setup.n_in, setup.n_out, setup.loss, setup.dtype)
@@ -87,7 +81,7 @@ def train_ensemble(
     return Trained(results, [run.params for run in runs])
 
 
-def _train(device, setup: _Setup, runs: list[_Run], pool: ThreadPoolExecutor,
+def _train(device, setup: EnsembleSetup, runs: list[RunState], pool: ThreadPoolExecutor,
            diagnostics: bool) -> None:
     """Intervals until every run has stopped: the device trains, the pool evaluates."""
     running = [k for k, run in enumerate(runs) if run.stop_reason is None]
@@ -104,7 +98,7 @@ def _train(device, setup: _Setup, runs: list[_Run], pool: ThreadPoolExecutor,
         running = [k for k in running if runs[k].stop_reason is None]
 
 
-def _run_interval(device, setup: _Setup, runs: list[_Run], n_steps: dict[int, int],
+def _run_interval(device, setup: EnsembleSetup, runs: list[RunState], n_steps: dict[int, int],
                   pool: ThreadPoolExecutor) -> tuple:
     """Train n_steps[k] steps of each running model k, uploading at most ``device.interval``
     steps of batches at a time. Returns per model the steps taken (fewer where it diverged)
@@ -142,7 +136,7 @@ def steps_per_upload(n_models: int, T: int, B: int, n_in: int, n_out: int, loss:
     return max(1, UPLOAD_BYTES // (per_step * n_models))
 
 
-def _load(device, setup: _Setup, runs: list[_Run], n_steps: dict[int, int], offset: int,
+def _load(device, setup: EnsembleSetup, runs: list[RunState], n_steps: dict[int, int], offset: int,
           pool: ThreadPoolExecutor) -> None:
     """Upload n_steps[k] batches of each model k, from its step run.step + offset, drawn on
     the pool's threads; the models not in n_steps get limit 0 (their kernels return at
@@ -174,35 +168,16 @@ def _load(device, setup: _Setup, runs: list[_Run], n_steps: dict[int, int], offs
     )
 
 
-def _finish_model(runs: list[_Run], params: np.ndarray, taken: dict, losses: dict,
+def _finish_model(runs: list[RunState], params: np.ndarray, taken: dict, losses: dict,
                   grad_norms: dict, n_steps: dict[int, int], seconds: float, diagnostics: bool,
                   k: int) -> None:
     """Model k's parameters back from the device, then the interval's bookkeeping."""
     runs[k].params = params[k].copy()
-    _finish_interval(runs[k], taken[k], n_steps[k], np.asarray(losses[k]),
-                     np.asarray(grad_norms[k]), seconds, diagnostics)
+    runs[k].finish_interval(taken[k], n_steps[k], np.asarray(losses[k]),
+                            np.asarray(grad_norms[k]), seconds, diagnostics)
 
 
-def _finish_interval(run: _Run, done: int, n_steps: int, losses, grad_norms, seconds: float,
-                     diagnostics: bool) -> None:
-    """The CPU engine's bookkeeping after an interval (``_Run.advance``), for device steps."""
-    spec = run.spec
-    run.train_seconds += seconds
-    if done < n_steps:
-        run.diverged_at = run.step + done + 1
-        run.stop_reason = "diverged"
-    run.step += done
-    run.record(float(np.mean(losses[:done])) if done else np.nan,
-               float(np.mean(grad_norms[:done])) if done else np.nan)
-    if run.stop_reason is None and run.step >= spec.budget:
-        run.stop_reason = "budget"
-    if run.stop_reason is not None:
-        run.final = run.setup.evaluate(run.params, "test")
-        if diagnostics:
-            run.diagnostics["final"] = run.diagnose()
-
-
-def _warm_up(device, setup: _Setup) -> None:
+def _warm_up(device, setup: EnsembleSetup) -> None:
     """Compile the three kernels (a zero-step interval launches nothing, so run one step
     with every model's limit at 0: the kernels compile and return at once)."""
     M, T, B, I = device.M, device.T, device.B, device.n_in

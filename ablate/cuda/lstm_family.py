@@ -1,8 +1,10 @@
 """The LSTM and its ablations on the GPU: one persistent forward and backward kernel per cell.
 
 The same ``Variant`` flags as the CPU kernels (``ablate.cells.lstm_family``) are closed
-over as compile-time constants, so each name compiles exactly its own equations; the
-equations and the gradient formulas are those of the CPU kernels, line for line.
+over as compile-time constants, so each name compiles exactly its own equations. The
+pointwise math — activations, the memory update c_t = f ⊙ c_{t-1} + i ⊙ g and their
+backward — is the CPU kernels' own (``ablate.cells.pointwise``), compiled here as device
+functions; this module only indexes, sums pre-activations and synchronises.
 
 The forward reads the recurrent matrix transposed (``recurrent_t`` [M, H·G], kept by the
 Adam kernel): with R [G, H] row-major, the 32 threads of a warp (units j, j+1, …) would read
@@ -27,7 +29,8 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda
 
-from ablate.cells.lstm_family import LINEAR, SIGMOID, TANH, VARIANTS, Variant
+from ablate.cells import pointwise
+from ablate.cells.lstm_family import TANH, VARIANTS, Variant
 from ablate.cuda.activations import for_dtype
 from ablate.cuda.readout import make_readout
 from ablate.cuda.tiles import block_rows
@@ -41,52 +44,21 @@ def work_size(variant: Variant, T: int, B: int, H: int, O: int) -> int:
     return T * B * (2 * G + 4 * H + O) + 3 * B * H
 
 
-def make_activation(kind: int, k: int, tanh, sigmoid, dtype: np.dtype) -> tuple:
-    """(act, act_grad) device functions of one activation kind: TANH, LINEAR, SIGMOID or
-    SCALED_SIGMOID y = kσ(a) − k/2; act_grad takes the output y and returns act'(a):
-    1 − y², 1, y(1 − y), or kσ(1 − σ) = (k/2 + y)(k/2 − y)/k."""
-    one = dtype.type(1)
-    scale, half = dtype.type(k), dtype.type(k / 2)
-
-    @cuda.jit(device=True)
-    def act(a):
-        if kind == TANH:
-            return tanh(a)
-        if kind == LINEAR:
-            return a
-        if kind == SIGMOID:
-            return sigmoid(a)
-        return scale * sigmoid(a) - half
-
-    @cuda.jit(device=True)
-    def act_grad(y):
-        if kind == TANH:
-            return one - y * y
-        if kind == LINEAR:
-            return one
-        if kind == SIGMOID:
-            return y * (one - y)
-        return (half + y) * (half - y) / scale
-
-    return act, act_grad
-
-
 def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
     """(forward, backward) CUDA kernels of one variant and precision."""
     dtype = np.dtype(dtype)
     tanh, sigmoid = for_dtype(dtype)
     readout_step, readout_grad = make_readout(dtype)
     zero, one = dtype.type(0), dtype.type(1)
+    device = cuda.jit(device=True)
     N_SLOTS = len(variant.gates)
-    I_SLOT, F_SLOT = variant.gates.find("i"), variant.gates.find("f")
-    G_SLOT, O_SLOT = variant.gates.find("g"), variant.gates.find("o")
+    I_SLOT, F_SLOT, G_SLOT, O_SLOT = variant.slots()  # -1 where absent
     INPUT_ACT, MEMORY_ACT, CIFG = variant.input_act, variant.memory_act, variant.cifg
     PEEP, FGR = variant.peephole, variant.full_gate_recurrence
     SINGLE, NET_READOUT, USE_GATE = variant.single_net, variant.net_readout, variant.use_gate
     HAS_I, HAS_F = I_SLOT >= 0, F_SLOT >= 0
     O_ROWS = O_SLOT >= 0  # rows in the o slot: the output gate, or net_readout's "h" rows
-    HAS_O = O_ROWS and not NET_READOUT
-    GATED_READ = not NET_READOUT and not USE_GATE
+    HAS_O, GATED_READ = variant.has_output_gate, variant.gated_read
     HAS_NET = SINGLE or NET_READOUT or USE_GATE
     N_PEEP = 1 if PEEP else 0
     N_FGR = 3 if FGR else 0
@@ -124,9 +96,13 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
         o_dread = o_dcn + B * H
         return o_gates, o_c, o_h, o_aux, o_dy, o_da, o_dnet, o_dc, o_dcn, o_dread
 
-    # g = act(a_g) (lstm97: 4σ − 2) and the memory read act(c) (lstm97: 2σ − 1)
-    input_act, input_act_grad = make_activation(INPUT_ACT, 4, tanh, sigmoid, dtype)
-    memory_act, memory_act_grad = make_activation(MEMORY_ACT, 2, tanh, sigmoid, dtype)
+    # The pointwise math of the CPU kernels (cells/pointwise.py), compiled for the device:
+    # g = act(a_g) (lstm97: 4σ − 2), the memory read act(c) (lstm97: 2σ − 1), c_t's update.
+    input_act, input_back = pointwise.activation(INPUT_ACT, 4, tanh, sigmoid, dtype, device)
+    memory_act, memory_back = pointwise.activation(MEMORY_ACT, 2, tanh, sigmoid, dtype, device)
+    tanh_act, tanh_back = pointwise.activation(TANH, 0, tanh, sigmoid, dtype, device)
+    gate_back = pointwise.sigmoid_back(dtype, device)
+    keep, remember, remember_back = pointwise.lstm_memory(HAS_I, HAS_F, CIFG, dtype, device)
 
     @cuda.jit
     def forward(params, recurrent_t, x, target_class, target_value, mask, scale, limit, s,
@@ -212,19 +188,14 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
                     acc_f += p[o_peep + H + j] * c_prev
                 base = o_gates + (here + r) * G
                 ig = sigmoid(acc_i) if HAS_I else one
-                if HAS_F:
-                    fg = sigmoid(acc_f)
-                elif CIFG:
-                    fg = one - ig
-                else:
-                    fg = one
+                fg = keep(ig, sigmoid(acc_f) if HAS_F else one)
                 if SINGLE:
-                    ct = tanh(acc_g + mem)  # c_t = tanh(a_c + P_c c_{t-1})
+                    ct = tanh_act(acc_g + mem)  # c_t = tanh(a_c + P_c c_{t-1})
                     w[base + kg + j] = ct
                 else:
                     gv = input_act(acc_g)
                     w[base + kg + j] = gv
-                    ct = fg * c_prev + ig * gv  # c_t = f ⊙ c_{t-1} + i ⊙ g
+                    ct = remember(fg, c_prev, ig, gv)  # c_t = f ⊙ c_{t-1} + i ⊙ g
                 if HAS_I:
                     w[base + ki + j] = ig
                 if HAS_F:
@@ -253,7 +224,7 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
                         base_c = o_c + (here + r) * H
                         for q in range(H):
                             acc += p[o_p + j * H + q] * w[base_c + q]
-                        hv = tanh(acc)
+                        hv = tanh_act(acc)
                         w[base + ko + j] = hv
                         w[o_h + (here + r) * H + j] = hv
                     else:  # h_t = tanh(W_u (f ⊙ c_{t-1}) + b_u) ⊙ o
@@ -262,7 +233,7 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
                             base_c = o_c + (prev + r) * H
                             for q in range(H):
                                 acc += p[o_p + j * H + q] * (w[base + kf + q] * w[base_c + q])
-                        u = tanh(acc)
+                        u = tanh_act(acc)
                         w[o_aux + (here + r) * H + j] = u
                         w[o_h + (here + r) * H + j] = u * w[base + ko + j]
                 cuda.syncthreads()
@@ -316,24 +287,22 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
                     act = w[o_aux + (here + r) * H + j]
                     og = w[base + ko + j] if HAS_O else one
                     d_act = dh * og
-                    dc = dcn + d_act * memory_act_grad(act)
+                    dc = dcn + memory_back(d_act, act)
                     if HAS_O:
-                        do = dh * act + dgn_o
-                        dao = do * og * (one - og)  # into a_o through σ
+                        dao = gate_back(dh * act + dgn_o, og)  # into a_o through σ
                         w[dbase + ko + j] = dao
                         if PEEP:
                             dc += dao * p[o_peep + 2 * H + j]  # into c_t via the o peephole
                 elif NET_READOUT:
-                    hv = w[base + ko + j]
-                    dah = dh * (one - hv * hv)  # into a_h + P_h c_t through tanh
+                    dah = tanh_back(dh, w[base + ko + j])  # into a_h + P_h c_t through tanh
                     w[dbase + ko + j] = dah
                     w[o_dnet + (here + r) * H + j] = dah
                     dc = dcn
                 else:  # use_gate: h = u ⊙ o
                     og = w[base + ko + j]
                     u = w[o_aux + (here + r) * H + j]
-                    w[dbase + ko + j] = dh * u * og * (one - og)
-                    w[o_dnet + (here + r) * H + j] = dh * og * (one - u * u)
+                    w[dbase + ko + j] = gate_back(dh * u, og)  # into a_o through σ
+                    w[o_dnet + (here + r) * H + j] = tanh_back(dh * og, u)  # into u's network
                     dc = dcn
                 w[o_dc + r * H + j] = dc
             if NET_READOUT or USE_GATE:
@@ -354,8 +323,7 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
                         dc += d_read  # into c_t through P_h
                 c_prev = w[o_c + ((t - 1) * B + r) * H + j] if t > 0 else zero
                 if SINGLE:
-                    cv = w[base + kg + j]
-                    dn = dc * (one - cv * cv)  # into a_c + P_c c_{t-1} through tanh
+                    dn = tanh_back(dc, w[base + kg + j])  # into a_c + P_c c_{t-1} through tanh
                     w[dbase + kg + j] = dn
                     w[o_dnet + (here + r) * H + j] = dn
                     continue
@@ -372,27 +340,20 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
                                   + w[base_d + ko + q] * p[o_rg + (2 * H + q) * width + H + j])
                 gv = w[base + kg + j]
                 ig = w[base + ki + j] if HAS_I else one
-                w[dbase + kg + j] = dc * ig * input_act_grad(gv)  # dL/dg = dc ⊙ i
+                fg = keep(ig, w[base + kf + j] if HAS_F else one)
+                # through c_t = f ⊙ c_{t-1} + i ⊙ g: into f, c_{t-1}, i and g
+                df, dcn, di, dg = remember_back(dc, fg, c_prev, ig, gv)
+                w[dbase + kg + j] = input_back(dg, gv)
                 da_i = zero
                 da_f = zero
                 if HAS_I:
-                    di = dc * gv
-                    if CIFG:
-                        di -= dc * c_prev
-                    di += dgn_i
-                    da_i = di * ig * (one - ig)
+                    da_i = gate_back(di + dgn_i, ig)
                     w[dbase + ki + j] = da_i
                 if HAS_F:
-                    fg = w[base + kf + j]
-                    df = dc * c_prev + d_read * c_prev if USE_GATE else dc * c_prev
-                    df += dgn_f
-                    da_f = df * fg * (one - fg)
+                    if USE_GATE:
+                        df += d_read * c_prev  # the use gate reads f ⊙ c_{t-1} too
+                    da_f = gate_back(df + dgn_f, fg)
                     w[dbase + kf + j] = da_f
-                elif CIFG:
-                    fg = one - ig
-                else:
-                    fg = one
-                dcn = dc * fg  # into c_{t-1} through the forget gate
                 if USE_GATE:
                     dcn += d_read * fg
                 if PEEP:

@@ -1,8 +1,10 @@
 """The gate-light cells on the GPU: one persistent forward and backward kernel per cell.
 
 The same ``Variant`` flags as the CPU kernels (``ablate.cells.simple_family``) are closed
-over as compile-time constants, so each name compiles exactly its own equations; the
-equations and the gradient formulas are those of the CPU kernels, line for line:
+over as compile-time constants, so each name compiles exactly its own equations. Each
+unit's step and its backward are the CPU kernels' own functions (``ablate.cells.pointwise``)
+compiled as device functions; this module only indexes, sums pre-activations and
+synchronises:
 
     ELMAN  rnn, irnn          h_t = act(W x_t + R h_{t-1} + b), act = tanh or relu
     GRU    gru                torch.nn.GRU's equations, b_hn inside the reset gate
@@ -34,6 +36,7 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda
 
+from ablate.cells import pointwise
 from ablate.cells.simple_family import ELMAN, GRU, MIN, VARIANTS, Variant
 from ablate.cuda.activations import for_dtype
 from ablate.cuda.readout import make_readout
@@ -63,8 +66,16 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
     dtype = np.dtype(dtype)
     tanh, sigmoid = for_dtype(dtype)
     readout_step, readout_grad = make_readout(dtype)
-    zero, one = dtype.type(0), dtype.type(1)
-    KIND, RELU, NORMALISED = variant.kind, variant.relu, variant.normalised
+    zero = dtype.type(0)
+    KIND, NORMALISED = variant.kind, variant.normalised
+    # One unit's step and its backward, the CPU kernels' own (cells/pointwise.py).
+    device = cuda.jit(device=True)
+    if KIND == ELMAN:
+        step, step_back = pointwise.elman(variant.relu, tanh, dtype, device)
+    elif KIND == GRU:
+        step, step_back = pointwise.gru(tanh, sigmoid, dtype, device)
+    else:
+        step, step_back = pointwise.minimal(NORMALISED, sigmoid, dtype, device)
     N_GATES = len(variant.gates)
     N_STORED, N_HIDDEN, N_CARRY = _layout(variant)
     N_REC = 0 if KIND == MIN else 1  # R [G,H] is absent for the min cells
@@ -136,10 +147,7 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
                     if t > 0:
                         for q in range(H):
                             acc += rt[q * G + j] * w[base_h + q]
-                    if RELU:
-                        hv = acc if acc > zero else zero
-                    else:
-                        hv = tanh(acc)
+                    hv = step(acc)
                 elif KIND == GRU:
                     # a_k = b_k + W_k x_t (+ R_k h_{t-1} for r, z); hidden_n = R_n h_{t-1} + b_hn
                     acc_r = p[o_b + j]
@@ -157,14 +165,12 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
                             acc_r += rt[q * G + j] * hq
                             acc_z += rt[q * G + H + j] * hq
                             hn += rt[q * G + 2 * H + j] * hq
-                    rg = sigmoid(acc_r)
-                    zg = sigmoid(acc_z)
-                    ng = tanh(acc_n + rg * hn)  # the reset gate scales R_n h_{t-1} + b_hn
+                    # h_t = (1 − z) ⊙ n + z ⊙ h_{t-1}, n = tanh(a_n + r ⊙ hn)
+                    rg, zg, ng, hv = step(acc_r, acc_z, acc_n, hn, h_prev)
                     w[base + j] = rg
                     w[base + H + j] = zg
                     w[base + 2 * H + j] = ng
                     w[o_hn + (here + r) * H + j] = hn
-                    hv = (one - zg) * ng + zg * h_prev  # h_t = (1 − z) ⊙ n + z ⊙ h_{t-1}
                 else:  # MIN: gates and h̃ = W_h x_t + b_h from x_t only
                     acc_zf = p[o_b + j]
                     acc_i = p[o_b + H + j] if NORMALISED else zero
@@ -176,17 +182,11 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
                             acc_i += p[o_w + (H + j) * n_in + i] * xv
                         acc_h += p[o_w + (kh + j) * n_in + i] * xv
                     w[base + kh + j] = acc_h  # h̃ is linear
-                    if NORMALISED:  # h_t = f' ⊙ h_{t-1} + i' ⊙ h̃, f' = f/(f+i), i' = i/(f+i)
-                        fg = sigmoid(acc_zf)
-                        ig = sigmoid(acc_i)
-                        w[base + j] = fg
+                    # mingru: h_t = (1 − z) ⊙ h_{t-1} + z ⊙ h̃; minlstm: f' ⊙ h_{t-1} + i' ⊙ h̃
+                    zf, ig, hv = step(acc_zf, acc_i, acc_h, h_prev)
+                    w[base + j] = zf
+                    if NORMALISED:
                         w[base + H + j] = ig
-                        total = fg + ig
-                        hv = (fg / total) * h_prev + (ig / total) * acc_h
-                    else:  # h_t = (1 − z) ⊙ h_{t-1} + z ⊙ h̃
-                        zg = sigmoid(acc_zf)
-                        w[base + j] = zg
-                        hv = (one - zg) * h_prev + zg * acc_h
                 w[o_h + (here + r) * H + j] = hv
             cuda.syncthreads()  # the readout reads h_t of every unit
             readout_step(p, w, o_wout, o_bout, o_h, o_dy, t, B, H, O, row0, rows, tid,
@@ -237,46 +237,25 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
                 dbase = o_da + (here + r) * G
                 h_prev = w[o_h + ((t - 1) * B + r) * H + j] if t > 0 else zero
                 if KIND == ELMAN:
-                    hv = w[o_h + (here + r) * H + j]
-                    if RELU:
-                        w[dbase + j] = dh if hv > zero else zero  # through relu
-                    else:
-                        w[dbase + j] = dh * (one - hv * hv)  # through tanh
+                    w[dbase + j] = step_back(dh, w[o_h + (here + r) * H + j])  # relu or tanh
                 elif KIND == GRU:
-                    rg = w[base + j]
-                    zg = w[base + H + j]
-                    ng = w[base + 2 * H + j]
-                    w[o_carry + r * H + j] = dh * zg  # into h_{t-1} through z ⊙ h_{t-1}
-                    # into a_n through (1 − z) ⊙ n and tanh
-                    dan = dh * (one - zg) * (one - ng * ng)
-                    # into a_z through z ⊙ (h_{t-1} − n) and σ
-                    daz = dh * (h_prev - ng) * zg * (one - zg)
-                    # into a_r through r ⊙ (R_n h_{t-1} + b_hn) and σ
-                    dar = dan * w[o_hn + (here + r) * H + j] * rg * (one - rg)
+                    # carry: into h_{t-1} through z ⊙ h_{t-1}; dhn: into R_n h + b_hn through r
+                    carry, dar, daz, dan, dhn = step_back(
+                        dh, w[base + j], w[base + H + j], w[base + 2 * H + j],
+                        w[o_hn + (here + r) * H + j], h_prev)
+                    w[o_carry + r * H + j] = carry
                     w[dbase + j] = dar
                     w[dbase + H + j] = daz
                     w[dbase + 2 * H + j] = dan
-                    w[o_dhn + (here + r) * H + j] = dan * rg  # into R_n h + b_hn through r
-                elif NORMALISED:
-                    fg = w[base + j]
-                    ig = w[base + H + j]
-                    h_tilde = w[base + kh + j]
-                    inv_total = one / (fg + ig)
-                    w[o_carry + r * H + j] = dh * (fg * inv_total)  # into h_{t-1} through f'
-                    # i' = 1 − f', so h_t = f' ⊙ (h_{t-1} − h̃) + h̃ and
-                    # dL/df' = d ⊙ (h_{t-1} − h̃); f' = f/(f+i) has ∂f'/∂f = i/(f+i)²,
-                    # ∂f'/∂i = −f/(f+i)².
-                    d_norm = dh * (h_prev - h_tilde) * inv_total * inv_total
-                    w[dbase + j] = d_norm * ig * fg * (one - fg)  # into a_f through σ
-                    w[dbase + H + j] = -d_norm * fg * ig * (one - ig)  # into a_i through σ
-                    w[dbase + kh + j] = dh * (ig * inv_total)  # into h̃ = a_h through i'
-                else:  # mingru
-                    zg = w[base + j]
-                    h_tilde = w[base + kh + j]
-                    w[o_carry + r * H + j] = dh * (one - zg)  # into h_{t-1} through 1 − z
-                    # into a_z through z ⊙ (h̃ − h_{t-1}) and σ
-                    w[dbase + j] = dh * (h_tilde - h_prev) * zg * (one - zg)
-                    w[dbase + kh + j] = dh * zg  # into h̃ = a_h through z
+                    w[o_dhn + (here + r) * H + j] = dhn
+                else:  # mingru, minlstm: carry into h_{t-1} through z or f'
+                    ig = w[base + H + j] if NORMALISED else zero
+                    carry, dzf, di, dht = step_back(dh, w[base + j], ig, w[base + kh + j], h_prev)
+                    w[o_carry + r * H + j] = carry
+                    w[dbase + j] = dzf
+                    if NORMALISED:
+                        w[dbase + H + j] = di
+                    w[dbase + kh + j] = dht
             # Step t-1 reads da_t of every unit (through R); also orders the weight
             # gradients below after the last step.
             cuda.syncthreads()

@@ -23,6 +23,11 @@ from numba.core.dispatcher import Dispatcher
 # error_model="numpy": no Python zero-division checks, which would block vectorisation.
 # nogil: kernels run on plain Python threads in parallel (batch chunks, ensembles).
 FLAGS = {"error_model": "numpy", "nogil": True}
+# The cells' time loops: a·b + c may become one fused multiply-add (LLVM's "contract",
+# nothing looser: no reassociation, no reciprocal tricks). The float32 tanh and σ are
+# polynomials in Horner form, so their multiply-add pairs fuse: the lstm forward's
+# pointwise vector ops drop from 129 to 77 (one rounding per FMA instead of two).
+CELL_LOOPS = {"fastmath": {"contract"}}
 
 
 _COMPILED_DIRS = ("cells", "kernels", "tasks")  # every file here may hold or feed a kernel
