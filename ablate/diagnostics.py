@@ -75,7 +75,8 @@ def warm_up(cell: str, params: np.ndarray, task: Task, gap: int, n_hidden: int) 
     mask = np.zeros_like(batch.mask)
     mask[last_masked_steps(batch.mask)[0], 0] = 1.0
     ablate.loss_grad_flow(
-        cell, params, batch.x, batch.target, mask, task.loss, n_hidden, task.n_out(gap)
+        cell, params, batch.x, batch.target, mask, task.loss, n_hidden, task.n_out(gap),
+        flush_denormals=False,
     )
 
 
@@ -116,6 +117,7 @@ def error_flow(
         flow = ablate.loss_grad_flow(
             cell, params, batch.x[: t_loss + 1, row : row + 1],
             batch.target[: t_loss + 1, row : row + 1], mask, task.loss, n_hidden, n_out,
+            flush_denormals=False,  # measure the decay down to the last representable value
         )
         # distance d = t* − t, so reverse time; keep the distances every row has
         dh[row] = flow.dh_norm[::-1][:depth]

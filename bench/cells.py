@@ -3,7 +3,8 @@
 One step = forward over T steps, cross-entropy on the last step only (mask 1 at t = T−1),
 backpropagation through time, an Adam update. Input size 10, 10 output classes, float32.
 
-Compared in the same process, with torch.set_num_threads(2):
+Compared in the same process, with torch.set_num_threads(2) and denormal floats flushed to
+zero on both sides (ablate.loss_and_grad does; torch.set_flush_denormal(True)):
   ours   ablate.loss_and_grad + Adam (ablate.adam_step if exported, else a njit Adam here)
   nn     torch.nn.LSTM/GRU/RNN + Linear + torch.optim.Adam, where PyTorch has the cell
   eager  the same cell as a PyTorch eager loop (ablate.reference.torch_cells) + torch Adam
@@ -233,6 +234,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="also write the markdown table here")
     args = parser.parse_args(argv)
 
+    # ablate.loss_and_grad flushes denormal floats to zero (ablate.kernels.fpmode); torch
+    # does the same here, so that long sequences, whose error signal decays through the
+    # denormal range, cost both sides the same arithmetic. Set before torch starts its
+    # worker threads, which take the mode of the thread that creates them.
+    torch.set_flush_denormal(True)
     torch.set_num_threads(TORCH_THREADS)
     known = ablate.cells.names()
     if args.cells:

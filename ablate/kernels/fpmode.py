@@ -13,9 +13,13 @@ number they vanish, so flushing them changes a gradient only where it is already
     ...                           # compiled training code, BLAS calls included
     restore_fp_mode(mode)
 
-MXCSR is per thread, so each kernel call sets and restores it in the thread it runs on;
-Python code and the public API (loss_and_grad, the diagnostics' error flow) keep IEEE
-denormals. On other architectures both functions do nothing.
+MXCSR is per thread, so each kernel call sets and restores it in the thread it runs on.
+From Python, ``enter_flush_mode`` / ``leave_flush_mode`` do the same around a kernel call
+(the public ``loss_and_grad`` does, in each thread that runs a batch chunk: measured at
+H128 B32 T500 with the loss at the last step, one thread, gru 636 → 74 ms, rnn 143 → 24,
+lstm 106 → 72). The diagnostics' error flow keeps IEEE denormals (it measures how far an
+error signal decays, to the last representable value); so does Python code outside those
+calls. On other architectures all of these do nothing.
 """
 
 import platform
@@ -26,7 +30,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from ablate.kernels.jit import inline
+from ablate.kernels.jit import inline, kernel
 
 _X86 = platform.machine().lower() in ("x86_64", "amd64")
 _FTZ_DAZ = np.uint32(0x8040)  # MXCSR bit 15: flush to zero; bit 6: denormals are zero
@@ -73,3 +77,16 @@ def restore_fp_mode(mode):
     """Put back the mode flush_denormals returned."""
     if _X86:
         _write_mxcsr(mode)
+
+
+@kernel
+def enter_flush_mode():
+    """flush_denormals() for a caller in Python: FTZ and DAZ stay on in this thread until
+    leave_flush_mode(mode) puts back the mode returned here (call it in a ``finally``)."""
+    return flush_denormals()
+
+
+@kernel
+def leave_flush_mode(mode):
+    """Put back the mode enter_flush_mode returned, in the same thread."""
+    restore_fp_mode(mode)
