@@ -24,7 +24,7 @@ import numpy as np
 
 from ablate import cells
 from ablate.kernels.driver import LOSS_CODES
-from ablate.kernels.fpmode import enter_flush_mode, leave_flush_mode
+from ablate.kernels.fpmode import denormals_flushed
 
 LOSSES = tuple(LOSS_CODES)
 DTYPES = ("float32", "float64")
@@ -206,26 +206,19 @@ def loss_grad_flow(
     parts = [None] * n_chunks
 
     def run(chunk: int, rows: slice) -> None:
-        arguments = (
-            params,
-            np.ascontiguousarray(x[:, rows]),
-            np.ascontiguousarray(target_class[:, rows]) if target_class.size else target_class,
-            np.ascontiguousarray(target_value[:, rows]) if target_value.size else target_value,
-            np.ascontiguousarray(mask[:, rows]),
-            LOSS_CODES[loss],
-            n_hidden,
-            n_out,
-            scale,
-            grads[chunk],
-        )
-        if not flush_denormals:
-            parts[chunk] = chunk_loss_grad(*arguments)
-            return
-        mode = enter_flush_mode()  # in the thread that runs this chunk (MXCSR is per thread)
-        try:
-            parts[chunk] = chunk_loss_grad(*arguments)
-        finally:
-            leave_flush_mode(mode)
+        with denormals_flushed(flush_denormals):  # in this chunk's thread: MXCSR is per thread
+            parts[chunk] = chunk_loss_grad(
+                params,
+                np.ascontiguousarray(x[:, rows]),
+                np.ascontiguousarray(target_class[:, rows]) if target_class.size else target_class,
+                np.ascontiguousarray(target_value[:, rows]) if target_value.size else target_value,
+                np.ascontiguousarray(mask[:, rows]),
+                LOSS_CODES[loss],
+                n_hidden,
+                n_out,
+                scale,
+                grads[chunk],
+            )
 
     _in_parallel(run, B, with_index=True)
     return LossGrad(

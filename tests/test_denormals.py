@@ -14,7 +14,7 @@ import pytest
 
 import ablate
 from ablate import model
-from ablate.kernels.fpmode import enter_flush_mode, leave_flush_mode
+from ablate.kernels.fpmode import denormals_flushed
 
 pytestmark = pytest.mark.skipif(
     platform.machine().lower() not in ("x86_64", "amd64"),
@@ -42,14 +42,16 @@ def decaying_problem(cell: str, seed: int):
     return params, x, target, mask, H, O
 
 
-def test_mode_functions_switch_and_restore():
+def test_mode_switches_and_comes_back():
     assert denormal_product() > 0.0
-    mode = enter_flush_mode()
-    try:
+    with denormals_flushed():
         assert denormal_product() == 0.0
-    finally:
-        leave_flush_mode(mode)
     assert denormal_product() > 0.0
+    with pytest.raises(RuntimeError), denormals_flushed():
+        raise RuntimeError("the mode comes back when the block raises")
+    assert denormal_product() > 0.0
+    with denormals_flushed(enabled=False):
+        assert denormal_product() > 0.0
 
 
 @pytest.mark.parametrize("cell,seed", [("gru", 3), ("rnn", 4), ("lstm", 5), ("single_net", 6)])
