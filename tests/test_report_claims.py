@@ -77,6 +77,14 @@ def test_tasks_that_disagree_are_inconclusive(tmp_path):
                                                                       {10: 5, 30: 0}))
     found = verdict(tmp_path, "seed-q1-single-net", results)
     assert found.verdict == INCONCLUSIVE and "tasks disagree" in found.explanation
+    # one task decides, another's intervals overlap: the decided task carries the claim and
+    # the explanation says which task decided what
+    results = (sweep("single_net", "tv", {10: 5, 30: 0}) + sweep("lstm", "tv", {10: 5, 30: 5})
+               + sweep("single_net", "copy", {10: 5, 30: 2}) + sweep("lstm", "copy",
+                                                                      {10: 5, 30: 5}))
+    found = verdict(tmp_path, "seed-q1-single-net", results)
+    assert found.verdict == SUPPORTED
+    assert found.explanation.startswith("per task: SUPPORTED on tv; INCONCLUSIVE on copy")
     # a task that only one cell ran does not count, either way
     results = sweep("single_net", "tv", {10: 5, 30: 0}) + sweep("lstm", "tv", {10: 5, 30: 5})
     results += sweep("lstm", "copy", {10: 0, 30: 0})

@@ -245,7 +245,17 @@ def _per_task(evidence: Evidence, tasks: Sequence[str] | None,
     if supported and refuted:
         lines.insert(0, f"tasks disagree: supported on {', '.join(supported)}, "
                         f"refuted on {', '.join(refuted)}")
+    elif len(found) > 1:
+        lines.insert(0, _tally(kinds))
     return Verdict(overall, numbers, "; ".join(lines))
+
+
+def _tally(kinds: dict[str, str]) -> str:
+    """Which task decided what, e.g. "SUPPORTED on adding; INCONCLUSIVE on copy, tv"."""
+    order = (SUPPORTED, REFUTED, INCONCLUSIVE)
+    parts = [f"{kind} on {', '.join(t for t, k in kinds.items() if k == kind)}"
+             for kind in order if kind in kinds.values()]
+    return "per task: " + "; ".join(parts)
 
 
 # ---------------------------------------------------------------- rules

@@ -613,7 +613,10 @@ def state_drift(runs: pd.DataFrame, out: Path) -> Figure | None:
             else:
                 ax.set_ylim(bottom=0)
             if ax.get_subplotspec().is_first_col():
+                row_log = log
                 ax.set_ylabel("‖c_t‖ at each sequence end" + (" (log scale)" if log else ""))
+            elif log != row_log:  # this panel's scale differs from the row's label
+                ax.set_ylabel("‖c_t‖" + (" (log scale)" if log else " (linear scale)"))
             ax.set_xlabel("time step of the stream (no state reset)")
             ax.set_title(f"{title} (gap {int(rows['gap'].iloc[0])})")
         _legend(fig, _cell_handles(cells))

@@ -214,7 +214,10 @@ def _rules(protocol: str) -> list[str]:
         f"- Longest solved gap: {tables.HEADLINE_RULE}.",
         "- Claims: SUPPORTED / REFUTED by each claim's stated rule; INCONCLUSIVE when intervals "
         f"overlap, fewer than {claims_module.MIN_SEEDS} seeds are at a point the rule needs, or "
-        "tasks disagree; NOT RUN when the runs it needs are absent from the ledger. Claims take "
+        "tasks disagree; NOT RUN when the runs it needs are absent from the ledger. A claim "
+        "decided on several tasks is SUPPORTED when at least one task supports it and none "
+        "refutes it (REFUTED in the mirror case; a task whose intervals overlap decides "
+        "nothing), INCONCLUSIVE when tasks disagree or none decides. Claims take "
         "a task run with other than its default options as a task of its own (e.g. copy "
         "(n_recall=3)) and read one hidden size (the one with most runs common to the cells "
         "compared).",
