@@ -245,7 +245,7 @@ def _per_task(evidence: Evidence, tasks: Sequence[str] | None,
     if supported and refuted:
         lines.insert(0, f"tasks disagree: supported on {', '.join(supported)}, "
                         f"refuted on {', '.join(refuted)}")
-    elif len(found) > 1:
+    elif len(set(kinds.values())) > 1:  # some tasks decided, others did not
         lines.insert(0, _tally(kinds))
     return Verdict(overall, numbers, "; ".join(lines))
 

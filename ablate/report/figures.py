@@ -392,7 +392,7 @@ def error_flow(runs: pd.DataFrame, out: Path) -> list[Figure]:
                     note = f"trained ∂{memory}: {rate:+.2g}/step, {left:.2g} left"
                     note += f"; 0{some}" if n_zero else ""
                 elif n_zero:  # the median run keeps no error at all
-                    note = f"trained ∂{memory} = 0 at every step{some}"
+                    note = f"trained ∂{memory} = 0 next to the loss{some}"
                 else:
                     note = ""
                 notes[cell] = note
@@ -491,7 +491,7 @@ def error_decay(runs: pd.DataFrame, out: Path) -> Figure | None:
     has_c = set(rates.loc[rates["quantity"] == "c", "cell"])
     memory = rates.loc[rates.apply(lambda r: r["quantity"] == ("c" if r["cell"] in has_c
                                                                else "h"), axis=1)]
-    # a rate of −inf (no error reaches the state at all) is drawn on a floor line below the
+    # a rate of −inf (no error reaches the state next to the loss) is drawn on a floor line below the
     # finite rates, labelled, so those runs are seen rather than dropped
     finite = memory.loc[np.isfinite(memory["rate"]), "rate"]
     lowest = float(finite.min()) if len(finite) else -1.0
@@ -518,10 +518,11 @@ def error_decay(runs: pd.DataFrame, out: Path) -> Figure | None:
             ax.set_title(f"{title} (all gaps)")
         _legend(fig, _moment_handles(), title="runs")
         caption = ("Least-squares slope of ln‖∂L/∂c_t‖ (cells with a cell state) or ln‖∂L/∂h_t‖ "
-                   "(the others) against distance from the loss, per run, over distances ≥ 1: "
-                   "0 keeps the error signal constant, −0.69 halves it every step. Runs whose "
-                   "signal is exactly 0 at every distance (nothing reaches the state: rate −∞) "
-                   "sit on the dotted floor line.")
+                   "(the others) against distance from the loss, per run, over distances ≥ 1 "
+                   "up to the first where it is exactly 0: 0 keeps the error signal constant, "
+                   "−0.69 halves it every step. Runs whose signal is exactly 0 within a step "
+                   "of the loss (nothing reaches the state along it: rate −∞) sit on the "
+                   "dotted floor line.")
         data = memory[["task_label", "cell", "n_hidden", "gap", "lr", "seed", "moment",
                        "quantity", "rate", "r2", "left_after_gap"]]
         return _save(fig, out, "error_decay", "How fast the error signal decays, per run",

@@ -96,11 +96,13 @@ def _flows(row):
                 yield moment, quantity, list(flow["distance"]), [_number(v) for v in norms]
 
 
-def _all_zero(distance, norm) -> bool:
-    """At least two finite norms at distance ≥ 1, every one of them exactly 0."""
-    values = [v for d, v in zip(distance, norm, strict=True)
+def _cut_at_loss(distance, norm) -> bool:
+    """At least two finite norms at distance ≥ 1, and one of the first two exactly 0: the
+    signal along this path is gone within a step of the loss (``decay_fit`` has nothing to
+    fit)."""
+    values = [v for d, v in sorted(zip(distance, norm, strict=True))
               if d >= 1 and v is not None and math.isfinite(v)]
-    return len(values) >= 2 and all(v == 0 for v in values)
+    return len(values) >= 2 and 0 in values[:2]
 
 
 def error_flow(runs: pd.DataFrame) -> pd.DataFrame:
@@ -120,9 +122,10 @@ def error_flow(runs: pd.DataFrame) -> pd.DataFrame:
 def error_rates(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per (run, moment, quantity): the fitted decay rate per step (``decay_fit``
     on the stored curve), its r², and ``left_after_gap`` = exp(rate · gap). A curve that is
-    exactly 0 at every distance ≥ 1 (no error reaches that state at all, e.g. a memory read
-    saturated at tanh(c) = ±1) has rate −inf and nothing left, rather than no row: dropping
-    it would let the runs that keep the least error drop out of every comparison."""
+    exactly 0 within a step of the loss (no error reaches that state along its path, e.g. a
+    memory read saturated at tanh(c) = ±1) has rate −inf and nothing left, rather than no
+    row: dropping it would let the runs that keep the least error drop out of every
+    comparison."""
     rows = []
     for _, row in runs.iterrows():
         for moment, quantity, distance, norm in _flows(row):
@@ -131,7 +134,7 @@ def error_rates(runs: pd.DataFrame) -> pd.DataFrame:
                 rows.append(dict(_ids(row), moment=moment, quantity=quantity, rate=fit.rate,
                                  r2=fit.r2, points=fit.points,
                                  left_after_gap=attenuation(fit.rate, float(row["gap"]))))
-            elif _all_zero(distance, norm):
+            elif _cut_at_loss(distance, norm):
                 rows.append(dict(_ids(row), moment=moment, quantity=quantity,
                                  rate=-math.inf, r2=math.nan, points=0, left_after_gap=0.0))
     return _frame(rows, ID + ["moment", "quantity", "rate", "r2", "points", "left_after_gap"])

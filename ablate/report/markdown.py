@@ -222,7 +222,10 @@ def _rules(protocol: str) -> list[str]:
         "(n_recall=3)) and read one hidden size (the one with most runs common to the cells "
         "compared).",
         "- Error-flow decay rate: least-squares slope of ln‖∂L/∂state_t‖ against distance from "
-        "the loss over distances ≥ 1; exp(rate · gap) is the fraction of the error signal left "
+        "the loss over distances ≥ 1 up to the first where the norm is exactly 0 (past it the "
+        "signal along that path is gone; what returns further back comes through other paths); "
+        "−∞ when it is 0 within a step of the loss; exp(rate · gap) is the fraction of the "
+        "error signal left "
         "after the gap.",
     ]
 
