@@ -272,15 +272,15 @@ def test_training_table_states_how_each_task_was_trained(built, tmp_path):
 def test_figure_data_reloads_to_the_same_numbers(built):
     root, _ = built
     runs = select.select(load(root / "ledger.sqlite"), "best_lr")
-    # error flow: the geometric mean over the 3 runs of lstm on tv at gap 100, recomputed
+    # error flow: the median over the 3 runs of lstm on tv at gap 100, recomputed
     flow = pd.read_csv(root / "figures" / "error_flow_tv.csv")
     assert set(flow["gap"]) == {100}
     mine = runs.loc[(runs["cell"] == "lstm") & (runs["task_label"] == "tv") & (runs["gap"] == 100)]
     norms = np.array([r["diagnostics"]["final"]["error_flow"]["dc_norm"] for r in mine["result"]])
-    expected = np.exp(np.log(norms).mean(axis=0))
+    expected = np.median(norms, axis=0)
     got = flow.loc[(flow["cell"] == "lstm") & (flow["moment"] == "final")
                    & (flow["quantity"] == "c")].sort_values("distance")
-    np.testing.assert_allclose(got["geometric_mean_norm"], expected, rtol=1e-12)
+    np.testing.assert_allclose(got["median_norm"], expected, rtol=1e-12)
     assert (got["runs"] == 3).all()
     # decay rates: every run's fitted rate, the trained lstm ones near the constructed −0.002
     decay = pd.read_csv(root / "figures" / "error_decay.csv")
@@ -367,7 +367,7 @@ def test_a_cell_state_no_error_reaches_is_said_so_in_its_panel(tmp_path):
     data = pd.read_csv(figure.csv)
     nfg = data.loc[(data["cell"] == "nfg") & (data["quantity"] == "c")
                    & (data["moment"] == "final")]
-    assert nfg.loc[nfg["distance"] < 6, "geometric_mean_norm"].isna().all()  # nothing to draw
+    assert (nfg.loc[nfg["distance"] < 6, "median_norm"] == 0).all()  # nothing to draw
     notes = data.groupby("cell")["panel_note"].first()
     assert notes["nfg"] == "trained ∂c = 0 next to the loss"
     assert notes["lstm"].startswith("trained ∂c: ") and notes["lstm"].endswith(" left")

@@ -345,15 +345,17 @@ def error_flow(runs: pd.DataFrame, out: Path) -> list[Figure]:
         size = int(max(sizes.items(), key=lambda item: (item[1], item[0]))[0])
         rows = rows.loc[rows["n_hidden"] == size]
         norm = rows["norm"].astype(float)
-        rows = rows.assign(log_norm=np.log(norm.where((norm > 0) & np.isfinite(norm))))
-        data = (rows.groupby(["cell", "moment", "quantity", "distance"])["log_norm"]
-                .agg(log_mean="mean", runs="count").reset_index())
-        data["geometric_mean_norm"] = np.exp(data.pop("log_mean"))  # over runs, at d
+        rows = rows.assign(norm=norm.where(np.isfinite(norm)))
+        # the median over runs at each d counts an exact 0 (underflow) as the smallest value,
+        # so a curve ends where most runs reach 0; a mean of the logs would skip those runs
+        # and jump up to the survivors' level
+        data = (rows.groupby(["cell", "moment", "quantity", "distance"])["norm"]
+                .agg(median_norm="median", runs="count").reset_index())
         data.insert(0, "task", task)
         data.insert(1, "gap", gap)
         data.insert(2, "n_hidden", size)
-        top = data["geometric_mean_norm"].max()
-        floor = max(data.loc[data["geometric_mean_norm"] > 0, "geometric_mean_norm"].min(),
+        top = data["median_norm"].max()
+        floor = max(data.loc[data["median_norm"] > 0, "median_norm"].min(),
                     top * NORM_RANGE)
         cells = order_cells(data["cell"])
         styles = {("h", "final"): ("#0067A5", "-"), ("h", "init"): ("#0067A5", "--"),
@@ -368,7 +370,7 @@ def error_flow(runs: pd.DataFrame, out: Path) -> list[Figure]:
                     if curve.empty:
                         continue
                     # below the floor a curve ends (underflow, or decades past readability)
-                    norm = curve["geometric_mean_norm"].where(curve["geometric_mean_norm"] >= floor)
+                    norm = curve["median_norm"].where(curve["median_norm"] >= floor)
                     ax.plot(curve["distance"], norm, color=line_colour, linestyle=line,
                             linewidth=1.5)
                 ax.set_yscale("log")
@@ -415,7 +417,7 @@ def error_flow(runs: pd.DataFrame, out: Path) -> list[Figure]:
                        if figures else
                        f"‖∂L/∂h_t‖ and ‖∂L/∂c_t‖ for a loss at one step (the last step whose "
                        f"target depends on the memory), against how many steps before it t is; "
-                       f"geometric mean over the runs at gap {gap} (H = {size}), at "
+                       f"median over the runs at gap {gap} (H = {size}; an exact 0 counts), at "
                        "initialisation (dashed) and after training (solid). A flat line is a "
                        "constant error carousel; a straight falling line on this log axis is "
                        "exponential decay. Each title gives, for the trained memory signal (∂c, or "
