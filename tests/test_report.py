@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from test_report_fixtures import frame, ledger, result, sweep
 
-from ablate.report import build_report, claims, figures, select, stats, tables
+from ablate.report import build_report, claims, figures, markdown, select, stats, tables
 from ablate.results import RunSpec
 from ablate.store import load
 
@@ -397,3 +397,26 @@ def test_a_panel_counts_the_runs_no_error_reaches(tmp_path, n_zero):
     else:
         assert note.startswith("trained ∂c: ")
         assert note.endswith(f" left; 0 in {n_zero} of {len(nfg)} runs")
+
+
+def test_points_solved_on_validation_but_not_on_test_are_listed():
+    """Runs stop at the first evaluation that meets the criterion on validation, so they sit
+    at its edge: where most did so but fewer than half pass on test, the report says so."""
+    def runs(cell, gap, metrics, validated):
+        return pd.DataFrame(dict(
+            cell=cell, task_label="adding", n_hidden=32, gap=gap, lr=1e-3, score=0.9,
+            diverged=False, metric=metrics, solved=[m >= 0.99 for m in metrics],
+            steps_to_solve=[1000.0 if v else math.nan for v in validated]))
+    table = tables.success(pd.concat([
+        runs("lstm", 10, [0.981, 0.997, 0.986, 0.988], [True] * 4),  # the edge: listed
+        runs("lstm", 100, [0.995, 0.991, 0.985, 0.993], [True] * 4),  # 3/4 pass: solved
+        runs("rnn", 10, [0.2, 0.3, 0.25, 0.991], [False, False, False, True]),  # never near
+    ]))
+    lstm10 = table.loc[(table["cell"] == "lstm") & (table["gap"] == 10)].iloc[0]
+    assert (lstm10["validated"], lstm10["solved"]) == (4, 1)
+    assert (lstm10["test_metric_min"], lstm10["test_metric_max"]) == (0.981, 0.997)
+    edge = tables.edge_of_criterion(table)
+    assert list(zip(edge["cell"], edge["gap"])) == [("lstm", 10)]
+    text = " ".join(markdown._edge(table))
+    assert "`lstm` on adding at gap 10 (validation 4/4, test 1/4, test metric 0.981–0.997)" in text
+    assert markdown._edge(table.loc[table["cell"] == "rnn"]) == []

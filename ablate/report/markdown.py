@@ -30,7 +30,8 @@ PROTOCOL_TEXT = {
 }
 TABLE_TEXT = {
     "success": "success rate per (cell, task, hidden size, gap) with Wilson 95% intervals "
-               "over seeds, median steps to solve (solved runs), median score, diverged runs",
+               "over seeds, median steps to solve (solved runs), median score, diverged runs, "
+               "runs that met the criterion on validation, lowest and highest test metric",
     "headline": "the longest gap each cell solves on each task (rule above)",
     "best_lr": "every learning rate tried per (cell, task, hidden size, gap): seeds, mean best "
                "validation metric, and the one the best_lr protocol chose",
@@ -102,6 +103,25 @@ def _headline(headline: pd.DataFrame) -> list[str]:
         f"Rule: {tables.HEADLINE_RULE}. `≥ g`: solved at every gap tested, so the limit lies "
         "beyond the range; `< g`: not solved at the shortest gap tested. Gaps tested: "
         + "; ".join(tested) + ".",
+    ]
+
+
+def _edge(success: pd.DataFrame) -> list[str]:
+    """Where validation said solved and test did not (tables.edge_of_criterion)."""
+    edge = tables.edge_of_criterion(success)
+    if edge.empty:
+        return []
+    points = [f"`{r.cell}` on {r.task_label} at gap {int(r.gap)} (validation {r.validated}/"
+              f"{r.runs}, test {r.solved}/{r.runs}, test metric {r.test_metric_min:.3f}–"
+              f"{r.test_metric_max:.3f})" for r in edge.itertuples()]
+    return [
+        "**Solved on validation, not on test.** A run stops at the first evaluation whose "
+        "validation batch meets the criterion, so it stops at the criterion's edge, and its "
+        "score on the larger test batch falls either side of it. Where most runs of a point "
+        "met the criterion on validation but fewer than half pass it on test, the table above "
+        "counts the point as not solved (the rule reads the test batch only): "
+        + "; ".join(points) + ".",
+        "",
     ]
 
 
@@ -262,7 +282,7 @@ def render(*, meta: dict, frame: pd.DataFrame, done: pd.DataFrame, runs: pd.Data
         lines += ["**Nothing has run yet**: the ledger holds no finished run, so there is "
                   "nothing to measure. Run the suite, then build the report again.", ""]
     lines += ["## The longest gap each cell solves", "", *_headline(headline), "",
-              "## Claims", "", *_claims(verdicts), "## Figures", "", *_figures(figures, root),
+              *_edge(success), "## Claims", "", *_claims(verdicts), "## Figures", "", *_figures(figures, root),
               "## Tables", ""]
     for name, path in table_files.items():
         rel = path.relative_to(root).as_posix()

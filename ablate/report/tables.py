@@ -3,7 +3,8 @@
 success      per (cell, task_label, n_hidden, gap): runs, solved, success rate with its
              Wilson 95% interval over seeds, median steps to solve (solved runs only),
              median chance-normalised score, diverged runs, the learning rate reported
-             (best_lr) or "pooled".
+             (best_lr) or "pooled"; validated: the runs whose validation batch met the
+             criterion (and so stopped early), and the lowest and highest test metric.
 best_lr      per (cell, task_label, n_hidden, gap, lr): seeds, mean best validation metric,
              and whether the best_lr protocol chose it.
 headline     per (cell, task_label, n_hidden): the longest gap solved, by the rule below.
@@ -35,7 +36,8 @@ HEADLINE_RULE = (
 def success(runs: pd.DataFrame, protocol: str = "best_lr") -> pd.DataFrame:
     """Success rate per (cell, task_label, n_hidden, gap) of the selected done runs."""
     columns = GROUP + ["lr", "runs", "solved", "success_rate", "wilson_low", "wilson_high",
-                       "median_steps_to_solve", "median_score", "diverged"]
+                       "median_steps_to_solve", "median_score", "diverged", "validated",
+                       "test_metric_min", "test_metric_max"]
     if runs.empty:
         return pd.DataFrame(columns=columns)
     rows = []
@@ -53,8 +55,22 @@ def success(runs: pd.DataFrame, protocol: str = "best_lr") -> pd.DataFrame:
             median_score=float(group["score"].median()) if group["score"].notna().any()
             else np.nan,
             diverged=int(group["diverged"].sum()),
+            validated=int(group["steps_to_solve"].notna().sum()),
+            test_metric_min=float(group["metric"].min()),
+            test_metric_max=float(group["metric"].max()),
         ))
     return pd.DataFrame(rows, columns=columns)
+
+
+def edge_of_criterion(success_table: pd.DataFrame) -> pd.DataFrame:
+    """The points a cell solves on validation (≥ 50% of its runs met the criterion there
+    and stopped) but not on test (< 50% pass): runs stopped at the first evaluation that
+    crossed the criterion sit at its edge, and the larger test batch falls either side."""
+    if success_table.empty:
+        return success_table
+    validated = success_table["validated"] >= SOLVES_AT * success_table["runs"]
+    failed = success_table["success_rate"] < SOLVES_AT
+    return success_table.loc[validated & failed].reset_index(drop=True)
 
 
 def longest_solved(points: pd.DataFrame) -> float:
