@@ -49,6 +49,7 @@ RC = {"axes.titlesize": 11, "axes.labelsize": 10, "xtick.labelsize": 9, "ytick.l
       "legend.fontsize": 9, "figure.titlesize": 13, "axes.titleweight": "bold"}
 MAX_CURVE_GAPS = 4  # learning-curve columns per task: this many gaps, spread over the range
 RETENTION_FLOOR = 1e-6  # ∏ keep below this is drawn at it (log axis)
+FLOW_WINDOW_GAPS, FLOW_WINDOW_EXTRA = 3, 20  # error flow drawn to 3·gap + 20 steps
 NORM_RANGE = 1e-30  # error-flow y axes show at most this many decades below the largest
 
 
@@ -344,6 +345,11 @@ def error_flow(runs: pd.DataFrame, out: Path) -> list[Figure]:
         sizes = rows["n_hidden"].value_counts()
         size = int(max(sizes.items(), key=lambda item: (item[1], item[0]))[0])
         rows = rows.loc[rows["n_hidden"] == size]
+        # a continual stream is many gaps long: drawn to the whole stream, the gap's own
+        # steps would be a sliver at the left edge (the fitted rates use every distance)
+        window = FLOW_WINDOW_GAPS * gap + FLOW_WINDOW_EXTRA
+        clipped = rows["distance"].max() > window
+        rows = rows.loc[rows["distance"] <= window]
         norm = rows["norm"].astype(float)
         rows = rows.assign(norm=norm.where(np.isfinite(norm)))
         # the median over runs at each d counts an exact 0 (underflow) as the smallest value,
@@ -427,6 +433,10 @@ def error_flow(runs: pd.DataFrame, out: Path) -> list[Figure]:
                        "norm. The gap is the longest lstm solves, where the error-carousel "
                        "claim is measured (on a task lstm solves at no gap: the gap most cells "
                        "were run at); the error-decay figure gives the rates at every gap.")
+            if clipped:
+                caption += (f" The sequences here are longer than {window} steps; the figure "
+                            f"draws distances up to {window} ({FLOW_WINDOW_GAPS} gaps + "
+                            f"{FLOW_WINDOW_EXTRA}), the fitted rates use every distance.")
             figures.append(_save(fig, out, name, title, caption, data))
     return figures
 
