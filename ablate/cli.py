@@ -198,8 +198,18 @@ def _report_command(argv: list[str]) -> int:
     parser.add_argument("results_dir", help="e.g. results/why_gates")
     args = parser.parse_args(argv)
     results_dir = Path(args.results_dir)
-    if not (results_dir / "ledger.sqlite").is_file():
-        return _fail(f"{results_dir / 'ledger.sqlite'} does not exist; run the suite first")
+    ledger_path = results_dir / "ledger.sqlite"
+    if not ledger_path.is_file():
+        from ablate.shards import ledger_from_shards, shard_folder
+
+        try:
+            rebuilt = ledger_from_shards(ledger_path)  # a checkout that holds only shards
+        except (LedgerError, ValueError) as error:  # an unreadable shard, named
+            return _fail(str(error))
+        if not rebuilt:
+            return _fail(f"{ledger_path} does not exist and {shard_folder(ledger_path)} "
+                         "holds no shards; run the suite first")
+        print(f"{ledger_path}: rebuilt from {rebuilt} runs in the shards")
     try:
         return _write_report(results_dir)
     except LedgerError as error:

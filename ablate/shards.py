@@ -7,11 +7,18 @@ are its finished runs as gzip-compressed JSON Lines, written once and never chan
         {"key", "spec_key", "kernel_version", "run_id", "spec", "result", "finished_at"}
         (spec and result exactly as the ledger stores them: JSON text)
 
+    results/<suite>/shards/suite.json               the ledger's meta (suite name, suite
+                                                    text, protocol, description), rewritten
+                                                    by every export
+
 ``export_shard`` writes the finished rows that no shard of the folder holds yet into a new
 shard (nothing when there are none). ``import_shards`` puts every shard row that the
 ledger does not hold as finished into it; ``ablate.sweep.run_suite`` does so when it starts,
 so a results folder that holds only shards (a fresh checkout, another machine's results)
 resumes where they end, and shards from several machines merge into one ledger.
+``ledger_from_shards`` builds a missing ledger from the shards and their meta alone, so
+``run_suite.py report`` rebuilds a committed report (whose ledger is too large to commit)
+without training anything.
 
     python run_suite.py export results/why_gates      # after (or during) a sweep
 """
@@ -24,9 +31,10 @@ import os
 import time
 from pathlib import Path
 
-from ablate.store import Ledger, read_done_rows
+from ablate.store import Ledger, read_done_rows, read_meta
 
 SHARD_FIELDS = ("key", "spec_key", "kernel_version", "run_id", "spec", "result", "finished_at")
+META_FILE = "suite.json"
 
 
 def shard_folder(ledger_path: str | os.PathLike) -> Path:
@@ -54,9 +62,15 @@ def export_shard(ledger_path: str | os.PathLike) -> tuple[Path | None, int]:
     folder = shard_folder(ledger_path)
     known = shard_keys(folder)
     rows = [row for row in read_done_rows(ledger_path) if row["key"] not in known]
-    if not rows:
+    if not rows and not known:
         return None, 0
     folder.mkdir(parents=True, exist_ok=True)
+    meta = {name: value for name, value in read_meta(ledger_path).items()
+            if name not in ("format", "format_version")}
+    (folder / META_FILE).write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n",
+                                    encoding="utf-8")  # refreshed even with no new rows
+    if not rows:
+        return None, 0
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     path = folder / f"{stamp}.jsonl.gz"
     serial = 1
@@ -75,6 +89,21 @@ def import_shards(ledger: Ledger, folder: str | os.PathLike | None = None) -> in
     """Put every shard row the ledger does not hold as finished into it; how many."""
     folder = shard_folder(ledger.path) if folder is None else Path(folder)
     return ledger.merge_done(list(shard_rows(folder)))
+
+
+def ledger_from_shards(ledger_path: str | os.PathLike) -> int:
+    """Create the missing ledger at ``ledger_path`` from the shards beside it and their meta;
+    how many runs it holds (0: no shards, and no ledger is created)."""
+    folder = shard_folder(ledger_path)
+    rows = list(shard_rows(folder))
+    if not rows:
+        return 0
+    with Ledger(ledger_path) as ledger:
+        count = ledger.merge_done(rows)
+        meta_path = folder / META_FILE
+        if meta_path.is_file():
+            ledger.set_meta(**json.loads(meta_path.read_text(encoding="utf-8")))
+    return count
 
 
 def _rows(folder: Path):

@@ -113,3 +113,35 @@ def test_a_sweep_resumes_from_shards_alone(tmp_path):
     assert again.returncode == 0 and "0 runs recorded, 2 already done" in again.stdout
     after = done_frame(results / "ks" / "ledger.sqlite")
     assert list(after["result"]) == list(before["result"])
+
+
+def test_report_rebuilds_a_missing_ledger_from_the_shards_and_their_meta(tmp_path):
+    """A committed reference keeps its shards, not its ledger: `run_suite.py report` on the
+    folder rebuilds the ledger (runs and suite meta) and writes the same report tables."""
+    source = finished_ledger(tmp_path / "a" / "ledger.sqlite", SPECS)
+    with Ledger(source) as ledger:
+        ledger.set_meta(suite="tiny", protocol="best_lr", description="a tiny suite",
+                        suite_text="# tiny\n")
+    export_shard(source)
+    checkout = tmp_path / "checkout" / "tiny"
+    checkout.mkdir(parents=True)
+    for path in shard_folder(source).iterdir():
+        (checkout / "shards").mkdir(exist_ok=True)
+        (checkout / "shards" / path.name).write_bytes(path.read_bytes())
+    report = [sys.executable, str(ROOT / "run_suite.py"), "report"]
+    for folder in (source.parent, checkout):
+        done = subprocess.run(report + [str(folder)], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+    assert f"rebuilt from {len(SPECS)} runs" in done.stdout
+    rebuilt = checkout / "ledger.sqlite"
+    assert list(done_frame(rebuilt)["key"]) == list(done_frame(source)["key"])
+    with Ledger(rebuilt) as ledger:
+        assert ledger.meta()["description"] == "a tiny suite"
+    for table in (source.parent / "tables").iterdir():
+        assert (checkout / "tables" / table.name).read_text() == table.read_text(), table.name
+    # no ledger and no shards: one clear error, nothing created
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    done = subprocess.run(report + [str(empty)], capture_output=True, text=True)
+    assert done.returncode == 2 and "holds no shards; run the suite first" in done.stderr
+    assert not (empty / "ledger.sqlite").exists()
