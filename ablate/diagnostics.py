@@ -8,9 +8,9 @@ Error flow (the "constant error carousel" made visible). For each of ``n_rows`` 
 the loss is taken at one step only, the sequence's last masked step t* (tv: the query;
 copy: the last recall step), and backpropagated: ‖∂L/∂h_t‖ and ‖∂L/∂c_t‖ for every t ≤ t*,
 listed against the distance d = t* − t and averaged over the sequences. ``*_decay_rate`` is
-the least-squares slope of ln‖·‖ against d over d ≥ 1 up to the first exact 0 (per step; 0 is a flat carousel,
-−0.69 halves the error every step): flat for a gated memory whose forget gate is near 1,
-steeply negative for ``rnn`` and ``single_net``.
+the least-squares slope of ln‖·‖ against d over d ≥ 1 up to the first exact 0 (per step;
+0 is a flat carousel, −0.69 halves the error every step): flat for a gated memory whose
+forget gate is near 1, steeply negative for ``rnn`` and ``single_net``.
 
 Gates. Every cell that has them gets two gate roles, in its own terms:
     keep   how much of the memory survives a step     lstm family: f;  gru: z;
@@ -38,6 +38,7 @@ import numpy as np
 
 import ablate
 from ablate import cells
+from ablate.decay import decay_fit
 from ablate.tasks.task import CUE, DISTRACTOR, FILLER, Task
 
 __all__ = [
@@ -137,12 +138,10 @@ def error_flow(
 
 def decay_rate(distance: np.ndarray, norm: np.ndarray) -> float | None:
     """Least-squares slope of ln(norm) against distance over d ≥ 1, up to the first exact 0
-    (``ablate.report.stats.decay_fit``, which the report uses on the stored curves).
+    (``ablate.decay.decay_fit``, which the report uses on the stored curves too).
 
     None with fewer than two such points. exp(rate) is the factor per step.
     """
-    from ablate.report.stats import decay_fit
-
     fit = decay_fit(distance, norm)
     return None if fit is None else fit.rate
 

@@ -60,7 +60,7 @@ _SQLITE_MAGIC = b"SQLite format 3\x00"
 _PACKAGE = Path(__file__).resolve().parent
 # What decides a run's numbers; the runner, this store and the report do not.
 _KERNEL_SOURCES = ("cells/**/*.py", "kernels/**/*.py", "tasks/**/*.py", "train.py", "model.py",
-                   "diagnostics.py", "results.py")
+                   "diagnostics.py", "decay.py", "results.py")
 _SCHEMA = """
 CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE runs (key TEXT PRIMARY KEY, spec_key TEXT NOT NULL, kernel_version TEXT NOT NULL,

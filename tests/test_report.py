@@ -416,7 +416,7 @@ def test_points_solved_on_validation_but_not_on_test_are_listed():
     assert (lstm10["validated"], lstm10["solved"]) == (4, 1)
     assert (lstm10["test_metric_min"], lstm10["test_metric_max"]) == (0.981, 0.997)
     edge = tables.edge_of_criterion(table)
-    assert list(zip(edge["cell"], edge["gap"])) == [("lstm", 10)]
+    assert list(zip(edge["cell"], edge["gap"], strict=True)) == [("lstm", 10)]
     text = " ".join(markdown._edge(table))
     assert "`lstm` on adding at gap 10 (validation 4/4, test 1/4, test metric 0.981–0.997)" in text
     assert markdown._edge(table.loc[table["cell"] == "rnn"]) == []

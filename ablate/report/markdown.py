@@ -282,7 +282,8 @@ def render(*, meta: dict, frame: pd.DataFrame, done: pd.DataFrame, runs: pd.Data
         lines += ["**Nothing has run yet**: the ledger holds no finished run, so there is "
                   "nothing to measure. Run the suite, then build the report again.", ""]
     lines += ["## The longest gap each cell solves", "", *_headline(headline), "",
-              *_edge(success), "## Claims", "", *_claims(verdicts), "## Figures", "", *_figures(figures, root),
+              *_edge(success), "## Claims", "", *_claims(verdicts), "## Figures", "",
+              *_figures(figures, root),
               "## Tables", ""]
     for name, path in table_files.items():
         rel = path.relative_to(root).as_posix()
