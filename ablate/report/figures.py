@@ -47,7 +47,7 @@ DPI = 110
 PANEL = (5.0, 3.6)  # inches per panel
 RC = {"axes.titlesize": 11, "axes.labelsize": 10, "xtick.labelsize": 9, "ytick.labelsize": 9,
       "legend.fontsize": 9, "figure.titlesize": 13, "axes.titleweight": "bold"}
-MAX_CURVE_GAPS = 4  # learning-curve columns per task: this many gaps, spread over the range
+MAX_CURVE_GAPS = 5  # learning-curve columns per task: this many gaps, spread over the range
 RETENTION_FLOOR = 1e-6  # ∏ keep below this is drawn at it (log axis)
 FLOW_WINDOW_GAPS, FLOW_WINDOW_EXTRA = 3, 20  # error flow drawn to 3·gap + 20 steps
 NORM_RANGE = 1e-30  # error-flow y axes show at most this many decades below the largest
