@@ -62,13 +62,12 @@ def export_shard(ledger_path: str | os.PathLike) -> tuple[Path | None, int]:
     folder = shard_folder(ledger_path)
     known = shard_keys(folder)
     rows = [row for row in read_done_rows(ledger_path) if row["key"] not in known]
-    if not rows and not known:
-        return None, 0
-    folder.mkdir(parents=True, exist_ok=True)
-    meta = {name: value for name, value in read_meta(ledger_path).items()
-            if name not in ("format", "format_version")}
-    (folder / META_FILE).write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n",
-                                    encoding="utf-8")  # refreshed even with no new rows
+    if rows or known:  # the meta, refreshed even when no row is new
+        folder.mkdir(parents=True, exist_ok=True)
+        meta = {name: value for name, value in read_meta(ledger_path).items()
+                if name not in ("format", "format_version")}
+        (folder / META_FILE).write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n",
+                                        encoding="utf-8")
     if not rows:
         return None, 0
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -95,7 +94,7 @@ def ledger_from_shards(ledger_path: str | os.PathLike) -> int:
     """Create the missing ledger at ``ledger_path`` from the shards beside it and their meta;
     how many runs it holds (0: no shards, and no ledger is created)."""
     folder = shard_folder(ledger_path)
-    rows = list(shard_rows(folder))
+    rows = list(shard_rows(folder))  # read (and checked) before the ledger file is created
     if not rows:
         return 0
     with Ledger(ledger_path) as ledger:

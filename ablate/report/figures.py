@@ -504,8 +504,7 @@ def error_decay(runs: pd.DataFrame, out: Path) -> Figure | None:
     memory = rates.loc[rates.apply(lambda r: r["quantity"] == ("c" if r["cell"] in has_c
                                                                else "h"), axis=1)]
     # a rate of −inf (no error reaches the state next to the loss) is drawn on a floor line
-    # below the
-    # finite rates, labelled, so those runs are seen rather than dropped
+    # below the finite rates, labelled, so those runs are seen rather than dropped
     finite = memory.loc[np.isfinite(memory["rate"]), "rate"]
     lowest = float(finite.min()) if len(finite) else -1.0
     floor = min(lowest, 0.0) - 0.15 * max(1.0, abs(lowest))

@@ -245,8 +245,7 @@ def _rules(protocol: str) -> list[str]:
         "the loss over distances ≥ 1 up to the first where the norm is exactly 0 (past it the "
         "signal along that path is gone; what returns further back comes through other paths); "
         "−∞ when it is 0 within a step of the loss; exp(rate · gap) is the fraction of the "
-        "error signal left "
-        "after the gap.",
+        "error signal left after the gap.",
     ]
 
 
