@@ -25,6 +25,7 @@ BETA1, BETA2, EPS = 0.9, 0.999, 1e-8
 def make_adam(dtype: np.dtype):
     """The Adam kernel for parameters of one precision."""
     cast = np.dtype(dtype).type
+    weight1, decay2, weight2, epsilon = cast(1.0 - BETA1), cast(BETA2), cast(1.0 - BETA2), cast(EPS)
 
     @cuda.jit
     def adam(params, m1, v1, grad_tiles, loss_rows, limit, first_step, lr, clip, s, losses,
@@ -65,16 +66,18 @@ def make_adam(dtype: np.dtype):
             return
         factor = clip[mdl] / norm if clip[mdl] > 0.0 and norm > clip[mdl] else 1.0
         step = first_step[mdl] + s
-        bias1 = 1.0 - BETA1**step
-        bias2_sqrt = math.sqrt(1.0 - BETA2**step)
-        step_size = lr[mdl] / bias1
+        # the scalars rounded to the parameters' dtype once, the loop in that dtype
+        step_size = cast(lr[mdl] / (1.0 - BETA1**step))
+        bias2_sqrt = cast(math.sqrt(1.0 - BETA2**step))
         for k in range(tid, n_params, ADAM_THREADS):
             g = grad_tiles[mdl, 0, k]
             if factor != 1.0:
                 g = cast(g * factor)
-            m1[mdl, k] = BETA1 * m1[mdl, k] + (1.0 - BETA1) * g
-            v1[mdl, k] = BETA2 * v1[mdl, k] + (1.0 - BETA2) * g * g
-            params[mdl, k] -= step_size * m1[mdl, k] / (math.sqrt(v1[mdl, k]) / bias2_sqrt + EPS)
+            mk = m1[mdl, k] + weight1 * (g - m1[mdl, k])
+            vk = decay2 * v1[mdl, k] + weight2 * g * g
+            m1[mdl, k] = mk
+            v1[mdl, k] = vk
+            params[mdl, k] -= step_size * mk / (math.sqrt(vk) / bias2_sqrt + epsilon)
             row = (k - r_offset) // n_hidden
             if k >= r_offset and row < r_rows:  # keep Rᵀ [H, G] in step with R [G, H]
                 recurrent_t[mdl, (k - r_offset - row * n_hidden) * r_rows + row] = params[mdl, k]
