@@ -379,6 +379,32 @@ def test_a_cell_state_no_error_reaches_is_said_so_in_its_panel(tmp_path):
     assert matplotlib.image.imread(figure.png).std() > 0.05
 
 
+def test_an_exploding_error_gets_its_own_axis_and_leaves_the_others_theirs(tmp_path):
+    """noaf's unbounded h = o·c makes its gradient grow to 1e19 going back in time; on one
+    shared axis its top would set the floor (30 decades down) and cut rnn's decay at 1e-11.
+    It is drawn on its own y axis instead, said in its axis label and the caption."""
+    results = (sweep("lstm", "tv", {10: 5}) + sweep("rnn", "tv", {10: 0})
+               + sweep("noaf", "tv", {10: 0}))
+    for run in results:
+        flow = run.diagnostics["final"]["error_flow"]
+        if run.spec.cell == "noaf":
+            flow["dc_norm"] = [1e19 ** (d / max(flow["distance"])) for d in flow["distance"]]
+            flow["dh_norm"] = list(flow["dc_norm"])
+        elif run.spec.cell == "rnn":
+            flow["dh_norm"] = [1e-15 ** (d / max(flow["distance"])) for d in flow["distance"]]
+    runs = select.select(select.prepare(frame(tmp_path, results)), "best_lr")
+    (figure,) = figures.error_flow(runs, tmp_path / "figures")
+    data = pd.read_csv(figure.csv)
+    axes = data.groupby("cell")[["own_y_axis", "y_floor", "y_top"]].first()
+    assert axes["own_y_axis"].to_dict() == {"lstm": False, "noaf": True, "rnn": False}
+    assert axes.loc["noaf", "y_top"] == pytest.approx(1e19)
+    assert axes.loc["lstm", "y_top"] == axes.loc["rnn", "y_top"] < 1e3
+    # rnn's trained decay down to 1e-15 stays above the shared floor: drawn to its end
+    assert axes.loc["rnn", "y_floor"] <= 1e-15 * 1.0001
+    assert "noaf: an error norm more than 1e+06 times the median cell's" in figure.caption
+    assert matplotlib.image.imread(figure.png).std() > 0.05
+
+
 @pytest.mark.parametrize("n_zero", [1, 3])
 def test_a_panel_counts_the_runs_no_error_reaches(tmp_path, n_zero):
     """Where only some runs keep no error at all in c, the curve drawn is the others' and

@@ -51,6 +51,9 @@ MAX_CURVE_GAPS = 5  # learning-curve columns per task: this many gaps, spread ov
 RETENTION_FLOOR = 1e-6  # ∏ keep below this is drawn at it (log axis)
 FLOW_WINDOW_GAPS, FLOW_WINDOW_EXTRA = 3, 20  # error flow drawn to 3·gap + 20 steps
 NORM_RANGE = 1e-30  # error-flow y axes show at most this many decades below the largest
+# a cell whose largest error norm is more than this above the median cell's (an exploding
+# gradient: noaf reaches 1e19) gets a y axis of its own, so it does not squeeze the others
+OWN_SCALE_ABOVE = 1e6
 
 
 @dataclass(frozen=True)
@@ -360,17 +363,16 @@ def error_flow(runs: pd.DataFrame, out: Path) -> list[Figure]:
         data.insert(0, "task", task)
         data.insert(1, "gap", gap)
         data.insert(2, "n_hidden", size)
-        top = data["median_norm"].max()
-        floor = max(data.loc[data["median_norm"] > 0, "median_norm"].min(),
-                    top * NORM_RANGE)
         cells = order_cells(data["cell"])
+        ranges, own_scale = _flow_ranges(data, cells)
         styles = {("h", "final"): ("#0067A5", "-"), ("h", "init"): ("#0067A5", "--"),
                   ("c", "final"): ("#F38400", "-"), ("c", "init"): ("#F38400", "--")}
         with _style():
-            fig, axes = _grid(len(cells), columns=4, panel=(3.9, 3.0), sharex=True, sharey=True)
+            fig, axes = _grid(len(cells), columns=4, panel=(3.9, 3.0), sharex=True)
             notes = {}
             for ax, cell in zip(axes, cells, strict=True):
                 mine = data.loc[data["cell"] == cell]
+                floor, top = ranges[cell]
                 for (quantity, moment), (line_colour, line) in styles.items():
                     curve = mine.loc[(mine["quantity"] == quantity) & (mine["moment"] == moment)]
                     if curve.empty:
@@ -407,7 +409,9 @@ def error_flow(runs: pd.DataFrame, out: Path) -> list[Figure]:
                 ax.set_title(f"{cell}\n{note}", color=text_colour(cell), fontsize=9.5)
                 ax.set_xlabel("distance from the loss (steps)")
                 ax.xaxis.set_tick_params(labelbottom=True)
-                if ax.get_subplotspec().is_first_col():
+                if cell in own_scale:
+                    ax.set_ylabel("error norm (log scale, own y axis)", fontweight="bold")
+                elif ax.get_subplotspec().is_first_col():
                     ax.set_ylabel("error norm (log scale)")
             labels = ["‖∂L/∂h_t‖ trained", "‖∂L/∂h_t‖ at init", "‖∂L/∂c_t‖ trained",
                       "‖∂L/∂c_t‖ at init"]
@@ -415,6 +419,9 @@ def error_flow(runs: pd.DataFrame, out: Path) -> list[Figure]:
                        for (c, s), label in zip(styles.values(), labels, strict=True)]
             _legend(fig, handles, title="error signal")
             data["panel_note"] = data["cell"].map(notes)  # each panel's title line, as drawn
+            data["y_floor"] = data["cell"].map({cell: ranges[cell][0] for cell in cells})
+            data["y_top"] = data["cell"].map({cell: ranges[cell][1] for cell in cells})
+            data["own_y_axis"] = data["cell"].isin(own_scale)
             name = f"error_flow_{_slug(task)}"
             where = "the longest gap lstm solves" if learned else "lstm solves no gap here"
             title = (f"Error flow on {task}, gap {gap} ({where}): gradient norm against "
@@ -429,16 +436,46 @@ def error_flow(runs: pd.DataFrame, out: Path) -> list[Figure]:
                        "exponential decay. Each title gives, for the trained memory signal (∂c, or "
                        "∂h for cells without a cell state), the fitted decay rate per step and "
                        "the fraction of the signal left after the gap (of the median run). A "
-                       f"curve ends where it falls below {NORM_RANGE:g} of the figure's largest "
+                       f"curve ends where it falls below {NORM_RANGE:g} of its axis' largest "
                        "norm. The gap is the longest lstm solves, where the error-carousel "
                        "claim is measured (on a task lstm solves at no gap: the gap most cells "
                        "were run at); the error-decay figure gives the rates at every gap.")
+            if own_scale:
+                caption += (f" {', '.join(own_scale)}: an error norm more than "
+                            f"{OWN_SCALE_ABOVE:g} times the median cell's largest (an exploding "
+                            "gradient), drawn on a y axis of its own so that the other panels "
+                            "keep theirs.")
             if clipped:
                 caption += (f" The sequences here are longer than {window} steps; the figure "
                             f"draws distances up to {window} ({FLOW_WINDOW_GAPS} gaps + "
                             f"{FLOW_WINDOW_EXTRA}), the fitted rates use every distance.")
             figures.append(_save(fig, out, name, title, caption, data))
     return figures
+
+
+def _flow_ranges(data: pd.DataFrame, cells: list[str]) -> tuple[dict, list[str]]:
+    """({cell: (floor, top)} of the error-flow y axes, the cells drawn on an axis of their own).
+
+    The panels share one range, from the largest median norm down to NORM_RANGE of it (or the
+    smallest positive norm, if higher), but for a cell whose largest norm is more than
+    OWN_SCALE_ABOVE times the median cell's: its range is its own, by the same rule.
+    """
+    def span(rows: pd.DataFrame) -> tuple[float, float]:
+        top = float(rows["median_norm"].max())
+        if not top > 0:  # no error reaches any step: an empty decade range
+            return NORM_RANGE, 1.0
+        positive = rows.loc[rows["median_norm"] > 0, "median_norm"]
+        lowest = float(positive.min()) if len(positive) else top * NORM_RANGE
+        return max(lowest, top * NORM_RANGE), top
+
+    tops = data.groupby("cell")["median_norm"].max()
+    typical = float(tops.median())
+    own = [cell for cell in cells
+           if typical > 0 and tops.get(cell, 0.0) > typical * OWN_SCALE_ABOVE]
+    shared = span(data.loc[~data["cell"].isin(own)]) if len(own) < len(cells) else None
+    ranges = {cell: span(data.loc[data["cell"] == cell]) if cell in own else shared
+              for cell in cells}
+    return ranges, own
 
 
 def _slug(text: str) -> str:
