@@ -25,7 +25,8 @@ BETA1, BETA2, EPS = 0.9, 0.999, 1e-8
 def make_adam(dtype: np.dtype):
     """The Adam kernel for parameters of one precision."""
     cast = np.dtype(dtype).type
-    weight1, decay2, weight2, epsilon = cast(1.0 - BETA1), cast(BETA2), cast(1.0 - BETA2), cast(EPS)
+    weight1, decay2, weight2 = cast(1.0 - BETA1), cast(BETA2), cast(1.0 - BETA2)
+    epsilon = cast(EPS)
 
     @cuda.jit
     def adam(params, m1, v1, grad_tiles, loss_rows, limit, first_step, lr, clip, s, losses,

@@ -8,8 +8,9 @@ torch's single-tensor Adam, step by step, in the parameters' precision (t = step
 
 The scalars are computed in float64 and rounded to the parameters' dtype once per step, as
 torch rounds a Python float against a float32 tensor. The loop is then all float32 (or
-all float64) and vectorises: 7.9 µs for the 19,785 parameters of an lstm at H=64 where the
-earlier loop, which promoted every element to float64, took 78 µs — 2.6% of a training step.
+all float64) and vectorises: 10.4 µs a step for the 19,785 parameters of an lstm at H=64,
+timed inside a compiled loop, where the earlier loop, which promoted every element to
+float64, took 24.7 µs.
 """
 
 import numpy as np
