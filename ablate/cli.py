@@ -108,6 +108,12 @@ def _run_command(args: argparse.Namespace) -> int:
     )
     for failure in summary.failures:
         print(f"  failed: {failure}", file=sys.stderr)
+    if summary.retried:
+        print(f"  {len(summary.retried)} ensemble(s) trained again after their worker process "
+              "died (a crash in compiled code or the OOM killer; see the messages above):",
+              file=sys.stderr)
+        for retried in summary.retried:
+            print(f"  retried: {retried}", file=sys.stderr)
     if not args.no_report:
         _write_report(summary.ledger.parent)
     return 1 if summary.failed else 0

@@ -15,8 +15,10 @@ only on its own spec (``ablate.train``), so how runs are packed, which worker tr
 them and how often the sweep was interrupted does not change a single byte of a result
 (timings aside).
 
-Workers are separate processes, so a crash inside compiled code costs one ensemble (its
-runs are recorded as failed and retried on the next resume), never the driver. A local
+Workers are separate processes, so a crash inside compiled code costs one ensemble, never
+the driver: the ensembles in flight go back to the queue of a new pool (the summary lists
+them), and one that was in flight at ``_MAX_POOL_BREAKS`` crashes is recorded as failed
+(retried on the next resume). A local
 worker dies with the driver (Linux ``PR_SET_PDEATHSIG``): killing ``run_suite.py`` leaves
 no orphans computing results nobody will record.
 """
@@ -118,6 +120,14 @@ def _worker_init(threads: int) -> None:
 # ---------------------------------------------------------------- the driver
 
 
+@dataclass(frozen=True)
+class Retried:
+    """An ensemble's outcome in the stream when its worker died and it went back to the queue
+    of a new pool: not a result, a note that it will be trained again, and why."""
+
+    reason: str
+
+
 @dataclass
 class SweepSummary:
     suite: str
@@ -132,6 +142,9 @@ class SweepSummary:
     workers: int = 1  # local pool processes (a Dask cluster's size is not known here)
     local: bool = True
     failures: list[str] = field(default_factory=list)
+    # ensembles whose worker died (a crash in compiled code, the OOM killer) and that were
+    # trained again: their results count, but a crash is a bug to know about
+    retried: list[str] = field(default_factory=list)
 
     @property
     def overhead_fraction(self) -> float | None:
@@ -192,6 +205,10 @@ def run_suite(
         bar = _progress_bar(summary, suite.specs, todo) if progress else None
         try:
             for group, outcome, busy in stream:
+                if isinstance(outcome, Retried):
+                    summary.retried.append(f"{group[0].run_id} (+{len(group) - 1}): "
+                                           f"{outcome.reason}")
+                    continue
                 if isinstance(outcome, BaseException):
                     message = f"{type(outcome).__name__}: {outcome}".splitlines()[0]
                     ledger.record_failure(group, message)
@@ -290,6 +307,7 @@ def _local_results(
                     yield group, broken, 0.0
                 else:
                     queue.appendleft(group)
+                    yield group, Retried(f"{type(broken).__name__}: {broken}"), 0.0
         finally:
             _terminate(pool)
 

@@ -153,6 +153,44 @@ def test_sigkill_at_random_points_then_resume_equals_uninterrupted(tmp_path, ref
         "pool workers outlived their killed driver"
 
 
+def test_a_dead_pool_worker_is_retried_and_said_so(tmp_path, reference):
+    """A worker killed mid-sweep (as a crash in compiled code or the OOM killer would) breaks
+    the pool: its ensembles train again in a new pool, every run lands exactly once with
+    the same bytes, and the driver says which ensembles were retried and why."""
+    suite_path = write_suite(tmp_path)
+    ledger = tmp_path / "results" / "kt" / "ledger.sqlite"
+    driver = subprocess.Popen(
+        [*RUN_SUITE, str(suite_path), "--results", str(tmp_path / "results"), "--workers", "2",
+         "--max-ensemble", "1", "--no-report", "--quiet"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    killed = None
+    deadline = time.monotonic() + 240
+    while killed is None and driver.poll() is None and time.monotonic() < deadline:
+        if _done_count(ledger) >= 2:  # the pool is up and training
+            workers = [pid for pid in _children(driver.pid) if "spawn_main" in _command(pid)]
+            if workers:
+                killed = workers[0]
+                os.kill(killed, signal.SIGKILL)
+        time.sleep(0.005)
+    out, err = driver.communicate(timeout=300)
+    assert killed is not None, "no pool worker was there to kill"
+    assert driver.returncode == 0, err
+    assert "ensemble(s) trained again after their worker process died" in err
+    assert "retried: " in err and "BrokenProcessPool" in err
+    assert "24 runs recorded" in out and "0 failed" in out
+    frame = load(ledger, all_versions=True)
+    assert len(frame) == 24 and frame["spec_key"].is_unique
+    assert comparable(frame) == reference
+
+
+def _command(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
 def _done_count(ledger: Path) -> int:
     """Finished runs, read straight from SQLite (cheap enough to poll every 10 ms)."""
     if not ledger.exists():
