@@ -48,3 +48,52 @@ def test_variants_compiled_in_different_processes_stay_apart(tmp_path):
     assert both["lstm"] == first["lstm"]
     assert both["nig"] == second["nig"]
     assert both["lstm"] != both["nig"]
+
+
+def _dispatchers_reachable(roots) -> list:
+    """Every njit dispatcher a root calls, through closures and module globals."""
+    from numba.core.dispatcher import Dispatcher
+
+    seen, stack = {}, list(roots)
+    while stack:
+        dispatcher = stack.pop()
+        if id(dispatcher) in seen:
+            continue
+        seen[id(dispatcher)] = dispatcher
+        func = dispatcher.py_func
+        cells = [cell.cell_contents for cell in func.__closure__ or ()]
+        named = [func.__globals__.get(name) for name in func.__code__.co_names]
+        stack.extend(v for v in cells + named if isinstance(v, Dispatcher))
+    return list(seen.values())
+
+
+def test_no_two_compiled_functions_share_a_name():
+    """A cached kernel carries its callees under their qualified names (plus a per-process
+    counter and the argument types): two different functions with one qualified name and
+    the same argument types could be linked one for the other when kernels cached by
+    different processes are loaded together. The wide and narrow tile sweeps did exactly
+    that (wrong weight gradients, heap corruption in sweep workers)."""
+    import numpy as np
+
+    from ablate import cells
+    from ablate.kernels.jit import _closure_key
+    from ablate.train import trainer
+
+    roots = []
+    for name in cells.names():
+        for dtype in (np.float32, np.float64):
+            roots.extend(cells.kernels(name, dtype))
+            roots.extend(cells.drivers(name, dtype))
+            roots.append(trainer(name, dtype))
+    functions = _dispatchers_reachable(roots)
+    by_name: dict[str, set] = {}
+    for dispatcher in functions:
+        if dispatcher.targetoptions.get("inline") == "always":
+            continue  # inlined into its callers' IR: never a symbol of its own
+        func = dispatcher.py_func
+        # a function is its code and what its closure holds (a factory's variants share code)
+        variant = (func.__code__, _closure_key(func))
+        by_name.setdefault(f"{func.__module__}.{func.__qualname__}", set()).add(variant)
+    shared = {name: len(variants) for name, variants in by_name.items() if len(variants) > 1}
+    assert not shared, shared
+    assert len(functions) > 100  # the walk reached the kernels' callees

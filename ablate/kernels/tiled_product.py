@@ -182,7 +182,6 @@ def _make_row_sweep(rows: int, vectors: int):
     ``rows`` at a time in the register tile, the remainder one row at a time."""
     tile, one_row = _make_tile(rows, vectors), _make_tile(1, vectors)
 
-    @njit(**FLAGS)
     def sweep(a, panel, out, c0, k0, k1, accumulate):
         B = a.shape[0]
         r0 = 0
@@ -193,7 +192,16 @@ def _make_row_sweep(rows: int, vectors: int):
             one_row(a, panel, out, r0, c0, k0, k1, accumulate)
             r0 += 1
 
-    return sweep
+    # Each tile shape under a name of its own. Numba names a compiled function by its
+    # qualified name, a per-process counter and its argument types, and the cached kernels
+    # carry their callees under those names. The two sweeps share argument types, so with
+    # one name, "sweep v119" was the narrow sweep in kernels cached by one process and the
+    # wide one in kernels cached by another; a process loading both linked every call to
+    # whichever came first: wrong weight gradients, and a wide tile writing past a narrow
+    # panel's output rows (heap corruption; seen as "free(): invalid next size" in sweep
+    # workers, and as lstm runs whose results differed from a fresh process's).
+    sweep.__qualname__ = f"_make_row_sweep.<locals>.sweep_{rows}x{vectors}"
+    return njit(**FLAGS)(sweep)
 
 
 _wide_sweep, _narrow_sweep = _make_row_sweep(*WIDE), _make_row_sweep(*NARROW)
