@@ -18,9 +18,9 @@ them and how often the sweep was interrupted does not change a single byte of a 
 Workers are separate processes, so a crash inside compiled code costs one ensemble, never
 the driver: the ensembles in flight go back to the queue of a new pool (the summary lists
 them), and one that was in flight at ``_MAX_POOL_BREAKS`` crashes is recorded as failed
-(retried on the next resume). A local
-worker dies with the driver (Linux ``PR_SET_PDEATHSIG``): killing ``run_suite.py`` leaves
-no orphans computing results nobody will record.
+(retried on the next resume). A local worker dies with the driver (Linux
+``PR_SET_PDEATHSIG``): killing ``run_suite.py`` leaves no orphans computing results nobody
+will record.
 """
 
 from __future__ import annotations
@@ -272,8 +272,9 @@ def _local_results(
 
     At most ``workers`` ensembles are in flight, so when a worker dies (a crash in compiled
     code, the OOM killer) and breaks the pool, the ensembles it may have held are known:
-    they go back to the queue of a new pool, and one that was in flight in
-    ``_MAX_POOL_BREAKS`` broken pools is reported failed instead of being retried forever.
+    they go back to the queue of a new pool (each yielded once with a ``Retried`` note), and
+    one that was in flight in ``_MAX_POOL_BREAKS`` broken pools is reported failed instead
+    of being retried forever.
     """
     context = multiprocessing.get_context("spawn")  # never fork a process that has threads
     queue = deque(groups)
