@@ -206,14 +206,13 @@ def run_suite(
         try:
             for group, outcome, busy in stream:
                 if isinstance(outcome, Retried):
-                    summary.retried.append(f"{group[0].run_id} (+{len(group) - 1}): "
-                                           f"{outcome.reason}")
+                    summary.retried.append(_group_line(group, outcome.reason))
                     continue
                 if isinstance(outcome, BaseException):
-                    message = f"{type(outcome).__name__}: {outcome}".splitlines()[0]
+                    message = _one_line(outcome)
                     ledger.record_failure(group, message)
                     summary.failed += len(group)
-                    summary.failures.append(f"{group[0].run_id} (+{len(group) - 1}): {message}")
+                    summary.failures.append(_group_line(group, message))
                 else:
                     results = [RunResult.from_dict(data) for data in outcome]
                     ledger.record(results)
@@ -232,6 +231,15 @@ def run_suite(
                 bar.close()
             summary.wall_seconds = time.perf_counter() - started
     return summary
+
+
+def _one_line(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}".splitlines()[0]
+
+
+def _group_line(group: list[RunSpec], text: str) -> str:
+    """An ensemble in the summary: its first run, how many others, and what happened."""
+    return f"{group[0].run_id} (+{len(group) - 1}): {text}"
 
 
 def check_backend(backend: str) -> None:
@@ -308,7 +316,7 @@ def _local_results(
                     yield group, broken, 0.0
                 else:
                     queue.appendleft(group)
-                    yield group, Retried(f"{type(broken).__name__}: {broken}"), 0.0
+                    yield group, Retried(_one_line(broken)), 0.0
         finally:
             _terminate(pool)
 

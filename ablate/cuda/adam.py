@@ -18,6 +18,8 @@ import math
 import numpy as np
 from numba import cuda, float64
 
+from ablate.kernels.adam import make_update
+
 ADAM_THREADS = 256  # block size of the Adam kernel (the shared reduction has this many slots)
 BETA1, BETA2, EPS = 0.9, 0.999, 1e-8
 
@@ -27,6 +29,7 @@ def make_adam(dtype: np.dtype):
     cast = np.dtype(dtype).type
     weight1, decay2, weight2 = cast(1.0 - BETA1), cast(BETA2), cast(1.0 - BETA2)
     epsilon = cast(EPS)
+    update = make_update(cuda.jit(device=True))  # ablate.kernels.adam's equations
 
     @cuda.jit
     def adam(params, m1, v1, grad_tiles, loss_rows, limit, first_step, lr, clip, s, losses,
@@ -74,11 +77,9 @@ def make_adam(dtype: np.dtype):
             g = grad_tiles[mdl, 0, k]
             if factor != 1.0:
                 g = cast(g * factor)
-            mk = m1[mdl, k] + weight1 * (g - m1[mdl, k])
-            vk = decay2 * v1[mdl, k] + weight2 * g * g
-            m1[mdl, k] = mk
-            v1[mdl, k] = vk
-            params[mdl, k] -= step_size * mk / (math.sqrt(vk) / bias2_sqrt + epsilon)
+            m1[mdl, k], v1[mdl, k], delta = update(g, m1[mdl, k], v1[mdl, k], weight1, decay2,
+                                                   weight2, step_size, bias2_sqrt, epsilon)
+            params[mdl, k] -= delta
             row = (k - r_offset) // n_hidden
             if k >= r_offset and row < r_rows:  # keep Rᵀ [H, G] in step with R [G, H]
                 recurrent_t[mdl, (k - r_offset - row * n_hidden) * r_rows + row] = params[mdl, k]

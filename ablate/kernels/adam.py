@@ -13,9 +13,28 @@ timed inside a compiled loop, where the earlier loop, which promoted every eleme
 float64, took 24.7 µs.
 """
 
+import math
+
 import numpy as np
 
-from ablate.kernels.jit import kernel
+from ablate.kernels.jit import inline, kernel
+
+
+def make_update(jit):
+    """update(g, m, v, weight1, decay2, weight2, step_size, bias2_sqrt, epsilon) -> (m, v, Δθ)
+    of one parameter, the equations above; ``jit`` is the target's decorator (``inline`` here,
+    ``cuda.jit(device=True)`` in ablate.cuda.adam), so both targets run the same arithmetic."""
+
+    @jit
+    def update(g, m, v, weight1, decay2, weight2, step_size, bias2_sqrt, epsilon):
+        m = m + weight1 * (g - m)
+        v = decay2 * v + weight2 * g * g
+        return m, v, step_size * m / (math.sqrt(v) / bias2_sqrt + epsilon)
+
+    return update
+
+
+_update = make_update(inline)
 
 
 @kernel
@@ -28,9 +47,6 @@ def adam_step(params, grad, m, v, step, lr, beta1=0.9, beta2=0.999, eps=1e-8):
     bias2_sqrt = cast(np.sqrt(1.0 - beta2**step))
     epsilon = cast(eps)
     for k in range(params.size):
-        g = grad[k]
-        mk = m[k] + weight1 * (g - m[k])
-        vk = decay2 * v[k] + weight2 * g * g
-        m[k] = mk
-        v[k] = vk
-        params[k] -= step_size * mk / (np.sqrt(vk) / bias2_sqrt + epsilon)
+        m[k], v[k], delta = _update(grad[k], m[k], v[k], weight1, decay2, weight2, step_size,
+                                    bias2_sqrt, epsilon)
+        params[k] -= delta
