@@ -22,7 +22,8 @@ from ablate.results import RunSpec
 from ablate.store import kernel_version, load
 
 _SPEC_FIELDS = ("cell", "task", "gap", "seed", "lr", "n_hidden", "batch_size", "budget",
-                "eval_every", "clip", "dtype", "eval_batch", "test_batch", "eval_seed")
+                "eval_every", "clip", "dtype", "eval_batch", "test_batch", "eval_seed",
+                "solve_patience")
 
 
 def _spec(row) -> RunSpec:

@@ -63,6 +63,9 @@ class RunSpec:
     # the forget-gate bias shift at init (see ablate.init_params); None: the cell's default.
     # Only for cells with a forget gate. Left out of to_dict (and so of key) while None.
     forget_bias: float | None = None
+    # evaluations in a row whose validation metric must meet the criterion before the run
+    # stops as solved; 1 stops at the first. Left out of to_dict (and so of key) while 1.
+    solve_patience: int = 1
 
     def __post_init__(self) -> None:
         from ablate import cells, tasks  # here: results must import without numba compiling
@@ -96,6 +99,7 @@ class RunSpec:
             ("eval_batch", 1),
             ("test_batch", 1),
             ("eval_seed", 0),
+            ("solve_patience", 1),
         ):
             value = getattr(self, name)
             if not _is_int(value) or value < minimum:
@@ -128,8 +132,9 @@ class RunSpec:
     def run_id(self) -> str:
         """A readable name, e.g. ``lstm-copy-gap200-h32-lr0.01-s3``."""
         bias = "" if self.forget_bias is None else f"-fb{self.forget_bias:g}"
+        patience = "" if self.solve_patience == 1 else f"-sp{self.solve_patience}"
         return (f"{self.cell}-{self.task}-gap{self.gap}-h{self.n_hidden}-lr{self.lr:g}{bias}"
-                f"-s{self.seed}")
+                f"{patience}-s{self.seed}")
 
     @property
     def key(self) -> str:
@@ -150,8 +155,11 @@ class RunSpec:
     def to_dict(self) -> dict:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out["task_options"] = self.options
-        if out["forget_bias"] is None:  # specs from before the field keep their key
+        # specs from before these fields keep their key
+        if out["forget_bias"] is None:
             del out["forget_bias"]
+        if out["solve_patience"] == 1:
+            del out["solve_patience"]
         return out
 
     @classmethod
@@ -173,13 +181,17 @@ class RunResult:
     #  "val_loss", "val_metric"}, each a list
     curve: dict
     steps: int  # Adam steps taken
-    stop_reason: str  # "solved" (criterion met on validation), "budget" or "diverged"
+    # "solved" (criterion met on validation, spec.solve_patience times in a row), "budget"
+    # or "diverged"
+    stop_reason: str
     metric: float | None  # the task metric on the test batch, at the end
     test_loss: float | None
     chance: float | None  # the task's chance level in units of the metric
     score: float | None  # (metric − chance) / (1 − chance): 0 at chance, 1 perfect
     solved: bool  # the task criterion on the test batch
-    steps_to_solve: int | None  # the first evaluation step whose validation met the criterion
+    # the step of the first evaluation whose validation met the criterion (with
+    # spec.solve_patience > 1: the first of the streak that stopped the run)
+    steps_to_solve: int | None
     diverged: bool  # a loss or gradient turned non-finite; training stopped there
     diverged_at: int | None  # the step whose loss or gradient was non-finite
     wall_seconds: float  # the whole ensemble call, start to end (shared by its runs)

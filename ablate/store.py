@@ -467,7 +467,7 @@ class Ledger:
 
 _SPEC_COLUMNS = ("cell", "task", "gap", "seed", "lr", "n_hidden", "batch_size", "budget",
                  "eval_every", "clip", "dtype", "eval_batch", "test_batch", "eval_seed",
-                 "task_options", "forget_bias")
+                 "task_options", "forget_bias", "solve_patience")
 _RESULT_COLUMNS = ("solved", "score", "metric", "chance", "test_loss", "steps", "steps_to_solve",
                    "stop_reason", "diverged", "diverged_at")
 _TIMING_COLUMNS = ("wall_seconds", "compile_seconds", "train_seconds", "steps_per_second",
@@ -484,6 +484,7 @@ def _frame_row(key, spec_key, kernel_version, status, run_id, spec_text, result_
     row = dict(key=key, spec_key=spec_key, kernel_version=kernel_version, status=status,
                run_id=run_id)
     row.update({name: spec.get(name) for name in _SPEC_COLUMNS})
+    row["solve_patience"] = spec.get("solve_patience", 1)  # 1 where the spec leaves it out
     row["task_options"] = _dumps(spec.get("task_options") or {})
     row.update({name: (result or {}).get(name) for name in (*_RESULT_COLUMNS, *_TIMING_COLUMNS)})
     curve = (result or {}).get("curve") or {}
@@ -504,6 +505,7 @@ def load(path: str | os.PathLike, *, all_versions: bool = False) -> pandas.DataF
       key, spec_key, kernel_version, status, run_id: the row's identity and state;
       cell, task, gap, seed, lr, n_hidden, batch_size, budget, eval_every, clip, dtype,
       eval_batch, test_batch, eval_seed: the RunSpec fields; task_options as canonical JSON;
+      forget_bias (None: the cell's default), solve_patience (1 where the spec leaves it out);
       solved (bool; None when not done), score, metric, chance, test_loss, steps,
       steps_to_solve, stop_reason, diverged, diverged_at: from the RunResult, NaN or None when
       not done (a non-finite metric was stored as None, so it reads NaN);

@@ -33,8 +33,8 @@ PROTOCOLS = ("best_lr", "pooled")
 
 TOP_KEYS = ("description", "cells", "seeds", "learning_rates", "hidden_sizes", "training",
             "evaluation", "tasks")
-TRAINING_KEYS = ("budget", "batch_size", "eval_every", "clip", "dtype",
-                 "forget_bias")  # = RunSpec fields; forget_bias only reaches cells with a gate f
+TRAINING_KEYS = ("budget", "batch_size", "eval_every", "clip", "dtype", "forget_bias",
+                 "solve_patience")  # = RunSpec fields; forget_bias only reaches cells with f
 EVALUATION_KEYS = {"protocol": None, "validation_batch": "eval_batch",
                    "test_batch": "test_batch", "seed": "eval_seed"}  # suite key -> RunSpec field
 AXIS_KEYS = ("cells", "seeds", "learning_rates", "hidden_sizes")
@@ -286,6 +286,7 @@ _TRAINING = {
     "clip": lambda value, where: _number(value, where, 0, inclusive=True),
     "dtype": lambda value, where: _name(value, where, "dtype", DTYPES),
     "forget_bias": lambda value, where: _number(value, where, None),
+    "solve_patience": lambda value, where: _integer(value, where, 1),
 }
 
 

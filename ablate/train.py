@@ -33,7 +33,8 @@ over a long gap made a step up to 10× slower on x86):
     θ ← Adam(θ, g, lr, t)                               (ablate.kernels.adam.adam_step)
 Every ``eval_every`` steps (and at step 0 and at the budget) the validation batch
 (``eval_seed``, stream "validation", index 0) is scored; the criterion ``task.solved`` met
-there stops the run ("solved"). At the end the test batch (stream "test", index 0) gives the
+there ``solve_patience`` evaluations in a row (default 1: at the first) stops the run
+("solved"; its steps to solve are the first evaluation of that streak). At the end the test batch (stream "test", index 0) gives the
 final metric. ``ablate.diagnostics`` measures error flow, gates and state drift at
 initialisation and at the end.
 """
@@ -388,6 +389,7 @@ class RunState:
         }
         self.stop_reason: str | None = None
         self.steps_to_solve: int | None = None
+        self.solved_streak = 0  # evaluations in a row, up to now, that met the criterion
         self.diverged_at: int | None = None
         self.train_seconds = 0.0
         self.diagnostics: dict | None = None
@@ -455,8 +457,13 @@ class RunState:
             return
         if not np.isfinite(val_loss):
             self.stop_reason, self.diverged_at = "diverged", self.step
-        elif self.setup.task.solved(val_metric):
-            self.stop_reason, self.steps_to_solve = "solved", self.step
+            return
+        # Solved once spec.solve_patience evaluations in a row met the criterion; the run's
+        # steps to solve are the first of them (the step it had learned the task by).
+        self.solved_streak = self.solved_streak + 1 if self.setup.task.solved(val_metric) else 0
+        if self.solved_streak >= self.spec.solve_patience:
+            first = self.curve["step"][-self.spec.solve_patience]
+            self.stop_reason, self.steps_to_solve = "solved", first
 
     def diagnose(self) -> dict:
         from ablate import diagnostics

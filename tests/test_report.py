@@ -258,6 +258,7 @@ def test_training_table_states_how_each_task_was_trained(built, tmp_path):
     assert table.loc["tv", "seeds"] == "4"  # 0-2 done, 7 failed: the ledger's runs
     assert table.loc["continual", "learning rates"] == "0.01"
     assert table.loc["tv", "forget-gate bias at init"] == "each cell's own"
+    assert table.loc["tv", "evaluations in a row to stop as solved"] == "1"
     assert "## Training" in report.read_text() and "not solved within this budget" in (
         report.read_text())
     runs = [result("lstm", "tv", 10, s, solved=True, forget_bias=5.0, budget=300)

@@ -55,7 +55,8 @@ def test_round_trip_record_results_load(tmp_path):
     path = tmp_path / "results" / "smoke" / "ledger.sqlite"  # parent directories are made
     good = make_result(SPECS[0])
     # a diverged run: NaN metrics are stored as None and read back as None (NaN in the frame)
-    bad = make_result(SPECS[1].replace(task_options={"n_classes": 4}), stop_reason="diverged",
+    bad = make_result(SPECS[1].replace(task_options={"n_classes": 4}, solve_patience=3),
+                      stop_reason="diverged",
                       metric=math.nan, score=math.inf, solved=False, steps_to_solve=None,
                       diverged=True, diverged_at=37, curve={"val_metric": [0.5, None],
                                                             "val_loss": [0.7, None]})
@@ -75,6 +76,7 @@ def test_round_trip_record_results_load(tmp_path):
     assert frame.loc[0, "final_val_metric"] == 1.0 and frame.loc[0, "final_val_loss"] == 0.02
     assert frame.loc[0, "result"] == good.to_dict() and frame.loc[0, "attempts"] == 1
     assert frame.loc[1, "task_options"] == '{"n_classes":4}'
+    assert frame.loc[1, "solve_patience"] == 3 and frame.loc[0, "solve_patience"] == 1
     assert frame.loc[0, "task_options"] == "{}"
     assert math.isnan(frame.loc[1, "metric"]) and math.isnan(frame.loc[1, "score"])
     assert frame.loc[1, "diverged"] and frame.loc[1, "diverged_at"] == 37

@@ -71,6 +71,10 @@ MALFORMED = [
      "expected a finite number >= 0, got false (a boolean)"),
     ("string-forget-bias", HEAD + "[training]\nforget_bias = \"3\"\n" + TV,
      "training.forget_bias", 'expected a finite number, got "3" (a string)'),
+    ("zero-solve-patience", HEAD + "[training]\nsolve_patience = 0\n" + TV,
+     "training.solve_patience", "expected an integer >= 1, got 0"),
+    ("float-solve-patience", HEAD + "[tasks.tv]\ngaps = [5]\nsolve_patience = 2.5\n",
+     "tasks.tv.solve_patience", "expected an integer >= 1, got 2.5 (a float)"),
     ("bool-seeds", HEAD.replace("seeds = 2", "seeds = true") + TV, "seeds",
      "got true (a boolean)"),
     ("float-seed", HEAD.replace("seeds = 2", "seeds = [0, 1.5]") + TV, "seeds[1]",
@@ -335,6 +339,14 @@ def test_forget_bias_reaches_only_cells_with_a_forget_gate() -> None:
                     ("copy", "nfg"): None, ("copy", "noaf"): 5.5}
     no_bias = parse('cells = ["gru"]\nseeds = 1\nlearning_rates = [0.01]\n' + TV).specs[0]
     assert no_bias == next(s for s in suite.specs if s.cell == "gru" and s.task == "tv")
+
+
+def test_solve_patience_reaches_every_run_and_a_task_may_override_it() -> None:
+    suite = parse(HEAD + "[training]\nsolve_patience = 3\n" + TV
+                  + "[tasks.copy]\ngaps = [5]\nsolve_patience = 1\n")
+    patience = {(spec.task, spec.solve_patience) for spec in suite.specs}
+    assert patience == {("tv", 3), ("copy", 1)}
+    assert parse(HEAD + TV).specs[0].solve_patience == 1
 
 
 def test_task_table_overrides_the_evaluation_batches() -> None:

@@ -114,6 +114,33 @@ def test_early_stop_at_the_criterion():
     assert result.curve["step"] == list(range(0, result.steps + 1, spec.eval_every))
 
 
+def test_solve_patience_stops_at_the_first_streak_of_that_many_evaluations():
+    spec = SMALL.replace(budget=3000, eval_every=10, lr=1e-2)
+    (first,) = train(spec, diagnostics=False)
+    (patient,) = train(spec.replace(solve_patience=3), diagnostics=False)
+    task = tasks.get("tv")
+    # up to where the first stopped, the two runs are the same training
+    n = len(first.curve["step"])
+    for name in ("step", "train_loss", "grad_norm", "val_loss", "val_metric"):
+        assert patient.curve[name][:n] == first.curve[name][:n]
+    assert first.stop_reason == patient.stop_reason == "solved"
+    met = [task.solved(value) for value in patient.curve["val_metric"]]
+    streaks = "".join("1" if m else "0" for m in met).split("0")
+    assert max(len(run) for run in streaks[:-1]) < 3 and len(streaks[-1]) == 3
+    assert patient.steps == patient.curve["step"][-1] >= first.steps + 2 * spec.eval_every
+    assert patient.steps_to_solve == patient.curve["step"][-3]
+    assert patient.run_id.endswith("-sp3-s0") and first.run_id.endswith("-h16-lr0.01-s0")
+
+
+def test_solve_patience_is_part_of_the_run_but_not_of_its_shape():
+    spec = RunSpec("lstm", "tv", gap=5, seed=1)
+    patient = spec.replace(solve_patience=4)
+    assert "solve_patience" not in spec.to_dict()  # keys of specs without it are unchanged
+    assert patient.key != spec.key and patient.shape_key() == spec.shape_key()
+    assert RunSpec.from_dict(patient.to_dict()) == patient
+    assert patient.run_id == "lstm-tv-gap5-h32-lr0.01-sp4-s1"
+
+
 def test_budget_stops_and_curve_ends_at_the_budget():
     spec = SMALL.replace(budget=30, eval_every=20, lr=1e-4)  # too little to solve tv
     result = train(spec, diagnostics=False)[0]
@@ -266,6 +293,9 @@ def test_a_second_process_loads_the_trainer_from_the_disk_cache():
          "cell 'gru' has no forget gate .*cells with one: lstm"),
         ({"forget_bias": float("inf")}, "forget_bias must be a finite number or None"),
         ({"forget_bias": "3"}, "forget_bias must be a finite number or None"),
+        ({"solve_patience": 0}, "solve_patience must be an integer >= 1"),
+        ({"solve_patience": 2.0}, "solve_patience must be an integer >= 1"),
+        ({"solve_patience": True}, "solve_patience must be an integer >= 1"),
     ],
 )
 def test_bad_arguments_raise_one_clear_value_error(changes, message):

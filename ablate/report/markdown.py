@@ -116,11 +116,13 @@ def _edge(success: pd.DataFrame) -> list[str]:
               f"{r.test_metric_max:.3f})" for r in edge.itertuples()]
     return [
         "**Solved on validation, not on test.** A run stops at the first evaluation whose "
-        "validation batch meets the criterion, so it stops at the criterion's edge, and its "
-        "score on the larger test batch falls either side of it. Where most runs of a point "
-        "met the criterion on validation but fewer than half pass it on test, the table above "
-        "counts the point as not solved (the rule reads the test batch only): "
-        + "; ".join(points) + ".",
+        "validation batch meets the criterion (or the first streak of `solve_patience` such "
+        "evaluations), so it stops at the criterion's edge, and its score on the larger test "
+        "batch falls either side of it. Where most runs of a point met the criterion on "
+        "validation but fewer than half pass it on test, the table above counts the point as "
+        "not solved (the rule reads the test batch only): " + "; ".join(points) + ". "
+        "A suite's `solve_patience` (evaluations in a row that must meet the criterion) "
+        "trains such runs past the edge.",
         "",
     ]
 
@@ -133,7 +135,7 @@ def _training(frame: pd.DataFrame) -> list[str]:
         *_table(list(table.columns), table.values.tolist()),
         "",
         "A run stops at its budget or, earlier, once its validation batch meets the task's "
-        "criterion. Every \"fails at gap g\" below means: not solved within this budget; "
+        "criterion (at as many evaluations in a row as the table says). Every \"fails at gap g\" below means: not solved within this budget; "
         "a longer training might still solve it.",
     ]
 

@@ -65,7 +65,8 @@ def success(runs: pd.DataFrame, protocol: str = "best_lr") -> pd.DataFrame:
 def edge_of_criterion(success_table: pd.DataFrame) -> pd.DataFrame:
     """The points a cell solves on validation (≥ 50% of its runs met the criterion there
     and stopped) but not on test (< 50% pass): runs stopped at the first evaluation that
-    crossed the criterion sit at its edge, and the larger test batch falls either side."""
+    crossed the criterion (solve_patience 1) sit at its edge, and the larger test batch
+    falls either side."""
     if success_table.empty:
         return success_table
     validated = success_table["validated"] >= SOLVES_AT * success_table["runs"]
@@ -145,7 +146,8 @@ def _joined(values) -> str:
 
 def training(frame: pd.DataFrame) -> pd.DataFrame:
     """Per task: how every run of the ledger was trained (budget, batch, sequences seen,
-    learning rates, seeds, evaluation sizes, forget-gate bias by cell)."""
+    learning rates, seeds, evaluation sizes, forget-gate bias by cell, the stop rule's
+    patience)."""
     rows = []
     if frame.empty:
         return pd.DataFrame(rows)
@@ -168,5 +170,8 @@ def training(frame: pd.DataFrame) -> pd.DataFrame:
             "validation / test sequences": f"{_joined(part['eval_batch'].tolist())} / "
                                            f"{_joined(part['test_batch'].tolist())}",
             "forget-gate bias at init": bias,
+            "evaluations in a row to stop as solved": _joined(
+                part["solve_patience"].fillna(1).astype(int).tolist()
+                if "solve_patience" in part else [1]),
         })
     return pd.DataFrame(rows)
