@@ -90,6 +90,11 @@ def _run_command(args: argparse.Namespace) -> int:
             print(dry_run_text(suite, Path(args.results), args.workers, max_ensemble,
                                args.backend))
             return 0
+        if not args.fresh:  # say before training what a kernel change makes train again
+            ledger_path = Path(args.results) / suite.name / "ledger.sqlite"
+            stale = _stale_line(suite, _finished_rows(ledger_path), args.backend)
+            if stale:
+                print(f"note: {stale}", file=sys.stderr)
         summary = run_suite(
             suite, args.results, workers=args.workers, backend=args.backend,
             scheduler=args.scheduler, fresh=args.fresh, max_ensemble=max_ensemble,
@@ -123,21 +128,15 @@ def dry_run_text(suite, results_root: Path, workers: int | None, max_ensemble: i
                  backend: str = "cpu") -> str:
     """What --dry-run prints: the grid, what the ledger already holds, an estimated time."""
     from ablate.cost import estimate_suite_seconds, format_duration
-    from ablate.shards import shard_folder, shard_rows
-    from ablate.store import kernel_version, load
+    from ablate.store import kernel_version
     from ablate.sweep import pack, usable_cores
 
     ledger_path = results_root / suite.name / "ledger.sqlite"
     version = kernel_version(backend)
-    done_keys: set[str] = set()
-    if ledger_path.exists():
-        frame = load(ledger_path)
-        current = (frame["status"] == "done") & (frame["kernel_version"] == version)
-        done_keys = set(frame.loc[current, "spec_key"])
-    # finished runs carried as shards count too: the sweep imports them when it starts
-    done_keys |= {row["spec_key"] for row in shard_rows(shard_folder(ledger_path))
-                  if row["kernel_version"] == version}
+    finished = _finished_rows(ledger_path)
+    done_keys = {key for key, found in finished if found == version}
     todo = [spec for spec in suite.specs if spec.key not in done_keys]
+    stale = _stale_line(suite, finished, backend)
     groups = pack(todo, max_ensemble) if todo else []
     workers = workers or (1 if backend == "cuda" else max(1, min(usable_cores(), len(groups))))
     cells = sorted({spec.cell for spec in suite.specs})
@@ -148,6 +147,7 @@ def dry_run_text(suite, results_root: Path, workers: int | None, max_ensemble: i
         f"({', '.join(tasks)}) × their gaps × seeds × learning rates × sizes",
         f"  {len(suite.specs) - len(todo)} already done in {ledger_path} and its shards"
         if ledger_path.exists() or done_keys else f"  ledger: {ledger_path} (new)",
+        *([f"  {stale}"] if stale else []),
         f"  to run: {len(todo)} runs in {len(groups)} ensembles on {workers} "
         f"worker{'' if workers == 1 else 's'}",
     ]
@@ -163,6 +163,31 @@ def dry_run_text(suite, results_root: Path, workers: int | None, max_ensemble: i
         )
         lines.append(f"  where it goes (core time): {_cost_by_task(todo)}")
     return "\n".join(lines)
+
+
+def _finished_rows(ledger_path: Path) -> list[tuple[str, str]]:
+    """(spec_key, kernel_version) of every finished run in the ledger and its shards (the
+    sweep imports the shards when it starts, so they count as the ledger's)."""
+    from ablate.shards import shard_folder, shard_rows
+    from ablate.store import load
+
+    finished = []
+    if ledger_path.exists():
+        frame = load(ledger_path, all_versions=True)
+        done = frame[frame["status"] == "done"]
+        finished += list(zip(done["spec_key"], done["kernel_version"], strict=True))
+    finished += [(row["spec_key"], row["kernel_version"])
+                 for row in shard_rows(shard_folder(ledger_path))]
+    return finished
+
+
+def _stale_line(suite, finished: list[tuple[str, str]], backend: str) -> str:
+    """``store.stale_note`` for the suite's runs among ``finished`` ("" if none)."""
+    from ablate.store import kernel_version, stale_note, stale_runs
+
+    version = kernel_version(backend)
+    return stale_note(stale_runs(finished, version, {spec.key for spec in suite.specs}),
+                      version)
 
 
 def _cost_by_task(specs) -> str:

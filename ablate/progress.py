@@ -19,7 +19,7 @@ from collections import defaultdict
 
 from ablate.cost import estimate_seconds, format_duration
 from ablate.results import RunSpec
-from ablate.store import kernel_version, load
+from ablate.store import kernel_version, load, stale_note, stale_runs
 
 _SPEC_FIELDS = ("cell", "task", "gap", "seed", "lr", "n_hidden", "batch_size", "budget",
                 "eval_every", "clip", "dtype", "eval_batch", "test_batch", "eval_seed",
@@ -44,8 +44,11 @@ def _core_seconds(row) -> float:
 def progress_report(ledger_path: str | os.PathLike, *, workers: int = 2,
                     backend: str = "cpu") -> str:
     """The status table and the projection (see the module docstring) as markdown."""
-    frame = load(ledger_path, all_versions=True)
-    frame = frame[frame["kernel_version"] == kernel_version(backend)]
+    every = load(ledger_path, all_versions=True)
+    frame = every[every["kernel_version"] == kernel_version(backend)]
+    finished = every[every["status"] == "done"]
+    stale = stale_note(stale_runs(zip(finished["spec_key"], finished["kernel_version"]),
+                                  kernel_version(backend)), kernel_version(backend))
     # (task, gap) -> [done, solved, measured s, estimated s (done), pending, estimated s]
     rows: dict[tuple, list] = defaultdict(lambda: [0, 0, 0.0, 0.0, 0, 0.0])
     for row in frame.itertuples():
@@ -75,6 +78,8 @@ def progress_report(ledger_path: str | os.PathLike, *, workers: int = 2,
     lines.append("")
     lines.append(f"{done} runs done, {pending_runs} pending (kernel version "
                  f"{kernel_version(backend)})")
+    if stale:
+        lines.append(stale)
     if est and pending_runs:
         ratio = measured / est
         lines.append(f"done so far: {format_duration(measured)} of core time against "

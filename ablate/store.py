@@ -112,6 +112,34 @@ def kernel_version(backend: str = "cpu") -> str:
     raise ValueError(f"unknown backend {backend!r}; allowed: cpu, cuda")
 
 
+def stale_runs(finished, version: str, spec_keys=None) -> tuple[int, dict[str, int]]:
+    """Runs finished only under other kernel versions than ``version``: (how many runs,
+    {version: runs finished under it}; a run finished under two versions counts in both).
+
+    ``finished``: (spec_key, kernel_version) of finished rows (a ledger's, its shards');
+    ``spec_keys``: count only these runs (a suite's), default all. A sweep trains such runs
+    again: the code that decides a run's numbers changed since they finished."""
+    finished = list(finished)
+    current = {key for key, found in finished if found == version}
+    stale: dict[str, set[str]] = {}
+    for key, found in finished:
+        if found != version and key not in current and (spec_keys is None or key in spec_keys):
+            stale.setdefault(found, set()).add(key)
+    runs = len(set().union(*stale.values())) if stale else 0
+    return runs, {found: len(keys) for found, keys in sorted(stale.items())}
+
+
+def stale_note(stale: tuple[int, dict[str, int]], version: str) -> str:
+    """One line on ``stale_runs``' result, "" when there are none."""
+    runs, by_version = stale
+    if not runs:
+        return ""
+    listed = ", ".join(f"{found}: {n}" for found, n in by_version.items())
+    return (f"{runs} runs finished only under other kernel versions ({listed}) train again "
+            f"under {version}: the code that decides a run's numbers changed since (a report "
+            "still reads them)")
+
+
 class LedgerError(Exception):
     """A ledger cannot be used; the message is one line naming the path and what to do."""
 

@@ -44,3 +44,21 @@ def test_status_command(tmp_path):
     missing = subprocess.run(run + [str(tmp_path / "nope")], capture_output=True, text=True,
                              cwd=ROOT, timeout=120)
     assert missing.returncode == 2 and "does not exist" in missing.stderr
+
+
+def test_runs_finished_under_other_kernel_versions_are_named(tmp_path, monkeypatch):
+    """After a change to the code that decides a run's numbers, status says which finished
+    runs a sweep would train again, instead of only counting 0 done."""
+    from ablate import store
+
+    path = tmp_path / "kt" / "ledger.sqlite"
+    old = store.KERNEL_VERSION
+    with Ledger(path) as ledger:
+        ledger.add(SPECS)
+        ledger.record([make_result(spec) for spec in SPECS[:3]])
+    assert "other kernel versions" not in progress_report(path)
+    monkeypatch.setattr(store, "KERNEL_VERSION", "0" * 12)  # the kernels changed since
+    text = progress_report(path)
+    assert "0 runs done, 0 pending (kernel version 000000000000)" in text
+    assert (f"3 runs finished only under other kernel versions ({old}: 3) train again under "
+            "000000000000") in text

@@ -108,6 +108,17 @@ def test_pending_skips_done_runs_of_this_kernel_version_only(tmp_path, monkeypat
     assert row_key(SPECS[0]) == row_key(SPECS[0], "0" * 12) != row_key(SPECS[0], old_version)
 
 
+def test_stale_runs_counts_each_run_once_and_only_where_no_current_row_finished():
+    finished = [("a", "v1"), ("a", "v2"), ("b", "v1"), ("b", "v3"), ("c", "v2"), ("d", "v3")]
+    assert store.stale_runs(finished, "v3") == (2, {"v1": 1, "v2": 2})  # a, c; b and d are v3
+    assert store.stale_runs(finished, "v3", {"a", "b"}) == (1, {"v1": 1, "v2": 1})
+    assert store.stale_runs(iter(finished), "v9")[0] == 4  # any iterable, read once
+    assert store.stale_note(store.stale_runs(finished, "v2"), "v2") == (
+        "2 runs finished only under other kernel versions (v1: 1, v3: 2) train again under v2: "
+        "the code that decides a run's numbers changed since (a report still reads them)")
+    assert store.stale_note((0, {}), "v2") == ""
+
+
 def test_kernel_versions_per_backend():
     assert store.kernel_version("cpu") == store.KERNEL_VERSION
     cuda = store.kernel_version("cuda")
