@@ -47,8 +47,9 @@ def progress_report(ledger_path: str | os.PathLike, *, workers: int = 2,
     every = load(ledger_path, all_versions=True)
     frame = every[every["kernel_version"] == kernel_version(backend)]
     finished = every[every["status"] == "done"]
-    stale = stale_note(stale_runs(zip(finished["spec_key"], finished["kernel_version"]),
-                                  kernel_version(backend)), kernel_version(backend))
+    finished_keys = zip(finished["spec_key"], finished["kernel_version"], strict=True)
+    stale = stale_note(stale_runs(finished_keys, kernel_version(backend)),
+                       kernel_version(backend))
     # (task, gap) -> [done, solved, measured s, estimated s (done), pending, estimated s]
     rows: dict[tuple, list] = defaultdict(lambda: [0, 0, 0.0, 0.0, 0, 0.0])
     for row in frame.itertuples():

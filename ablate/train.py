@@ -34,9 +34,9 @@ over a long gap made a step up to 10× slower on x86):
 Every ``eval_every`` steps (and at step 0 and at the budget) the validation batch
 (``eval_seed``, stream "validation", index 0) is scored; the criterion ``task.solved`` met
 there ``solve_patience`` evaluations in a row (default 1: at the first) stops the run
-("solved"; its steps to solve are the first evaluation of that streak). At the end the test batch (stream "test", index 0) gives the
-final metric. ``ablate.diagnostics`` measures error flow, gates and state drift at
-initialisation and at the end.
+("solved"; its steps to solve are the first evaluation of that streak). At the end the
+test batch (stream "test", index 0) gives the final metric. ``ablate.diagnostics``
+measures error flow, gates and state drift at initialisation and at the end.
 """
 
 from __future__ import annotations

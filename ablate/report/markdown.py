@@ -135,8 +135,9 @@ def _training(frame: pd.DataFrame) -> list[str]:
         *_table(list(table.columns), table.values.tolist()),
         "",
         "A run stops at its budget or, earlier, once its validation batch meets the task's "
-        "criterion (at as many evaluations in a row as the table says). Every \"fails at gap g\" below means: not solved within this budget; "
-        "a longer training might still solve it.",
+        "criterion (at as many evaluations in a row as the table says). Every \"fails at gap "
+        "g\" below means: not solved within this budget; a longer training might still solve "
+        "it.",
     ]
 
 
