@@ -169,16 +169,11 @@ def _finished_rows(ledger_path: Path) -> list[tuple[str, str]]:
     """(spec_key, kernel_version) of every finished run in the ledger and its shards (the
     sweep imports the shards when it starts, so they count as the ledger's)."""
     from ablate.shards import shard_folder, shard_rows
-    from ablate.store import load
+    from ablate.store import read_done_rows
 
-    finished = []
-    if ledger_path.exists():
-        frame = load(ledger_path, all_versions=True)
-        done = frame[frame["status"] == "done"]
-        finished += list(zip(done["spec_key"], done["kernel_version"], strict=True))
-    finished += [(row["spec_key"], row["kernel_version"])
-                 for row in shard_rows(shard_folder(ledger_path))]
-    return finished
+    rows = read_done_rows(ledger_path) if ledger_path.exists() else []
+    rows += shard_rows(shard_folder(ledger_path))
+    return [(row["spec_key"], row["kernel_version"]) for row in rows]
 
 
 def _stale_line(suite, finished: list[tuple[str, str]], backend: str) -> str:

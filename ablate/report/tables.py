@@ -171,7 +171,6 @@ def training(frame: pd.DataFrame) -> pd.DataFrame:
                                            f"{_joined(part['test_batch'].tolist())}",
             "forget-gate bias at init": bias,
             "evaluations in a row to stop as solved": _joined(
-                part["solve_patience"].fillna(1).astype(int).tolist()
-                if "solve_patience" in part else [1]),
+                part["solve_patience"].astype(int).tolist()),
         })
     return pd.DataFrame(rows)
