@@ -25,7 +25,7 @@ from ablate.kernels.products import (
     backprop_product,
     backward_operand,
     forward_operand,
-    product_width,
+    product_out,
     recurrent_product,
 )
 from ablate.kernels.reductions import sum_squares
@@ -156,17 +156,17 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
         # a separate K = I matrix product over the sequence.
         R_operand = forward_operand(np.concatenate((R, W), axis=1))  # packed once
         h_x = np.zeros((B, H + n_in), dtype=x.dtype)  # [h_{t-1}, x_t]
-        recurrent = np.zeros((B, product_width(G, x)), dtype=x.dtype)  # [:, :G] = R h + W x
+        recurrent = product_out(B, G, x)  # [:, :G] = R h + W x
         recurrent_t = np.empty((G, B), dtype=x.dtype)
         # The extra matrices' per-step products run on the same register tiles (their
         # outputs padded to the tiles' width; only the first columns are read).
         n_fgr, n_net = 3 * H if FGR else 0, H if NET else 0
         gates_operand = forward_operand(R_gates)  # R_gates [i;f;o]_{t-1} (fgr)
         net_operand = forward_operand(P)  # P_c c_{t-1}, P_h c_t or W_u (f ⊙ c_{t-1})
-        gate_feedback = np.zeros((B, product_width(n_fgr, x)), dtype=x.dtype)
+        gate_feedback = product_out(B, n_fgr, x)
         gate_scratch = np.empty((n_fgr, B), dtype=x.dtype)
-        memory_feedback = np.zeros((B, product_width(H if SINGLE else 0, x)), dtype=x.dtype)
-        read = np.zeros((B, product_width(0 if GATED_READ else H, x)), dtype=x.dtype)
+        memory_feedback = product_out(B, H if SINGLE else 0, x)
+        read = product_out(B, 0 if GATED_READ else H, x)
         net_scratch = np.empty((n_net, B), dtype=x.dtype)
         forgotten = np.zeros((B, H if USE_GATE else 0), dtype=x.dtype)
         zero_state = np.zeros((B, H), dtype=x.dtype)
@@ -291,14 +291,14 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
         d_ifo = np.zeros((T if FGR else 0, B, 3 * H), dtype=x.dtype)
         d_net = np.zeros((T if NET else 1, B, H if NET else 0), dtype=x.dtype)
         R_operand = backward_operand(R)  # R packed for the per-step product
-        dh_next = np.zeros((B, product_width(H, x)), dtype=x.dtype)  # [:, :H]: dL/dh_t via R h_t
+        dh_next = product_out(B, H, x)  # [:, :H]: dL/dh_t via R h_t
         # dL/dc_t from step t+1, [:, :H] (tile-padded: single_net's P_c product lands here)
-        dc_next = np.zeros((B, product_width(H, x)), dtype=x.dtype)
+        dc_next = product_out(B, H, x)
         n_fgr = 3 * H if FGR else 0
         gates_operand = backward_operand(R_gates)  # into [i;f;o]_{t-1} (fgr)
         net_operand = backward_operand(P)  # through P_c, P_h or W_u
-        d_gates_next = np.zeros((B, product_width(n_fgr, x)), dtype=x.dtype)  # [:, :3H]
-        d_read = np.zeros((B, product_width(0 if GATED_READ else H, x)), dtype=x.dtype)
+        d_gates_next = product_out(B, n_fgr, x)  # [:, :3H]
+        d_read = product_out(B, 0 if GATED_READ else H, x)
         dc = np.empty((B, H), dtype=x.dtype)
         dh = np.empty((B, H), dtype=x.dtype)
         zero_state = np.zeros((B, H), dtype=x.dtype)

@@ -34,7 +34,7 @@ from ablate.kernels.products import (
     backprop_product,
     backward_operand,
     forward_operand,
-    product_width,
+    product_out,
     recurrent_product,
 )
 from ablate.kernels.reductions import add_column_sums, sum_squares
@@ -169,7 +169,7 @@ def make_elman(views, relu: bool, dtype: np.dtype) -> tuple:
         # h[t] starts as the input projection W x_t and is overwritten in place.
         h = project(x, W, 1)[0]
         R_operand = forward_operand(R)  # R packed for the per-step product
-        recurrent = np.zeros((B, product_width(H, x)), dtype=x.dtype)  # [:, :H] = R h_{t-1}
+        recurrent = product_out(B, H, x)  # [:, :H] = R h_{t-1}
         scratch = np.empty((H, B), dtype=x.dtype)
         for t in range(T):
             if t > 0:
@@ -194,7 +194,7 @@ def make_elman(views, relu: bool, dtype: np.dtype) -> tuple:
         dW, dR, db, _, _, _ = views(grad, n_in, H, n_out)
         d_pre = np.empty((1, T, B, H), dtype=x.dtype)  # dL/da_t
         R_operand = backward_operand(R)  # R packed for the per-step product
-        dh_next = np.zeros((B, product_width(H, x)), dtype=x.dtype)  # [:, :H]: via R h_t at t+1
+        dh_next = product_out(B, H, x)  # [:, :H]: via R h_t at t+1
         dh = np.empty((B, H), dtype=x.dtype)  # total dL/dh_t
         dh_sq = np.zeros(T)
         dc_sq = np.zeros(T)
@@ -238,7 +238,7 @@ def make_gru(views, dtype: np.dtype) -> tuple:
         h = np.empty((T, B, H), dtype=x.dtype)
         hidden_n = np.empty((T, B, H), dtype=x.dtype)
         R_operand = forward_operand(R)  # R packed for the per-step product
-        recurrent = np.zeros((B, product_width(3 * H, x)), dtype=x.dtype)  # [:, :3H] = R h_{t-1}
+        recurrent = product_out(B, 3 * H, x)  # [:, :3H] = R h_{t-1}
         scratch = np.empty((3 * H, B), dtype=x.dtype)
         zero_state = np.zeros((B, H), dtype=x.dtype)
         for t in range(T):
@@ -279,7 +279,7 @@ def make_gru(views, dtype: np.dtype) -> tuple:
         d_rec = np.empty((B, 3 * H), dtype=x.dtype)  # dL/d(R h_{t-1}) of one step, packed
         dh_direct = np.zeros((B, H), dtype=x.dtype)  # dL/dh_t through z ⊙ h_t at t+1
         R_operand = backward_operand(R)  # R packed for the per-step product
-        dh_next = np.zeros((B, product_width(H, x)), dtype=x.dtype)  # [:, :H]: via R h_t at t+1
+        dh_next = product_out(B, H, x)  # [:, :H]: via R h_t at t+1
         dh = np.empty((B, H), dtype=x.dtype)  # total dL/dh_t
         zero_state = np.zeros((B, H), dtype=x.dtype)
         dh_sq = np.zeros(T)

@@ -5,7 +5,7 @@ against R packed once per sequence (``tiled_product.py``: ~165 GFLOP/s against O
 64–91 at these shapes on one core); elsewhere OpenBLAS. A cell kernel calls
 
     operand = forward_operand(R)          # once per sequence
-    out = np.zeros((B, product_width(G, x)))
+    out = product_out(B, G, x)            # zeros, 64-byte aligned
     recurrent_product(h_prev, operand, out, scratch)   # out[:, :G] = h_prev Rᵀ, each step
 
 and likewise ``backward_operand`` / ``backprop_product`` for dL/dh_{t-1} = dL/da · R. ``out``
@@ -14,6 +14,7 @@ may be wider than the product (the tiles' zero padding); only its first columns 
 
 import numpy as np
 
+from ablate.kernels.aligned import aligned_zeros
 from ablate.kernels.jit import kernel
 from ablate.kernels.tiled_product import AVAILABLE as TILED
 from ablate.kernels.tiled_product import pack_panels, padded_width, tiled_product
@@ -86,3 +87,10 @@ else:
     def backprop_product(d, operand, out):
         """out [B,H] = d [B,G] · R for operand = R."""
         np.dot(d, operand, out)
+
+
+@kernel
+def product_out(rows, n, like):
+    """Zeros [rows, product_width(n)] in like's dtype, 64-byte aligned (aligned.py): the
+    ``out`` of an n-column recurrent or backprop product."""
+    return aligned_zeros((rows, product_width(n, like)), like)

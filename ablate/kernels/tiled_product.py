@@ -26,12 +26,12 @@ wider vectors split, only slower.)
 from __future__ import annotations
 
 import llvmlite.binding as llvm
-import numpy as np
 from llvmlite import ir
 from numba import config, njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from ablate.kernels.aligned import aligned_zeros
 from ablate.kernels.jit import FLAGS, kernel
 
 VECTOR_BITS = 512
@@ -225,11 +225,12 @@ def padded_width(n, like):
 
 @kernel
 def pack_panels(M):
-    """M [K,N] (any layout) as panels [⌈N/W⌉, K, W], zero-padded: panels[p, k, w] = M[k, pW+w]."""
+    """M [K,N] (any layout) as panels [⌈N/W⌉, K, W], zero-padded: panels[p, k, w] = M[k, pW+w]
+    (64-byte aligned, so every panel row is whole cache lines: aligned.py)."""
     K, N = M.shape
     width = panel_width(N, M)
     n_panels = (N + width - 1) // width
-    panels = np.zeros((n_panels, K, width), dtype=M.dtype)
+    panels = aligned_zeros((n_panels, K, width), M)
     for p in range(n_panels):
         columns = min(width, N - p * width)
         for k in range(K):

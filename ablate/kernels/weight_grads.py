@@ -20,6 +20,7 @@ Elsewhere the store is the plain [T·B, K] matrix and OpenBLAS multiplies it at 
 
 import numpy as np
 
+from ablate.kernels.aligned import aligned_empty, aligned_zeros
 from ablate.kernels.jit import kernel
 from ablate.kernels.tiled_product import AVAILABLE as TILED
 from ablate.kernels.tiled_product import panel_width, tiled_product_add
@@ -72,9 +73,9 @@ if TILED:
         width = panel_width(K, like)
         n_panels = (K + width - 1) // width
         steps = max(1, min(T, STORE_BYTES // (B * n_panels * width * like.itemsize)))
-        store = np.empty((n_panels, steps * B, width), dtype=like.dtype)
+        store = aligned_empty((n_panels, steps * B, width), like)  # whole cache lines
         store[n_panels - 1, :, K - (n_panels - 1) * width :] = 0  # the padding columns only
-        totals = np.zeros((N, n_panels * width), dtype=like.dtype)
+        totals = aligned_zeros((N, n_panels * width), like)
         return store, totals
 
     @kernel
