@@ -20,6 +20,7 @@ import numpy as np
 from ablate.cells import pointwise
 from ablate.cells.pointwise import LINEAR, SCALED_SIGMOID, SIGMOID, TANH
 from ablate.kernels.activations import for_dtype
+from ablate.kernels.aligned import aligned_empty, aligned_zeros
 from ablate.kernels.jit import CELL_LOOPS, inline, kernel
 from ablate.kernels.products import (
     backprop_product,
@@ -146,10 +147,10 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
         H = n_hidden
         G = n_slots * H
         W, R, b, peep, R_gates, P, b_u, _, _ = views(params, n_in, H, n_out)
-        gates = np.empty((T, B, G), dtype=x.dtype)
-        h = np.empty((T, B, H), dtype=x.dtype)
-        c = np.empty((T, B, H), dtype=x.dtype)
-        aux = np.empty((T, B, H), dtype=x.dtype)
+        gates = aligned_empty((T, B, G), x)
+        h = aligned_empty((T, B, H), x)
+        c = aligned_empty((T, B, H), x)
+        aux = aligned_empty((T, B, H), x)
         ifo = np.zeros((T if FGR else 0, B, 3 * H), dtype=x.dtype)
         # One product a step gives R h_{t-1} + W x_t = [h_{t-1}, x_t] · [R, W]ᵀ: the input
         # projection rides on the recurrent product's register tiles (K = H + I) instead of
@@ -169,7 +170,7 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
         read = product_out(B, 0 if GATED_READ else H, x)
         net_scratch = np.empty((n_net, B), dtype=x.dtype)
         forgotten = np.zeros((B, H if USE_GATE else 0), dtype=x.dtype)
-        zero_state = np.zeros((B, H), dtype=x.dtype)
+        zero_state = aligned_zeros((B, H), x)
         for t in range(T):
             h_prev = h[t - 1] if t > 0 else zero_state
             c_prev = c[t - 1] if t > 0 else zero_state
@@ -284,7 +285,7 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
         G = n_slots * H
         W, R, b, peep, R_gates, P, b_u, _, _ = views(params, n_in, H, n_out)
         dW, dR, db, dpeep, dR_gates, dP, db_u, _, _ = views(grad, n_in, H, n_out)
-        da = np.empty((B, G), dtype=x.dtype)  # dL/da_t, all gates, this step
+        da = aligned_empty((B, G), x)  # dL/da_t, all gates, this step
         # every step's dL/da, for the weight gradients (weight_grads.py)
         stacked = stacked_inputs(x, h)  # [x_t, h_{t-1}, 1]
         d_store, d_totals = gradient_store(T, B, G, stacked.shape[1], x)
@@ -299,9 +300,9 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
         net_operand = backward_operand(P)  # through P_c, P_h or W_u
         d_gates_next = product_out(B, n_fgr, x)  # [:, :3H]
         d_read = product_out(B, 0 if GATED_READ else H, x)
-        dc = np.empty((B, H), dtype=x.dtype)
-        dh = np.empty((B, H), dtype=x.dtype)
-        zero_state = np.zeros((B, H), dtype=x.dtype)
+        dc = aligned_empty((B, H), x)
+        dh = aligned_empty((B, H), x)
+        zero_state = aligned_zeros((B, H), x)
         dh_norm = np.zeros(T)
         dc_norm = np.zeros(T)
         for t in range(T - 1, -1, -1):

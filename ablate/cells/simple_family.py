@@ -29,6 +29,7 @@ import numpy as np
 
 from ablate.cells import pointwise
 from ablate.kernels.activations import for_dtype
+from ablate.kernels.aligned import aligned_empty, aligned_zeros
 from ablate.kernels.jit import CELL_LOOPS, inline, kernel
 from ablate.kernels.products import (
     backprop_product,
@@ -108,7 +109,7 @@ def project(x, W, n_gates):
     """planes [n_gates,T,B,H], plane k = W_k x_t for every t (W_k: rows kH…(k+1)H of W)."""
     T, B, n_in = x.shape
     H = W.shape[0] // n_gates
-    planes = np.empty((n_gates, T, B, H), dtype=x.dtype)
+    planes = aligned_empty((n_gates, T, B, H), x)
     flat_x = x.reshape((T * B, n_in))
     for k in range(n_gates):
         np.dot(flat_x, W[k * H : (k + 1) * H].T, planes[k].reshape((T * B, H)))
@@ -192,10 +193,10 @@ def make_elman(views, relu: bool, dtype: np.dtype) -> tuple:
         H = n_hidden
         _, R, _, _, _, _ = views(params, n_in, H, n_out)
         dW, dR, db, _, _, _ = views(grad, n_in, H, n_out)
-        d_pre = np.empty((1, T, B, H), dtype=x.dtype)  # dL/da_t
+        d_pre = aligned_empty((1, T, B, H), x)  # dL/da_t
         R_operand = backward_operand(R)  # R packed for the per-step product
         dh_next = product_out(B, H, x)  # [:, :H]: via R h_t at t+1
-        dh = np.empty((B, H), dtype=x.dtype)  # total dL/dh_t
+        dh = aligned_empty((B, H), x)  # total dL/dh_t
         dh_sq = np.zeros(T)
         dc_sq = np.zeros(T)
         for t in range(T - 1, -1, -1):
@@ -235,12 +236,12 @@ def make_gru(views, dtype: np.dtype) -> tuple:
         W, R, b, b_hn, _, _ = views(params, n_in, H, n_out)
         # gates[k, t] starts as the input projection W_k x_t and is overwritten in place.
         gates = project(x, W, 3)
-        h = np.empty((T, B, H), dtype=x.dtype)
-        hidden_n = np.empty((T, B, H), dtype=x.dtype)
+        h = aligned_empty((T, B, H), x)
+        hidden_n = aligned_empty((T, B, H), x)
         R_operand = forward_operand(R)  # R packed for the per-step product
         recurrent = product_out(B, 3 * H, x)  # [:, :3H] = R h_{t-1}
         scratch = np.empty((3 * H, B), dtype=x.dtype)
-        zero_state = np.zeros((B, H), dtype=x.dtype)
+        zero_state = aligned_zeros((B, H), x)
         for t in range(T):
             h_prev = h[t - 1] if t > 0 else zero_state
             if t > 0:
@@ -274,14 +275,14 @@ def make_gru(views, dtype: np.dtype) -> tuple:
         dW, dR, db, db_hn, _, _ = views(grad, n_in, H, n_out)
         # The input side W x_t + b and the recurrent side R h_{t-1} + b_hn share dL/da for
         # r and z; for n the recurrent side is behind the reset gate: dL/da_n ⊙ r.
-        d_pre = np.empty((3, T, B, H), dtype=x.dtype)  # dL/d(W_k x_t + b_k), k = r, z, n
-        d_hidden_n = np.empty((T, B, H), dtype=x.dtype)  # dL/d(R_n h_{t-1} + b_hn)
-        d_rec = np.empty((B, 3 * H), dtype=x.dtype)  # dL/d(R h_{t-1}) of one step, packed
-        dh_direct = np.zeros((B, H), dtype=x.dtype)  # dL/dh_t through z ⊙ h_t at t+1
+        d_pre = aligned_empty((3, T, B, H), x)  # dL/d(W_k x_t + b_k), k = r, z, n
+        d_hidden_n = aligned_empty((T, B, H), x)  # dL/d(R_n h_{t-1} + b_hn)
+        d_rec = aligned_empty((B, 3 * H), x)  # dL/d(R h_{t-1}) of one step, packed
+        dh_direct = aligned_zeros((B, H), x)  # dL/dh_t through z ⊙ h_t at t+1
         R_operand = backward_operand(R)  # R packed for the per-step product
         dh_next = product_out(B, H, x)  # [:, :H]: via R h_t at t+1
-        dh = np.empty((B, H), dtype=x.dtype)  # total dL/dh_t
-        zero_state = np.zeros((B, H), dtype=x.dtype)
+        dh = aligned_empty((B, H), x)  # total dL/dh_t
+        zero_state = aligned_zeros((B, H), x)
         dh_sq = np.zeros(T)
         dc_sq = np.zeros(T)
         for t in range(T - 1, -1, -1):
@@ -359,8 +360,8 @@ def make_min(views, normalised: bool, dtype: np.dtype) -> tuple:
         W, _, b, _, _, _ = views(params, n_in, H, n_out)
         # gates[k, t] starts as the input projection W_k x_t and is overwritten in place.
         gates = project(x, W, n_gates)
-        h = np.empty((T, B, H), dtype=x.dtype)
-        zero_state = np.zeros((B, H), dtype=x.dtype)
+        h = aligned_empty((T, B, H), x)
+        zero_state = aligned_zeros((B, H), x)
         for t in range(T):
             h_prev = h[t - 1] if t > 0 else zero_state
             zf_t, i_t, ht_t = gates[0, t], gates[1, t], gates[H_SLOT, t]
@@ -386,10 +387,10 @@ def make_min(views, normalised: bool, dtype: np.dtype) -> tuple:
         T, B, n_in = x.shape
         H = n_hidden
         dW, _, db, _, _, _ = views(grad, n_in, H, n_out)
-        d_pre = np.empty((n_gates, T, B, H), dtype=x.dtype)  # dL/da_t, one plane per gate
-        dh_next = np.zeros((B, H), dtype=x.dtype)  # dL/dh_t through step t+1
-        dh = np.empty((B, H), dtype=x.dtype)  # total dL/dh_t
-        zero_state = np.zeros((B, H), dtype=x.dtype)
+        d_pre = aligned_empty((n_gates, T, B, H), x)  # dL/da_t, one plane per gate
+        dh_next = aligned_zeros((B, H), x)  # dL/dh_t through step t+1
+        dh = aligned_empty((B, H), x)  # total dL/dh_t
+        zero_state = aligned_zeros((B, H), x)
         dh_sq = np.zeros(T)
         dc_sq = np.zeros(T)
         for t in range(T - 1, -1, -1):

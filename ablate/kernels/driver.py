@@ -11,6 +11,7 @@ compiles once per precision; the unused target array is passed empty.
 
 import numpy as np
 
+from ablate.kernels.aligned import aligned_zeros
 from ablate.kernels.jit import kernel
 from ablate.kernels.readout import (
     mse_loss_grad,
@@ -67,7 +68,7 @@ def make_drivers(forward, backward) -> tuple:
             loss = mse_loss_grad(y, target_value.reshape((N, n_out))[scored], flat_mask[scored],
                                  scale, dy)
         dh_scored = readout_backward(dy, hs_scored, W_out, dW_out, db_out)
-        dh = np.zeros((T, B, H), dtype=hs.dtype)
+        dh = aligned_zeros((T, B, H), hs)
         flat_dh = dh.reshape((N, H))
         for k in range(K):
             flat_dh[scored[k]] = dh_scored[k]
