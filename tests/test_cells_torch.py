@@ -46,8 +46,10 @@ def spec_blocks(cell, flat: np.ndarray, n_in: int, n_hidden: int, n_out: int) ->
 STEPS_BY_SEED = (13, 1, 9, 4)  # every cell sees every length (T = 1 included) over 4 seeds
 
 
-def random_problem(cell, seed: int, loss: str, sizes=None, dtype=F64):
-    """Random odd shapes, random parameters, inputs, targets and a mask with zero steps."""
+def random_problem(cell, seed: int, loss: str, sizes=None, dtype=F64, one_hot=False):
+    """Random odd shapes, random parameters, inputs, targets and a mask with zero steps;
+    ``one_hot``: each input row a single 1 or (one in four) all zeros, as the symbol tasks
+    feed them (the LSTM kernels then add columns of W: kernels/one_hot.py)."""
     rng = np.random.default_rng([seed, len(cell.name), sum(map(ord, cell.name))])
     if sizes is None:
         sizes = dict(
@@ -60,6 +62,9 @@ def random_problem(cell, seed: int, loss: str, sizes=None, dtype=F64):
     n_params = cell.n_params(n_in, n_hidden, n_out)
     params = rng.normal(0.0, 0.6, n_params).astype(dtype)
     x = rng.normal(0.0, 1.0, (n_steps, n_batch, n_in)).astype(dtype)
+    if one_hot:
+        columns = rng.integers(0, n_in, (n_steps, n_batch))
+        x = (np.eye(n_in)[columns] * (rng.random((n_steps, n_batch, 1)) < 0.75)).astype(dtype)
     if loss == "xent":
         target = rng.integers(0, n_out, (n_steps, n_batch)).astype(np.int64)
     else:
@@ -85,8 +90,18 @@ def test_reference_covers_every_cell():
 @pytest.mark.parametrize("loss", LOSSES)
 @pytest.mark.parametrize("name", CELL_NAMES)
 def test_matches_autograd_reference(name, loss, seed):
+    check_against_reference(name, loss, seed, random_problem(ablate.cells.get(name), seed, loss))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("name", CELL_NAMES)
+def test_one_hot_inputs_match_autograd_reference(name, seed):
+    p = random_problem(ablate.cells.get(name), seed, "xent", one_hot=True)
+    check_against_reference(name, "xent", seed, p)
+
+
+def check_against_reference(name, loss, seed, p):
     cell = ablate.cells.get(name)
-    p = random_problem(cell, seed, loss)
     n_in, n_hidden, n_out = p["n_in"], p["n_hidden"], p["n_out"]
     ref_loss, ref_grads, ref_out = torch_cells.reference_loss_and_grad(
         name, spec_blocks(cell, p["params"], n_in, n_hidden, n_out),

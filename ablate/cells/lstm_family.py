@@ -22,6 +22,12 @@ from ablate.cells.pointwise import LINEAR, SCALED_SIGMOID, SIGMOID, TANH
 from ablate.kernels.activations import for_dtype
 from ablate.kernels.aligned import aligned_empty, aligned_zeros
 from ablate.kernels.jit import CELL_LOOPS, inline, kernel
+from ablate.kernels.one_hot import (
+    add_input_columns,
+    add_to_columns,
+    input_columns,
+    one_hot_columns,
+)
 from ablate.kernels.products import (
     backprop_product,
     backward_operand,
@@ -138,10 +144,11 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
 
     @kernel(**CELL_LOOPS)
     def forward(params, x, n_hidden, n_out):
-        """Run the cell over x [T,B,I]; returns the state (h, c, gates, aux, ifo).
+        """Run the cell over x [T,B,I]; returns the state (h, c, gates, aux, ifo, one_hot, hot).
 
         gates [T,B,G] post-activation; aux [T,B,H] holds act(c_t) (or u_t for use_gate);
-        ifo [T,B,3H] the i, f, o gate values again, contiguous, for full gate recurrence.
+        ifo [T,B,3H] the i, f, o gate values again, contiguous, for full gate recurrence;
+        one_hot, hot [T,B]: whether x is one-hot, each row's column (kernels/one_hot.py).
         """
         T, B, n_in = x.shape
         H = n_hidden
@@ -154,9 +161,13 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
         ifo = np.zeros((T if FGR else 0, B, 3 * H), dtype=x.dtype)
         # One product a step gives R h_{t-1} + W x_t = [h_{t-1}, x_t] · [R, W]ᵀ: the input
         # projection rides on the recurrent product's register tiles (K = H + I) instead of
-        # a separate K = I matrix product over the sequence.
-        R_operand = forward_operand(np.concatenate((R, W), axis=1))  # packed once
-        h_x = np.zeros((B, H + n_in), dtype=x.dtype)  # [h_{t-1}, x_t]
+        # a separate K = I matrix product over the sequence. One-hot inputs instead add
+        # a column of W after the product on h_{t-1} alone (kernels/one_hot.py).
+        one_hot, hot = one_hot_columns(x)
+        n_dense = 0 if one_hot else n_in  # input columns the product carries
+        R_operand = forward_operand(np.concatenate((R, W[:, :n_dense]), axis=1))  # packed once
+        W_columns = input_columns(W, one_hot)  # Wᵀ and a zero row, one-hot only
+        h_x = np.zeros((B, H + n_dense), dtype=x.dtype)  # [h_{t-1}, x_t]
         recurrent = product_out(B, G, x)  # [:, :G] = R h + W x
         recurrent_t = np.empty((G, B), dtype=x.dtype)
         # The extra matrices' per-step products run on the same register tiles (their
@@ -174,13 +185,17 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
         for t in range(T):
             h_prev = h[t - 1] if t > 0 else zero_state
             c_prev = c[t - 1] if t > 0 else zero_state
-            for bb in range(B):
-                if t > 0:
-                    for j in range(H):
-                        h_x[bb, j] = h_prev[bb, j]
-                for i in range(n_in):
-                    h_x[bb, H + i] = x[t, bb, i]
-            recurrent_product(h_x, R_operand, recurrent, recurrent_t)  # R h_{t-1} + W x_t
+            if one_hot:
+                recurrent_product(h_prev, R_operand, recurrent, recurrent_t)  # R h_{t-1}
+                add_input_columns(recurrent, W_columns, hot[t])  # + W x_t
+            else:
+                for bb in range(B):
+                    if t > 0:
+                        for j in range(H):
+                            h_x[bb, j] = h_prev[bb, j]
+                    for i in range(n_in):
+                        h_x[bb, H + i] = x[t, bb, i]
+                recurrent_product(h_x, R_operand, recurrent, recurrent_t)  # R h_{t-1} + W x_t
             if t > 0:
                 if FGR:
                     # R_gates [i;f;o]_{t-1}
@@ -270,7 +285,7 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
                         u = tanh_act(read[bb, j] + b_u[j])
                         aux[t, bb, j] = u
                         h[t, bb, j] = u * a[bb, O_SLOT * H + j]
-        return h, c, gates, aux, ifo
+        return h, c, gates, aux, ifo, one_hot, hot
 
     @kernel(**CELL_LOOPS)
     def backward(params, x, n_hidden, n_out, state, dh_out, grad):
@@ -279,15 +294,18 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
         Returns (dh_sq [T], dc_sq [T]): squared Euclidean norms over the chunk of the total
         dL/dh_t and dL/dc_t — the error flow the diagnostics plot.
         """
-        h, c, gates, aux, ifo = state
+        h, c, gates, aux, ifo, one_hot, hot = state
         T, B, n_in = x.shape
         H = n_hidden
         G = n_slots * H
         W, R, b, peep, R_gates, P, b_u, _, _ = views(params, n_in, H, n_out)
         dW, dR, db, dpeep, dR_gates, dP, db_u, _, _ = views(grad, n_in, H, n_out)
         da = aligned_empty((B, G), x)  # dL/da_t, all gates, this step
-        # every step's dL/da, for the weight gradients (weight_grads.py)
-        stacked = stacked_inputs(x, h)  # [x_t, h_{t-1}, 1]
+        # every step's dL/da, for the weight gradients (weight_grads.py); one-hot inputs
+        # leave x_t out and collect dL/dW by column instead (kernels/one_hot.py)
+        n_dense = 0 if one_hot else n_in
+        stacked = stacked_inputs(x[:, :, :n_dense], h)  # [x_t, h_{t-1}, 1]
+        dW_columns = np.zeros((n_in + 1 if one_hot else 0, G), dtype=x.dtype)  # dL/dWᵀ
         d_store, d_totals = gradient_store(T, B, G, stacked.shape[1], x)
         d_ifo = np.zeros((T if FGR else 0, B, 3 * H), dtype=x.dtype)
         d_net = np.zeros((T if NET else 1, B, H if NET else 0), dtype=x.dtype)
@@ -416,10 +434,15 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
                         d_ifo[t, bb, 2 * H + j] = da[bb, O_SLOT * H + j]
                 backprop_product(d_ifo[t], gates_operand, d_gates_next)  # into [i;f;o]_{t-1}
             backprop_product(da, R_operand, dh_next)  # into h_{t-1} through R
+            if one_hot:
+                add_to_columns(dW_columns, da, hot[t])  # dL/dW, column by column
             store_step(d_store, d_totals, da, t, stacked)
         # W, R and b: the chunks' products, added up during the loop (weight_grads.py).
-        grad_W, grad_R, grad_b = stored_weight_grads(d_store, d_totals, stacked, n_in, G)
-        dW += grad_W
+        grad_W, grad_R, grad_b = stored_weight_grads(d_store, d_totals, stacked, n_dense, G)
+        if one_hot:
+            dW += dW_columns[:n_in].T
+        else:
+            dW += grad_W
         dR += grad_R
         db += grad_b
         if T > 1:
