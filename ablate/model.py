@@ -218,6 +218,7 @@ def loss_grad_flow(
                 n_out,
                 scale,
                 grads[chunk],
+                True,  # the error flow ‖∂L/∂h_t‖, ‖∂L/∂c_t‖
             )
 
     _in_parallel(run, B, with_index=True)

@@ -109,7 +109,7 @@ def _make_trainer(chunk_loss_grad):
             grad[:] = 0.0
             loss, _, _ = chunk_loss_grad(
                 params, x[s], target_class[s], target_value[s], mask[s], loss_code,
-                n_hidden, n_out, scale, grad,
+                n_hidden, n_out, scale, grad, False,  # no error-flow norms
             )
             norm = clip_by_global_norm(grad, clip)
             losses[s] = loss

@@ -312,3 +312,27 @@ def test_non_finite_params(lstm_case):
                                                            "xent", N_HIDDEN, N_OUT), "params")
     assert "finite" in message.lower() or "inf" in message.lower(), message
     one_clear_error(lambda: ablate.forward(cell.name, bad, x, N_HIDDEN, N_OUT), "params")
+
+
+@pytest.mark.parametrize("name", ["lstm", "nfg", "gru", "rnn", "minlstm"])
+def test_training_driver_skips_the_error_flow_and_nothing_else(name):
+    """Training calls the chunk driver with flow=False: the same loss and gradient bit for
+    bit, the norms left at zero; with flow=True they are the error flow."""
+    rng = np.random.default_rng(7)
+    T, B, I, H, O = 12, 4, 3, 6, 2
+    params = ablate.init_params(name, I, H, O, seed=3, dtype=np.float32)
+    x = rng.normal(size=(T, B, I)).astype(np.float32)
+    target = rng.integers(0, O, (T, B)).astype(np.int64)
+    mask = np.ones((T, B), np.float32)
+    chunk_loss_grad, _ = ablate.cells.drivers(name, np.float32)
+    out = {}
+    for flow in (True, False):
+        grad = np.zeros_like(params)
+        loss, dh_sq, dc_sq = chunk_loss_grad(params, x, target, np.zeros((0, 0, 0), np.float32),
+                                             mask, 0, H, O, 1.0 / mask.sum(), grad, flow)
+        out[flow] = (loss, grad, dh_sq, dc_sq)
+    assert out[True][0] == out[False][0]
+    np.testing.assert_array_equal(out[True][1], out[False][1])
+    assert np.all(out[True][2] > 0) and not np.any(out[False][2]) and not np.any(out[False][3])
+    if ablate.cells.get(name).has_cell_state:
+        assert np.all(out[True][3] > 0)

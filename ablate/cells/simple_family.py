@@ -182,11 +182,11 @@ def make_elman(views, relu: bool, dtype: np.dtype) -> tuple:
         return h, np.zeros((T, B, 0), dtype=x.dtype)
 
     @kernel(**CELL_LOOPS)
-    def backward(params, x, n_hidden, n_out, state, dh_out, grad):
+    def backward(params, x, n_hidden, n_out, state, dh_out, grad, flow):
         """Backpropagate dL/dh_t [T,B,H] (from the readout) through time; adds into grad.
 
-        Returns (dh_sq [T], dc_sq [T]): squared norms over the chunk of the total dL/dh_t,
-        and zeros (no memory).
+        Returns (dh_sq [T], dc_sq [T]): squared norms over the chunk of the total dL/dh_t
+        where ``flow`` (else zeros), and zeros (no memory).
         """
         h = state[0]
         T, B, n_in = x.shape
@@ -206,7 +206,8 @@ def make_elman(views, relu: bool, dtype: np.dtype) -> tuple:
                     d = dh_out[t, bb, j] + dh_next[bb, j]
                     dh[bb, j] = d
                     da[bb, j] = step_back(d, h[t, bb, j])  # through relu or tanh
-            dh_sq[t] = sum_squares(dh)
+            if flow:
+                dh_sq[t] = sum_squares(dh)
             if t > 0:
                 backprop_product(da, R_operand, dh_next)  # into h_{t-1} through R
         add_layer_grads(d_pre, x, h, dW, dR, db)
@@ -262,11 +263,11 @@ def make_gru(views, dtype: np.dtype) -> tuple:
         return h, np.zeros((T, B, 0), dtype=x.dtype), gates, hidden_n
 
     @kernel(**CELL_LOOPS)
-    def backward(params, x, n_hidden, n_out, state, dh_out, grad):
+    def backward(params, x, n_hidden, n_out, state, dh_out, grad, flow):
         """Backpropagate dL/dh_t [T,B,H] (from the readout) through time; adds into grad.
 
-        Returns (dh_sq [T], dc_sq [T]): squared norms over the chunk of the total dL/dh_t,
-        and zeros (no memory).
+        Returns (dh_sq [T], dc_sq [T]): squared norms over the chunk of the total dL/dh_t
+        where ``flow`` (else zeros), and zeros (no memory).
         """
         h, _, gates, hidden_n = state
         T, B, n_in = x.shape
@@ -303,7 +304,8 @@ def make_gru(views, dtype: np.dtype) -> tuple:
                     daz_t[bb, j] = daz
                     dan_t[bb, j] = dan
                     dhn_t[bb, j] = dhn
-            dh_sq[t] = sum_squares(dh)
+            if flow:
+                dh_sq[t] = sum_squares(dh)
             if t > 0:
                 # Pack [dL/da_r, dL/da_z, dL/d(R_n h)] into rows for one product with R,
                 # a block per loop so that no loop writes two blocks of one row.
@@ -377,11 +379,11 @@ def make_min(views, normalised: bool, dtype: np.dtype) -> tuple:
         return h, np.zeros((T, B, 0), dtype=x.dtype), gates
 
     @kernel(**CELL_LOOPS)
-    def backward(params, x, n_hidden, n_out, state, dh_out, grad):
+    def backward(params, x, n_hidden, n_out, state, dh_out, grad, flow):
         """Backpropagate dL/dh_t [T,B,H] (from the readout) through time; adds into grad.
 
-        Returns (dh_sq [T], dc_sq [T]): squared norms over the chunk of the total dL/dh_t,
-        and zeros (no memory).
+        Returns (dh_sq [T], dc_sq [T]): squared norms over the chunk of the total dL/dh_t
+        where ``flow`` (else zeros), and zeros (no memory).
         """
         h, _, gates = state
         T, B, n_in = x.shape
@@ -409,7 +411,8 @@ def make_min(views, normalised: bool, dtype: np.dtype) -> tuple:
                     if NORMALISED:
                         di_t[bb, j] = di
                     dht_t[bb, j] = dht
-            dh_sq[t] = sum_squares(dh)
+            if flow:
+                dh_sq[t] = sum_squares(dh)
         add_input_grads(d_pre, x, dW, db)
         return dh_sq, dc_sq
 

@@ -2,7 +2,8 @@
 
 A cell family provides ``forward(params, x, n_hidden, n_out) -> state`` (``state[0]`` is
 h [T,B,H], ``state[1]`` is c [T,B,H] or [T,B,0]) and
-``backward(params, x, n_hidden, n_out, state, dh_out, grad) -> (dh_sq [T], dc_sq [T])``.
+``backward(params, x, n_hidden, n_out, state, dh_out, grad, flow) -> (dh_sq [T], dc_sq [T])``
+(the error-flow norms where ``flow``, else zeros: training does not read them).
 The readout blocks W_out [O,H], b_out [O] are always the last entries of the flat vector.
 
 The loss is a run-time code (XENT or MSE) rather than a compile-time flag, so each cell
@@ -37,12 +38,13 @@ def make_drivers(forward, backward) -> tuple:
 
     @kernel
     def chunk_loss_grad(
-        params, x, target_class, target_value, mask, loss_code, n_hidden, n_out, scale, grad
+        params, x, target_class, target_value, mask, loss_code, n_hidden, n_out, scale, grad,
+        flow,
     ):
         """Loss·scale of one batch chunk; adds its gradient into grad [P].
 
         x [T,B,I]; target_class int64 [T,B] (xent) or target_value [T,B,O] (mse); mask [T,B].
-        Returns (loss·scale, dh_sq [T], dc_sq [T]).
+        Returns (loss·scale, dh_sq [T], dc_sq [T]); the norms are zeros unless ``flow``.
         """
         T, B, _ = x.shape
         N = T * B
@@ -72,7 +74,7 @@ def make_drivers(forward, backward) -> tuple:
         flat_dh = dh.reshape((N, H))
         for k in range(K):
             flat_dh[scored[k]] = dh_scored[k]
-        dh_sq, dc_sq = backward(params, x, n_hidden, n_out, state, dh, grad)
+        dh_sq, dc_sq = backward(params, x, n_hidden, n_out, state, dh, grad, flow)
         return loss, dh_sq, dc_sq
 
     @kernel
