@@ -8,7 +8,8 @@ Shapes (one batch chunk): x [T,B,I]; gates [T,B,G] post-activation, G = len(gate
 c, h [T,B,H]. Forward, one product a step gives R h_{t-1} + W x_t (the register tiles of
 ``kernels/products.py``); backward, one product a step gives dL/dh_{t-1}, and the weight
 gradients [dW, dR, db] one product per chunk of steps, added up while the time loop runs
-(``kernels/weight_grads.py``).
+(``kernels/weight_grads.py``). Where x is one-hot, W x_t is a column of W added after the
+product on h_{t-1} alone, and dW is collected by column (``kernels/one_hot.py``).
 """
 
 from __future__ import annotations

@@ -15,28 +15,30 @@ ALIGN_BYTES = 64  # one cache line, one 512-bit vector
 
 
 @kernel
-def _start(buffer):
-    """Elements to skip from buffer's first to its first 64-byte aligned element."""
-    return ((ALIGN_BYTES - buffer.ctypes.data % ALIGN_BYTES) % ALIGN_BYTES) // buffer.itemsize
+def _size(shape):
+    """Elements of an array of ``shape``."""
+    n = 1
+    for extent in shape:
+        n *= extent
+    return n
+
+
+@kernel
+def _aligned_view(buffer, shape):
+    """The first 64-byte aligned ``shape`` inside ``buffer`` (one line longer than it)."""
+    start = ((ALIGN_BYTES - buffer.ctypes.data % ALIGN_BYTES) % ALIGN_BYTES) // buffer.itemsize
+    return buffer[start : start + _size(shape)].reshape(shape)
 
 
 @kernel
 def aligned_empty(shape, like):
     """np.empty(shape, like.dtype), its data 64-byte aligned; shape a tuple of ints."""
-    n = 1
-    for extent in shape:
-        n *= extent
-    buffer = np.empty(n + ALIGN_BYTES // like.itemsize, dtype=like.dtype)
-    start = _start(buffer)
-    return buffer[start : start + n].reshape(shape)
+    padded = _size(shape) + ALIGN_BYTES // like.itemsize
+    return _aligned_view(np.empty(padded, dtype=like.dtype), shape)
 
 
 @kernel
 def aligned_zeros(shape, like):
     """np.zeros(shape, like.dtype), its data 64-byte aligned; shape a tuple of ints."""
-    n = 1
-    for extent in shape:
-        n *= extent
-    buffer = np.zeros(n + ALIGN_BYTES // like.itemsize, dtype=like.dtype)
-    start = _start(buffer)
-    return buffer[start : start + n].reshape(shape)
+    padded = _size(shape) + ALIGN_BYTES // like.itemsize
+    return _aligned_view(np.zeros(padded, dtype=like.dtype), shape)
