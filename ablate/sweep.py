@@ -224,7 +224,10 @@ def run_suite(
                             on_result(result)
                 if bar is not None:
                     bar.set_postfix_str(_progress_text(summary), refresh=False)
-                    bar.update(_work(group))  # draws the counts with the new position
+                    # draws the counts with the new position; never past the total, which
+                    # a sum of the groups' estimates in another order can pass by an ulp
+                    # (tqdm then warns "clamping frac" and shows "-00:00 to go")
+                    bar.update(min(_work(group), bar.total - bar.n))
         finally:
             stream.close()
             if bar is not None:

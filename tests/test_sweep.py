@@ -372,3 +372,20 @@ def test_dask_cluster_with_a_killed_worker_equals_the_local_pool(tmp_path, refer
     frame = load(ledger)
     assert len(frame) == 24
     assert comparable(frame) == reference
+
+
+def test_progress_bar_ends_at_its_total(tmp_path, capsys):
+    """The bar adds each group's estimate; summed in another order than the total they can
+    pass it by an ulp, and tqdm then warned "clamping frac" and showed "-00:00 to go" (seen
+    on the smoke suite, whose 36 runs reproduce it)."""
+    import warnings
+
+    from tqdm import TqdmWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TqdmWarning)
+        summary = run_suite(load_suite(ROOT / "suites" / "smoke.toml"), tmp_path / "results",
+                            workers=2, progress=True)
+    assert summary.done == summary.total == 36
+    final = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    assert "100% of the estimated work" in final and "-00:00" not in final
