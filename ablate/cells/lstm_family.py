@@ -168,7 +168,7 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
         n_dense = 0 if one_hot else n_in  # input columns the product carries
         R_operand = forward_operand(np.concatenate((R, W[:, :n_dense]), axis=1))  # packed once
         W_columns = input_columns(W, one_hot)  # Wᵀ and a zero row, one-hot only
-        h_x = np.zeros((B, H + n_dense), dtype=x.dtype)  # [h_{t-1}, x_t]
+        h_x = np.zeros((0 if one_hot else B, H + n_in), dtype=x.dtype)  # [h_{t-1}, x_t], dense only
         recurrent = product_out(B, G, x)  # [:, :G] = R h + W x
         recurrent_t = np.empty((G, B), dtype=x.dtype)
         # The extra matrices' per-step products run on the same register tiles (their

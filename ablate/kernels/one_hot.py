@@ -37,9 +37,8 @@ def one_hot_columns(x):
                 bad += (row[i] != zero) & (not is_one)
             bad += n_ones > 1
             hot[t, bb] = column if n_ones == 1 else n_in
-    if bad > 0:
-        return False, hot[:0]
-    return True, hot[:]
+    # both returns a slice, so Numba types them alike
+    return (False, hot[:0]) if bad > 0 else (True, hot[:])
 
 
 @kernel
