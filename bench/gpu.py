@@ -175,6 +175,25 @@ class AblateCase:
         cuda.synchronize()
         self.first_seconds = time.perf_counter() - started
 
+    def occupancy(self) -> dict | None:
+        """The grid, the blocks an SM holds (the driver's answer) and the waves of the
+        forward and backward launches; None under the simulator (it has no occupancy)."""
+        if simulator_active():
+            return None
+        from ablate.cuda.occupancy import device_limits, driver_blocks_per_sm, waves
+
+        ens = self.ens
+        grid = ens.n_tiles * ens.M
+        try:
+            per_sm = {role: driver_blocks_per_sm(getattr(ens.kernels, role), ens.threads)
+                      for role in ("forward", "backward")}
+        except Exception as error:  # a diagnostic: never lose the measurement for it
+            print(f"    (occupancy not read: {type(error).__name__}: {error})", flush=True)
+            return None
+        fewest = min(per_sm.values())
+        return {"blocks": grid, "threads": ens.threads, "blocks_per_sm": per_sm,
+                "waves": waves(grid, fewest, device_limits()) if fewest else None}
+
     def sync(self) -> None:
         self.cuda.synchronize()
 
@@ -334,10 +353,13 @@ def ensemble_rows(args, sizes: Sizes, torch) -> list[dict]:
             row.update(cudnn_step_ms=1e3 * best["cuDNN"],
                        cudnn_model_steps_per_second=M / best["cuDNN"],
                        cudnn_over_ablate=best["cuDNN"] / best["ablate"])
-        print(f"  {M} models: ablate {row['ablate_model_steps_per_second']:.0f} model-steps/s "
-              f"(tile_rows {ours.ens.tile_rows}, {ours.ens.threads} threads a block)", flush=True)
         row["tile_rows"] = ours.ens.tile_rows
+        row["occupancy"] = ours.occupancy()
+        print(f"  {M} models: ablate {row['ablate_model_steps_per_second']:.0f} model-steps/s "
+              f"({occupancy_words(ours.ens.tile_rows, ours.ens.threads, row['occupancy'])})",
+              flush=True)
         row["other_tilings"] = {}
+        row["other_tilings_occupancy"] = {}
         for tile_rows in args.tile_rows:  # the same models with other tilings: ablate only
             if tile_rows == ours.ens.tile_rows or tile_rows > sizes.batch:
                 continue
@@ -345,8 +367,10 @@ def ensemble_rows(args, sizes: Sizes, torch) -> list[dict]:
             seconds = min(measure({"ablate": (other.train, other.sync)}, args.steps,
                                   args.repeats, args.case_seconds)["ablate"])
             row["other_tilings"][tile_rows] = M / seconds
-            print(f"    tile_rows {tile_rows} ({other.ens.threads} threads a block): "
-                  f"{M / seconds:.0f} model-steps/s", flush=True)
+            row["other_tilings_occupancy"][tile_rows] = other.occupancy()
+            words = occupancy_words(tile_rows, other.ens.threads,
+                                    row["other_tilings_occupancy"][tile_rows])
+            print(f"    {words}: {M / seconds:.0f} model-steps/s", flush=True)
             del other
         rows.append(row)
         del ours, theirs, data
@@ -354,6 +378,17 @@ def ensemble_rows(args, sizes: Sizes, torch) -> list[dict]:
 
 
 # ---------------------------------------------------------------- report
+
+
+def occupancy_words(tile_rows: int, threads: int, occupancy: dict | None) -> str:
+    """'tile_rows 4, 256 threads a block[, 1024 blocks, an SM holds 1 (fwd) 1 (bwd), 7.76
+    waves]' (the bracket only on a GPU)."""
+    text = f"tile_rows {tile_rows}, {threads} threads a block"
+    if occupancy is None:
+        return text
+    per_sm, waves = occupancy["blocks_per_sm"], occupancy["waves"]
+    return (f"{text}, {occupancy['blocks']} blocks, an SM holds {per_sm['forward']} (fwd) "
+            f"{per_sm['backward']} (bwd), {'—' if waves is None else f'{waves:.2f}'} waves")
 
 
 def fmt(value, spec: str, suffix: str = "") -> str:
@@ -381,6 +416,14 @@ def print_tables(single: list[dict], ensembles: list[dict]) -> None:
               f"| {fmt(r['cudnn_over_ablate'], '.2f', '×')} |")
 
 
+def waves_words(small: dict, large: dict) -> str:
+    """' (waves 0.97 and 7.76)': the grids against what the GPU holds at once, or ''."""
+    found = [(row.get("occupancy") or {}).get("waves") for row in (small, large)]
+    if None in found:
+        return ""
+    return f" (waves {found[0]:.2f} and {found[1]:.2f})"
+
+
 def judge(single: list[dict], ensembles: list[dict]) -> list[dict]:
     """Each target of issue 7: met (True), missed (False) or not measured (None)."""
     small, large = ensembles
@@ -402,7 +445,7 @@ def judge(single: list[dict], ensembles: list[dict]) -> list[dict]:
                    f"{small['models']}-model step time",
          "met": scaling <= TARGET_SCALING, "value": scaling,
          "detail": f"{large['ablate_step_ms']:.3f} ms / {small['ablate_step_ms']:.3f} ms = "
-                   f"{scaling:.2f}×"},
+                   f"{scaling:.2f}×{waves_words(small, large)}"},
     ]
     if None in speedups:
         targets.append({"target": f"≥ {TARGET_VS_CUDNN:.0f}× cuDNN models one after another",

@@ -34,8 +34,13 @@ def default_tiling(B: int, H: int) -> tuple[int, int]:
     """(tile_rows, threads) for a batch of B rows and H units: about MAX_THREADS (row, unit)
     elements per block, one thread each."""
     tile_rows = max(1, min(B, MAX_THREADS // max(H, 1)))
-    threads = min(MAX_THREADS, max(32, 32 * math.ceil(tile_rows * H / 32)))
-    return tile_rows, threads
+    return tile_rows, threads_for(tile_rows, H)
+
+
+def threads_for(tile_rows: int, H: int) -> int:
+    """Threads of a block of tile_rows rows: one per (row, unit) element, in whole warps,
+    at most MAX_THREADS (the threads then take several elements each)."""
+    return min(MAX_THREADS, max(32, 32 * math.ceil(tile_rows * H / 32)))
 
 
 def check_memory(needed: int, n_models: int) -> None:
@@ -61,9 +66,8 @@ class DeviceEnsemble:
         if self.dtype.name not in _ADAM:
             _ADAM[self.dtype.name] = make_adam(self.dtype)
         self.adam = _ADAM[self.dtype.name]
-        rows, block = default_tiling(B, H)
-        self.tile_rows = tile_rows or rows
-        self.threads = threads or block
+        self.tile_rows = tile_rows or default_tiling(B, H)[0]
+        self.threads = threads or threads_for(self.tile_rows, H)
         if not 1 <= self.threads <= MAX_THREADS or not 1 <= self.tile_rows <= B:
             raise ValueError(f"threads must be in 1..{MAX_THREADS} and tile_rows in 1..{B}, "
                              f"got {self.threads} and {self.tile_rows}")
