@@ -31,8 +31,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import sys
 from typing import NamedTuple
 
 WARP = 32
@@ -66,8 +64,8 @@ def blocks_per_sm(registers: int, threads: int, shared: int = 0,
     warps = math.ceil(threads / WARP)
     by_warps = limits.max_threads // WARP // warps
     per_warp = math.ceil(registers * WARP / REGISTER_UNIT) * REGISTER_UNIT
-    if registers > 256 or per_warp * warps > limits.registers_per_block \
-            or per_warp * math.ceil(warps / SUB_PARTITIONS) * SUB_PARTITIONS \
+    # the launch check counts the block's warps rounded up to whole sub-partitions
+    if registers > 256 or per_warp * math.ceil(warps / SUB_PARTITIONS) * SUB_PARTITIONS \
             > limits.registers_per_block:
         return 0
     by_registers = (limits.registers // SUB_PARTITIONS // per_warp * SUB_PARTITIONS // warps
@@ -110,19 +108,14 @@ def device_limits(device=None) -> SMLimits:
         reserved_shared_per_block=device.RESERVED_SHARED_MEMORY_PER_BLOCK)
 
 
-def rounds(grid_blocks: int, per_sm: int, elements_per_thread: int,
-           limits: SMLimits = H100_SXM) -> int:
-    """Serial rounds of a thread's work: ⌈waves⌉ · elements per thread. Where a kernel is
-    bound by latency (each thread's chain of loads and barriers), not by the SM's
-    throughput, its time grows with this; where it is bound by throughput, with the work."""
-    return math.ceil(waves(grid_blocks, per_sm, limits)) * elements_per_thread
-
-
 def ensemble_table(usages, models=(16, 128), B=32, H=64, tile_rows=(1, 2, 4, 8, 16, 32),
                    limits: SMLimits = H100_SXM) -> tuple[str, dict]:
     """(markdown, {models: fewest rounds over the tilings}): for each ensemble size and
     tiling, the grid, the blocks an SM holds (forward and backward, from their ptxas
-    registers), the waves and the rounds of the kernel that fits fewer blocks."""
+    registers), the waves of the kernel that fits fewer blocks and its rounds: ⌈waves⌉ ·
+    elements a thread takes one after another. A kernel bound by latency (each thread's
+    chain of loads and barriers) takes time in proportion to its rounds; one bound by the
+    SMs' throughput, to its work."""
     from ablate.cuda.device import default_tiling, threads_for
 
     default_rows, _ = default_tiling(B, H)
@@ -136,12 +129,12 @@ def ensemble_table(usages, models=(16, 128), B=32, H=64, tile_rows=(1, 2, 4, 8, 
             grid = M * math.ceil(B / rows)
             per_sm = [blocks_per_sm(u.registers, threads, u.shared, limits) for u in usages]
             each = math.ceil(rows * H / threads)
-            serial = rounds(grid, min(per_sm), each, limits)
+            w = waves(grid, min(per_sm), limits)
+            serial = math.ceil(w) * each
             fewest[M] = min(fewest.get(M, serial), serial)
             mark = " (default)" if rows == default_rows else ""
             lines.append(f"| {M} | {rows}{mark} | {threads} | {grid} | "
-                         f"{', '.join(map(str, per_sm))} | "
-                         f"{waves(grid, min(per_sm), limits):.2f} | {each} | {serial} |")
+                         f"{', '.join(map(str, per_sm))} | {w:.2f} | {each} | {serial} |")
     return "\n".join(lines), fewest
 
 
@@ -154,11 +147,10 @@ def main(argv=None) -> int:
     parser.add_argument("--sms", type=int, default=H100_SXM.sm_count,
                         help="SMs of the GPU (H100 SXM and H200: 132, H100 PCIe: 114)")
     args = parser.parse_args(argv)
-    if os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0"):
-        print("error: run without NUMBA_ENABLE_CUDASIM: the simulator compiles no PTX",
-              file=sys.stderr)
+    from ablate.cuda.resources import measure, refuse_simulator
+
+    if refuse_simulator():
         return 2
-    from ablate.cuda.resources import measure
 
     usages = [u for u in measure([args.cell]) if not u.kernel.startswith("adam")]
     limits = H100_SXM._replace(sm_count=args.sms)

@@ -199,9 +199,7 @@ def main(argv=None) -> int:
     parser.add_argument("--cells", help="comma-separated cell names (default: all)")
     parser.add_argument("--float64", action="store_true", help="also the float64 kernels")
     args = parser.parse_args(argv)
-    if os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0"):
-        print("error: run without NUMBA_ENABLE_CUDASIM: the simulator compiles no PTX",
-              file=sys.stderr)
+    if refuse_simulator():
         return 2
     from ablate.cuda.device import MAX_THREADS
 
@@ -212,6 +210,15 @@ def main(argv=None) -> int:
         args.out.write_text(text)
     print(text, end="")
     return 1 if problems_in(text) else 0
+
+
+def refuse_simulator() -> bool:
+    """True, after one line on stderr, where NUMBA_ENABLE_CUDASIM is on (no PTX there)."""
+    if os.environ.get("NUMBA_ENABLE_CUDASIM", "0") in ("", "0"):
+        return False
+    print("error: run without NUMBA_ENABLE_CUDASIM: the simulator compiles no PTX",
+          file=sys.stderr)
+    return True
 
 
 def problems_in(text: str) -> bool:
