@@ -33,6 +33,7 @@ with NUMBA_ENABLE_CUDASIM=1) to check the script's code paths; its timings mean 
     python bench/gpu.py                      # a minute or two on an H100 (a case stops
                                              # repeating after CASE_SECONDS)
     python bench/gpu.py --quick --json gpu.json
+    python bench/gpu.py --quick --tile-rows 8,32 --rows-per-thread 1,2,4,8   # other tilings
     NUMBA_ENABLE_CUDASIM=1 python bench/gpu.py --simulate
 """
 
@@ -151,7 +152,8 @@ def measure(routes: dict[str, tuple[Callable[[], None], Callable[[], None]]], n_
 class AblateCase:
     """A DeviceEnsemble of M models with S steps of batches loaded (compiled on creation)."""
 
-    def __init__(self, data: Data, H: int, O: int, tile_rows: int | None = None) -> None:
+    def __init__(self, data: Data, H: int, O: int, tile_rows: int | None = None,
+                 rows_per_thread: int = 1) -> None:
         from numba import cuda
 
         from ablate import init_params
@@ -162,7 +164,7 @@ class AblateCase:
         M, S, T, B, n_in = data.shape
         self.n_steps = S
         self.ens = DeviceEnsemble(CELL, np.float32, M, T, B, n_in, H, O, interval=S,
-                                  tile_rows=tile_rows)
+                                  tile_rows=tile_rows, rows_per_thread=rows_per_thread)
         self.ens.set_params(np.stack([init_params(CELL, n_in, H, O, seed=m, dtype=np.float32)
                                       for m in range(M)]))
         self.ens.load_interval(
@@ -356,21 +358,19 @@ def ensemble_rows(args, sizes: Sizes, torch) -> list[dict]:
         row["tile_rows"] = ours.ens.tile_rows
         row["occupancy"] = ours.occupancy()
         print(f"  {M} models: ablate {row['ablate_model_steps_per_second']:.0f} model-steps/s "
-              f"({occupancy_words(ours.ens.tile_rows, ours.ens.threads, row['occupancy'])})",
-              flush=True)
-        row["other_tilings"] = {}
-        row["other_tilings_occupancy"] = {}
-        for tile_rows in args.tile_rows:  # the same models with other tilings: ablate only
-            if tile_rows == ours.ens.tile_rows or tile_rows > sizes.batch:
-                continue
-            other = AblateCase(data, H, O, tile_rows)
+              f"({occupancy_words(ours.ens, row['occupancy'])})", flush=True)
+        row["variants"] = []
+        for rows_per_thread, tile_rows in variants(args, ours.ens):  # ablate only
+            other = AblateCase(data, H, O, tile_rows, rows_per_thread)
             seconds = min(measure({"ablate": (other.train, other.sync)}, args.steps,
                                   args.repeats, args.case_seconds)["ablate"])
-            row["other_tilings"][tile_rows] = M / seconds
-            row["other_tilings_occupancy"][tile_rows] = other.occupancy()
-            words = occupancy_words(tile_rows, other.ens.threads,
-                                    row["other_tilings_occupancy"][tile_rows])
-            print(f"    {words}: {M / seconds:.0f} model-steps/s", flush=True)
+            occupancy = other.occupancy()
+            row["variants"].append({
+                "tile_rows": other.ens.tile_rows, "rows_per_thread": rows_per_thread,
+                "threads": other.ens.threads, "step_ms": 1e3 * seconds,
+                "model_steps_per_second": M / seconds, "occupancy": occupancy})
+            print(f"    {occupancy_words(other.ens, occupancy)}: {M / seconds:.0f} "
+                  "model-steps/s", flush=True)
             del other
         rows.append(row)
         del ours, theirs, data
@@ -380,10 +380,31 @@ def ensemble_rows(args, sizes: Sizes, torch) -> list[dict]:
 # ---------------------------------------------------------------- report
 
 
-def occupancy_words(tile_rows: int, threads: int, occupancy: dict | None) -> str:
-    """'tile_rows 4, 256 threads a block[, 1024 blocks, an SM holds 1 (fwd) 1 (bwd), 7.76
-    waves]' (the bracket only on a GPU)."""
-    text = f"tile_rows {tile_rows}, {threads} threads a block"
+def variants(args, default) -> list[tuple[int, int | None]]:
+    """(rows_per_thread, tile_rows) of the other tilings to time: every --rows-per-thread
+    with its default tile and every --tile-rows, less the default ensemble's own, tiles
+    larger than the batch and tiles smaller than the rows a thread takes (which would
+    compute the same row several times)."""
+    from ablate.cuda.device import default_tiling
+
+    chosen = []
+    for rows_per_thread in args.rows_per_thread:
+        for tile_rows in [None, *args.tile_rows]:
+            if tile_rows is not None and not rows_per_thread <= tile_rows <= default.B:
+                continue
+            tile = tile_rows or default_tiling(default.B, default.H, rows_per_thread)[0]
+            key = (rows_per_thread, tile)
+            if key != (default.rows_per_thread, default.tile_rows) and key not in chosen:
+                chosen.append(key)
+    return chosen
+
+
+def occupancy_words(ens, occupancy: dict | None) -> str:
+    """'tile_rows 4, 1 row a thread, 256 threads a block[, 1024 blocks, an SM holds 1 (fwd)
+    1 (bwd), 7.76 waves]' (the bracket only on a GPU)."""
+    rows = ens.rows_per_thread
+    text = (f"tile_rows {ens.tile_rows}, {rows} row{'s' if rows > 1 else ''} a thread, "
+            f"{ens.threads} threads a block")
     if occupancy is None:
         return text
     per_sm, waves = occupancy["blocks_per_sm"], occupancy["waves"]
@@ -447,6 +468,18 @@ def judge(single: list[dict], ensembles: list[dict]) -> list[dict]:
          "detail": f"{large['ablate_step_ms']:.3f} ms / {small['ablate_step_ms']:.3f} ms = "
                    f"{scaling:.2f}×{waves_words(small, large)}"},
     ]
+    if any(row["variants"] for row in ensembles):
+        small_best, large_best = (fastest_tiling(row) for row in ensembles)
+        best_scaling = large_best["step_ms"] / small_best["step_ms"]
+        targets.append({
+            "target": "the same two targets at each size's fastest tiling measured",
+            "met": (small_best["model_steps_per_second"] >= TARGET_MODEL_STEPS
+                    and best_scaling <= TARGET_SCALING),
+            "value": best_scaling,
+            "detail": f"{small['models']} models {small_best['model_steps_per_second']:,.0f} "
+                      f"model-steps/s ({variant_words(small_best)}); {large['models']} models "
+                      f"{large_best['step_ms']:.3f} ms ({variant_words(large_best)}) / "
+                      f"{small_best['step_ms']:.3f} ms = {best_scaling:.2f}×"})
     if None in speedups:
         targets.append({"target": f"≥ {TARGET_VS_CUDNN:.0f}× cuDNN models one after another",
                         "met": None, "value": None, "detail": "not measured (no torch CUDA)"})
@@ -457,6 +490,22 @@ def judge(single: list[dict], ensembles: list[dict]) -> list[dict]:
             "detail": ", ".join(f"{r['models']} models {r['cudnn_over_ablate']:.1f}×"
                                 for r in ensembles)})
     return targets
+
+
+def default_variant(row: dict) -> dict:
+    """An ensemble row's default tiling in the form of its variants."""
+    return {"tile_rows": row["tile_rows"], "rows_per_thread": 1, "step_ms": row["ablate_step_ms"],
+            "model_steps_per_second": row["ablate_model_steps_per_second"]}
+
+
+def fastest_tiling(row: dict) -> dict:
+    """The fastest of an ensemble's tilings measured, the default included."""
+    return max([default_variant(row), *row["variants"]],
+               key=lambda v: v["model_steps_per_second"])
+
+
+def variant_words(variant: dict) -> str:
+    return f"tile_rows {variant['tile_rows']}, {variant['rows_per_thread']} row(s) a thread"
 
 
 def print_targets(targets: list[dict], simulated: bool) -> None:
@@ -511,13 +560,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tile-rows", default="",
                         help="comma-separated batch rows per block to time the ensembles with "
                              "as well (ablate only), e.g. 1,8,32; default: only the default")
+    parser.add_argument("--rows-per-thread", default="1",
+                        help="comma-separated rows a thread computes at once (1, 2, 4, 8) to "
+                             "time the ensembles with, each at its default tile and every "
+                             "--tile-rows (ablate only); default 1")
     args = parser.parse_args(argv)
-    try:
-        args.tile_rows = [int(v) for v in args.tile_rows.split(",") if v.strip()]
-    except ValueError:
-        parser.error(f"--tile-rows takes integers, got {args.tile_rows!r}")
-    if any(v < 1 for v in args.tile_rows):
-        parser.error("--tile-rows must be positive")
+    from ablate.cuda.device import ROWS_PER_THREAD
+
+    for option, allowed in (("tile_rows", None), ("rows_per_thread", ROWS_PER_THREAD)):
+        flag = "--" + option.replace("_", "-")
+        try:
+            values = [int(v) for v in getattr(args, option).split(",") if v.strip()]
+        except ValueError:
+            parser.error(f"{flag} takes integers, got {getattr(args, option)!r}")
+        if any(v < 1 for v in values) or (allowed and any(v not in allowed for v in values)):
+            parser.error(f"{flag} must be " + (f"among {allowed}" if allowed else "positive"))
+        setattr(args, option, values)
     defaults = (2, 1, 60.0) if args.simulate else (5, 2, 10.0) if args.quick else (20, 3, 30.0)
     args.steps = args.steps or defaults[0]
     args.repeats = args.repeats or defaults[1]

@@ -31,7 +31,8 @@ ABLATE_TEST_GPU=1 timeout 360 python -m pytest -q $parallel tests/test_cuda.py \
 wait "$resources" || [ "$status" != 0 ] || status=2
 quick="--quick"
 [ "${FULL:-0}" = 1 ] && quick=""
-timeout 300 python bench/gpu.py $quick --tile-rows 1,2,8,32 --json "$out/gpu.json" \
+timeout 300 python bench/gpu.py $quick --tile-rows 1,2,8,32 --rows-per-thread 1,2,4,8 \
+    --json "$out/gpu.json" \
     > "$out/gpu.md" 2>&1 \
     || [ "$status" != 0 ] || status=3
 tail -n 3 "$out/tests.log"

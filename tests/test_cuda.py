@@ -20,21 +20,24 @@ import pytest
 pytest.importorskip("numba.cuda")
 
 from ablate import cells, forward, init_params, loss_and_grad  # noqa: E402
+from ablate.cells.lstm_family import VARIANTS as LSTM_VARIANTS  # noqa: E402
 from ablate.kernels.driver import LOSS_CODES  # noqa: E402
 from ablate.results import RunSpec  # noqa: E402
 from ablate.train import train_ensemble as cpu_train  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 ON_GPU = os.environ.get("ABLATE_TEST_GPU") == "1"
+LSTM_FAMILY = list(LSTM_VARIANTS)  # the cells whose kernels block rows (rows_per_thread)
 
 
 def device_loss_and_grad(cell, params, x, target, mask, loss, H, O, tile_rows, threads,
-                         dtype=np.float32):
+                         dtype=np.float32, rows_per_thread=1):
     """(loss per row [M,B], grad [M,P]) of one step on the device for M models at once."""
     from ablate.cuda.device import DeviceEnsemble
 
     M, T, B, n_in = x.shape
-    ens = DeviceEnsemble(cell, dtype, M, T, B, n_in, H, O, 1, tile_rows, threads)
+    ens = DeviceEnsemble(cell, dtype, M, T, B, n_in, H, O, 1, tile_rows, threads,
+                         rows_per_thread)
     ens.set_params(params)
     classes = target if loss == "xent" else np.zeros((M, T, B), np.int64)
     values = target if loss == "mse" else np.zeros((M, T, B, 0), dtype)
@@ -96,6 +99,46 @@ def test_gradients_equal_the_cpu_kernels(cell):
             rows = row_losses(cell, params[k], x[k], target[k], mask[k], loss, H, O)
             np.testing.assert_allclose(losses[k], rows, rtol=1e-4, atol=1e-6)
             assert abs(losses[k].sum() - expected_loss) < 1e-4 * abs(expected_loss)
+
+
+@pytest.mark.parametrize("cell", LSTM_FAMILY)
+def test_row_blocked_kernels_give_the_same_gradients(cell):
+    """A thread computing one unit for several rows at once (rows_per_thread, ragged: the
+    last group of a tile may be short, B may be below it) gives the CPU kernels' loss and
+    gradients; W, R and W_out's gradients add their terms in the same order whatever the
+    blocking, so they equal the unblocked kernels' to the bit."""
+    from ablate.cuda.device import ROWS_PER_THREAD
+
+    rng = np.random.default_rng(sum(map(ord, cell)) + 1)
+    params, x, target, mask, H, O = random_problem(cell, "xent", rng, np.float32)
+    B = x.shape[2]
+    tile_rows = int(rng.integers(1, B + 1))
+    rows_per_thread = int(rng.choice([v for v in ROWS_PER_THREAD if v > 1]))
+    threads = int(rng.choice([1, 5, 32]))
+    losses, grads = device_loss_and_grad(cell, params, x, target, mask, "xent", H, O,
+                                         tile_rows, threads, rows_per_thread=rows_per_thread)
+    _, unblocked = device_loss_and_grad(cell, params, x, target, mask, "xent", H, O,
+                                        tile_rows, threads)
+    for k in range(len(params)):
+        expected_loss, expected = loss_and_grad(cell, params[k], x[k], target[k], mask[k],
+                                                "xent", H, O)
+        error = np.abs(grads[k] - expected).max() / np.abs(expected).max()
+        assert error < 1e-4, (cell, k, error, tile_rows, rows_per_thread, threads)
+        assert abs(losses[k].sum() - expected_loss) < 1e-4 * abs(expected_loss)
+    G = len(cells.get(cell).gates) * H  # the flat vector: W [G, I], R [G, H], …,
+    W_and_R = slice(0, G * (x.shape[3] + H))  # W_out [O, H] and b_out [O] last
+    W_out = slice(params.shape[1] - O * H - O, params.shape[1] - O)
+    for block in (W_and_R, W_out):
+        np.testing.assert_array_equal(grads[:, block], unblocked[:, block])
+
+
+def test_row_blocking_of_other_cells_is_one_clear_error():
+    from ablate.cuda.device import DeviceEnsemble
+
+    with pytest.raises(ValueError, match="gru's kernels take one row per thread.*lstm"):
+        DeviceEnsemble("gru", np.float32, 1, 3, 4, 2, 3, 2, 1, rows_per_thread=2)
+    with pytest.raises(ValueError, match=r"rows_per_thread must be one of \(1, 2, 4, 8\)"):
+        DeviceEnsemble("lstm", np.float32, 1, 3, 4, 2, 3, 2, 1, rows_per_thread=3)
 
 
 @pytest.mark.parametrize("cell", ["lstm", "fgr", "gru", "minlstm"])
@@ -301,10 +344,14 @@ def test_gpu_benchmark_runs_under_the_simulator(tmp_path):
     out = tmp_path / "gpu.json"
     env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
     result = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu.py"), "--simulate",
-                             "--tile-rows", "1", "--json", str(out)], capture_output=True,
+                             "--tile-rows", "1", "--rows-per-thread", "1,2", "--json",
+                             str(out)], capture_output=True,
                             text=True, env=env, cwd=ROOT, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "SIMULATOR RUN" in result.stdout and "targets (issue 7" in result.stdout
     data = json.loads(out.read_text())
     assert data["simulated"] and len(data["ensembles"]) == 2
-    assert all(row["other_tilings"] for row in data["ensembles"])
+    for row in data["ensembles"]:  # B 3: the default tile is 3 rows at 1 or 2 a thread
+        assert {(v["tile_rows"], v["rows_per_thread"]) for v in row["variants"]} == {
+            (1, 1), (3, 2)}
+    assert "fastest tiling measured" in result.stdout

@@ -8,9 +8,11 @@
     params, losses, grad_norms, limit = ens.fetch()
 
 Tiling: a block owns ``tile_rows`` batch rows of one model; grid = (ceil(B / tile_rows), M).
-The default aims at about 256 (row, unit) elements per block, so a model spreads over
-several SMs and 16 models fill an H100's 132 SMs; ``tile_rows`` and ``threads`` can be
-given (tests use odd sizes to check the ragged paths).
+A thread computes one unit of ``rows_per_thread`` rows at once (LSTM family only; 1 by
+default). The default tile aims at about 256 threads per block, so at one row a thread a
+model spreads over several SMs and 16 models fill an H100's 132 SMs; ``tile_rows``,
+``threads`` and ``rows_per_thread`` can be given (tests use odd sizes to check the ragged
+paths; bench/gpu.py times the choices).
 """
 
 from __future__ import annotations
@@ -28,19 +30,23 @@ _ADAM: dict = {}
 # The largest block launched: 256 threads × up to 255 registers each fit an SM's 65,536
 # registers, so no kernel can fail to launch for lack of registers (ablate.cuda.resources).
 MAX_THREADS = 256
+# Rows a thread computes at once (one unit each, the weights loaded once for them): each is
+# a compiled variant of the kernels, so the choice is a short list.
+ROWS_PER_THREAD = (1, 2, 4, 8)
 
 
-def default_tiling(B: int, H: int) -> tuple[int, int]:
-    """(tile_rows, threads) for a batch of B rows and H units: about MAX_THREADS (row, unit)
-    elements per block, one thread each."""
-    tile_rows = max(1, min(B, MAX_THREADS // max(H, 1)))
-    return tile_rows, threads_for(tile_rows, H)
+def default_tiling(B: int, H: int, rows_per_thread: int = 1) -> tuple[int, int]:
+    """(tile_rows, threads) for a batch of B rows and H units: about MAX_THREADS threads
+    per block, each taking one unit of rows_per_thread rows."""
+    tile_rows = max(1, min(B, rows_per_thread * (MAX_THREADS // max(H, 1))))
+    return tile_rows, threads_for(tile_rows, H, rows_per_thread)
 
 
-def threads_for(tile_rows: int, H: int) -> int:
-    """Threads of a block of tile_rows rows: one per (row, unit) element, in whole warps,
-    at most MAX_THREADS (the threads then take several elements each)."""
-    return min(MAX_THREADS, max(32, 32 * math.ceil(tile_rows * H / 32)))
+def threads_for(tile_rows: int, H: int, rows_per_thread: int = 1) -> int:
+    """Threads of a block of tile_rows rows: one per unit of each group of rows_per_thread
+    rows, in whole warps, at most MAX_THREADS (the threads then take several each)."""
+    groups = math.ceil(tile_rows / rows_per_thread)
+    return min(MAX_THREADS, max(32, 32 * math.ceil(groups * H / 32)))
 
 
 def check_memory(needed: int, n_models: int) -> None:
@@ -58,16 +64,20 @@ class DeviceEnsemble:
 
     def __init__(self, cell: str, dtype, n_models: int, T: int, B: int, n_in: int, H: int,
                  O: int, interval: int, tile_rows: int | None = None,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, rows_per_thread: int = 1) -> None:
         self.cell, self.dtype = cell, np.dtype(dtype)
         self.M, self.T, self.B, self.n_in, self.H, self.O = n_models, T, B, n_in, H, O
         self.interval = interval
-        self.kernels = kernels(cell, self.dtype)
+        if rows_per_thread not in ROWS_PER_THREAD:
+            raise ValueError(f"rows_per_thread must be one of {ROWS_PER_THREAD}, "
+                             f"got {rows_per_thread}")
+        self.rows_per_thread = rows_per_thread
+        self.kernels = kernels(cell, self.dtype, rows_per_thread)
         if self.dtype.name not in _ADAM:
             _ADAM[self.dtype.name] = make_adam(self.dtype)
         self.adam = _ADAM[self.dtype.name]
-        self.tile_rows = tile_rows or default_tiling(B, H)[0]
-        self.threads = threads or threads_for(self.tile_rows, H)
+        self.tile_rows = tile_rows or default_tiling(B, H, rows_per_thread)[0]
+        self.threads = threads or threads_for(self.tile_rows, H, rows_per_thread)
         if not 1 <= self.threads <= MAX_THREADS or not 1 <= self.tile_rows <= B:
             raise ValueError(f"threads must be in 1..{MAX_THREADS} and tile_rows in 1..{B}, "
                              f"got {self.threads} and {self.tile_rows}")

@@ -21,20 +21,27 @@ class CudaCell(NamedTuple):
 _KERNELS: dict = {}
 
 
-def kernels(cell: str, dtype) -> CudaCell:
-    """The forward and backward CUDA kernels of ``cell`` for float32 or float64."""
+def kernels(cell: str, dtype, rows_per_thread: int = 1) -> CudaCell:
+    """The forward and backward CUDA kernels of ``cell`` for float32 or float64, a thread
+    taking one unit of ``rows_per_thread`` batch rows at once."""
     cells.get(cell)  # an unknown name raises with the known ones
     dtype = np.dtype(dtype)
-    key = (cell, dtype.name)
+    key = (cell, dtype.name, rows_per_thread)
     if key not in _KERNELS:
         from ablate.cuda import lstm_family
 
         if cell in lstm_family.VARIANTS:
-            family = lstm_family
-        else:
+            family, blocking = lstm_family, (rows_per_thread,)
+        elif rows_per_thread == 1:
             from ablate.cuda import simple_family as family
+
+            blocking = ()
+        else:
+            raise ValueError(f"rows_per_thread {rows_per_thread}: {cell}'s kernels take one "
+                             f"row per thread; row blocking is written for the LSTM family "
+                             f"({', '.join(lstm_family.VARIANTS)})")
         variant = family.VARIANTS[cell]
-        forward, backward = family.make_kernels(variant, dtype)
+        forward, backward = family.make_kernels(variant, dtype, *blocking)
 
         def size(T, B, H, O, variant=variant, family=family):
             return family.work_size(variant, T, B, H, O)

@@ -11,10 +11,19 @@ Adam kernel): with R [G, H] row-major, the 32 threads of a warp (units j, j+1, �
 words H apart for each q; from Rᵀ they read 32 adjacent words, one memory transaction.
 
 Launch: grid (batch tiles, models), any block size. A block owns ``tile_rows`` batch rows
-of one model for the whole sequence, so the time loop needs only block barriers: each
-thread takes the elements (row, unit j) e = tid, tid + blockDim, … and computes every gate
-of unit j. Step t's states are written to the model's work vector and read back by the
-other threads of the block after a barrier.
+of one model for the whole sequence, so the time loop needs only block barriers. Its rows
+are cut into groups of RB = ``rows_per_thread``; each thread takes the (group, unit j)
+pairs e = tid, tid + blockDim, … and computes every gate of unit j for the group's rows.
+Step t's states are written to the model's work vector and read back by the other threads
+of the block after a barrier.
+
+Row blocking (RB > 1): the sums that read weights load each weight once for the group's
+rows and keep RB accumulators per slot in registers (loops of constant trip count, which
+NVVM unrolls): b + W x_t + R h_{t-1} in the forward (``preactivations``), and in the
+backward Σ_k da_{t+1}[r, k] R[k, j], which also takes GT = min(RB, 4) units per thread
+(``recurrent_grad``, its own loop and barrier). W, R and W_out's gradients are summed in
+GT × GT tiles (``outer_sum``). The pointwise rest runs row by row. RB = 1 is one (row,
+unit) element per thread. bench/load_count.py counts the loads per model-step for each RB.
 
 Work vector of one model (``work_size``), row-major:
     gates [T,B,G] post-activation    c, h, aux [T,B,H]   aux = act(c_t) (u_t for use_gate)
@@ -26,6 +35,7 @@ kernel sums the tiles in a fixed order (deterministic, no atomics).
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numba import cuda
 
@@ -44,9 +54,16 @@ def work_size(variant: Variant, T: int, B: int, H: int, O: int) -> int:
     return T * B * (2 * G + 4 * H + O) + 3 * B * H
 
 
-def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
-    """(forward, backward) CUDA kernels of one variant and precision."""
+def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) -> tuple:
+    """(forward, backward) CUDA kernels of one variant and precision; a thread computes one
+    unit for ``rows_per_thread`` batch rows at once (see the module docstring)."""
     dtype = np.dtype(dtype)
+    RB = rows_per_thread
+    # Units a thread takes with its RB rows in the backward's Σ_k da R, and the side of its
+    # tile of a weight gradient: 8 would halve the tiles' loads again but brings single_net's
+    # backward to 246 of 255 registers.
+    GT = min(RB, 4)
+    ACC = numba.from_dtype(dtype)
     tanh, sigmoid = for_dtype(dtype)
     readout_step, readout_grad = make_readout(dtype)
     zero, one = dtype.type(0), dtype.type(1)
@@ -104,6 +121,134 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
     gate_back = pointwise.sigmoid_back(dtype, device)
     keep, remember, remember_back = pointwise.lstm_memory(HAS_I, HAS_F, CIFG, dtype, device)
 
+    @cuda.jit(device=True)
+    def preactivations(p, rt, xs, w, o_w, o_b, o_h, o_gates, t, B, H, n_in, first, stop, j):
+        """a = b + W x_t + R h_{t-1} of unit j in each slot, for rows first … stop − 1 (at most
+        RB), left in their gate slots of step t for ``unit_forward``.
+
+        Each weight is loaded once for the RB rows: 4 + RB loads per 4·RB multiply-adds
+        (5 per 4 at RB = 1). The loops over u have a constant trip count, so NVVM unrolls
+        them and the accumulators stay in registers; a row past ``stop`` repeats the last
+        one (no branch in the sums) and is not stored.
+        """
+        G = N_SLOTS * H
+        ki, kf, kg, ko = I_SLOT * H, F_SLOT * H, G_SLOT * H, O_SLOT * H
+        last = stop - 1
+        acc = cuda.local.array((RB, 4), ACC)
+        for u in range(RB):
+            acc[u, 0] = p[o_b + ki + j] if HAS_I else zero
+            acc[u, 1] = p[o_b + kf + j] if HAS_F else zero
+            acc[u, 2] = p[o_b + kg + j]
+            acc[u, 3] = p[o_b + ko + j] if O_ROWS else zero
+        for i in range(n_in):
+            w_i = p[o_w + (ki + j) * n_in + i] if HAS_I else zero
+            w_f = p[o_w + (kf + j) * n_in + i] if HAS_F else zero
+            w_g = p[o_w + (kg + j) * n_in + i]
+            w_o = p[o_w + (ko + j) * n_in + i] if O_ROWS else zero
+            for u in range(RB):
+                xv = xs[t, min(first + u, last), i]
+                if HAS_I:
+                    acc[u, 0] += w_i * xv
+                if HAS_F:
+                    acc[u, 1] += w_f * xv
+                acc[u, 2] += w_g * xv
+                if O_ROWS:
+                    acc[u, 3] += w_o * xv
+        if t > 0:
+            prev = o_h + (t - 1) * B * H
+            for q in range(H):
+                base_q = q * G
+                r_i = rt[base_q + ki + j] if HAS_I else zero
+                r_f = rt[base_q + kf + j] if HAS_F else zero
+                r_g = rt[base_q + kg + j]
+                r_o = rt[base_q + ko + j] if O_ROWS else zero
+                for u in range(RB):
+                    hq = w[prev + min(first + u, last) * H + q]
+                    if HAS_I:
+                        acc[u, 0] += r_i * hq
+                    if HAS_F:
+                        acc[u, 1] += r_f * hq
+                    acc[u, 2] += r_g * hq
+                    if O_ROWS:
+                        acc[u, 3] += r_o * hq
+        for u in range(RB):
+            if first + u < stop:
+                base = o_gates + (t * B + first + u) * G
+                if HAS_I:
+                    w[base + ki + j] = acc[u, 0]
+                if HAS_F:
+                    w[base + kf + j] = acc[u, 1]
+                w[base + kg + j] = acc[u, 2]
+                if O_ROWS:
+                    w[base + ko + j] = acc[u, 3]
+
+    @cuda.jit(device=True)
+    def unit_forward(p, w, o_gates, o_c, o_h, o_aux, o_peep, o_rg, o_p, t, B, H, r, j):
+        """Unit j of row r at step t from its pre-activations (b + W x_t + R h_{t-1}, left in
+        the gate slots by ``preactivations``): the gates, c_t, h_t (act(c_t) in aux)."""
+        G = N_SLOTS * H
+        ki, kf, kg, ko = I_SLOT * H, F_SLOT * H, G_SLOT * H, O_SLOT * H
+        here = t * B
+        prev = (t - 1) * B
+        base = o_gates + (here + r) * G
+        acc_i = w[base + ki + j] if HAS_I else zero
+        acc_f = w[base + kf + j] if HAS_F else zero
+        acc_g = w[base + kg + j]
+        acc_o = w[base + ko + j] if O_ROWS else zero
+        c_prev = zero
+        mem = zero  # single_net: P_c c_{t-1}
+        if t > 0:
+            c_prev = w[o_c + (prev + r) * H + j]
+            if FGR:  # [a_i; a_f; a_o] += R_gates [i; f; o]_{t-1}
+                base_g = o_gates + (prev + r) * G
+                width = 3 * H
+                for q in range(H):
+                    vi = w[base_g + ki + q]
+                    vf = w[base_g + kf + q]
+                    vo = w[base_g + ko + q]
+                    acc_i += (p[o_rg + j * width + q] * vi
+                              + p[o_rg + j * width + H + q] * vf
+                              + p[o_rg + j * width + 2 * H + q] * vo)
+                    row_f = (H + j) * width
+                    acc_f += (p[o_rg + row_f + q] * vi + p[o_rg + row_f + H + q] * vf
+                              + p[o_rg + row_f + 2 * H + q] * vo)
+                    row_o = (2 * H + j) * width
+                    acc_o += (p[o_rg + row_o + q] * vi + p[o_rg + row_o + H + q] * vf
+                              + p[o_rg + row_o + 2 * H + q] * vo)
+            if SINGLE:
+                base_c = o_c + (prev + r) * H
+                for q in range(H):
+                    mem += p[o_p + j * H + q] * w[base_c + q]
+        if PEEP:  # p_i, p_f see c_{t-1}
+            acc_i += p[o_peep + j] * c_prev
+            acc_f += p[o_peep + H + j] * c_prev
+        ig = sigmoid(acc_i) if HAS_I else one
+        fg = keep(ig, sigmoid(acc_f) if HAS_F else one)
+        if SINGLE:
+            ct = tanh_act(acc_g + mem)  # c_t = tanh(a_c + P_c c_{t-1})
+            w[base + kg + j] = ct
+        else:
+            gv = input_act(acc_g)
+            w[base + kg + j] = gv
+            ct = remember(fg, c_prev, ig, gv)  # c_t = f ⊙ c_{t-1} + i ⊙ g
+        if HAS_I:
+            w[base + ki + j] = ig
+        if HAS_F:
+            w[base + kf + j] = fg
+        w[o_c + (here + r) * H + j] = ct
+        og = one
+        if HAS_O:
+            if PEEP:
+                acc_o += p[o_peep + 2 * H + j] * ct  # p_o sees c_t
+            og = sigmoid(acc_o)
+            w[base + ko + j] = og
+        elif NET_READOUT:
+            w[base + ko + j] = acc_o  # a_h without P_h c_t, finished below
+        if GATED_READ:
+            act = memory_act(ct)
+            w[o_aux + (here + r) * H + j] = act
+            w[o_h + (here + r) * H + j] = og * act  # o = 1 without an output gate
+
     @cuda.jit
     def forward(params, recurrent_t, x, target_class, target_value, mask, scale, limit, s,
                 loss_code, n_hidden, n_out, tile_rows, work, loss_rows):
@@ -125,94 +270,22 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
         xs = x[m, s]
         o_w, _, o_b, o_peep, o_rg, o_p, o_bu, o_wout, o_bout = param_offsets(n_in, H, O)
         o_gates, o_c, o_h, o_aux, o_dy, _, _, _, _, _ = work_offsets(T, B, H, O)
-        ki, kf, kg, ko = I_SLOT * H, F_SLOT * H, G_SLOT * H, O_SLOT * H
+        kf, ko = F_SLOT * H, O_SLOT * H
         for rr in range(tid, rows, n_threads):
             loss_rows[m, row0 + rr] = 0
+        groups = (rows + RB - 1) // RB  # a thread takes unit j of RB rows at once
         for t in range(T):
             here = t * B  # row offset of step t
             prev = (t - 1) * B
-            for e in range(tid, rows * H, n_threads):
-                r = row0 + e // H
+            for e in range(tid, groups * H, n_threads):
+                first = row0 + (e // H) * RB
                 j = e % H
-                # a = b + W x_t + R h_{t-1} for each slot's row of unit j
-                acc_i = p[o_b + ki + j] if HAS_I else zero
-                acc_f = p[o_b + kf + j] if HAS_F else zero
-                acc_g = p[o_b + kg + j]
-                acc_o = p[o_b + ko + j] if O_ROWS else zero
-                for i in range(n_in):
-                    xv = xs[t, r, i]
-                    if HAS_I:
-                        acc_i += p[o_w + (ki + j) * n_in + i] * xv
-                    if HAS_F:
-                        acc_f += p[o_w + (kf + j) * n_in + i] * xv
-                    acc_g += p[o_w + (kg + j) * n_in + i] * xv
-                    if O_ROWS:
-                        acc_o += p[o_w + (ko + j) * n_in + i] * xv
-                c_prev = zero
-                mem = zero  # single_net: P_c c_{t-1}
-                if t > 0:
-                    c_prev = w[o_c + (prev + r) * H + j]
-                    base_h = o_h + (prev + r) * H
-                    for q in range(H):
-                        hq = w[base_h + q]
-                        base_q = q * G
-                        if HAS_I:
-                            acc_i += rt[base_q + ki + j] * hq
-                        if HAS_F:
-                            acc_f += rt[base_q + kf + j] * hq
-                        acc_g += rt[base_q + kg + j] * hq
-                        if O_ROWS:
-                            acc_o += rt[base_q + ko + j] * hq
-                    if FGR:  # [a_i; a_f; a_o] += R_gates [i; f; o]_{t-1}
-                        base_g = o_gates + (prev + r) * G
-                        width = 3 * H
-                        for q in range(H):
-                            vi = w[base_g + ki + q]
-                            vf = w[base_g + kf + q]
-                            vo = w[base_g + ko + q]
-                            acc_i += (p[o_rg + j * width + q] * vi
-                                      + p[o_rg + j * width + H + q] * vf
-                                      + p[o_rg + j * width + 2 * H + q] * vo)
-                            row_f = (H + j) * width
-                            acc_f += (p[o_rg + row_f + q] * vi + p[o_rg + row_f + H + q] * vf
-                                      + p[o_rg + row_f + 2 * H + q] * vo)
-                            row_o = (2 * H + j) * width
-                            acc_o += (p[o_rg + row_o + q] * vi + p[o_rg + row_o + H + q] * vf
-                                      + p[o_rg + row_o + 2 * H + q] * vo)
-                    if SINGLE:
-                        base_c = o_c + (prev + r) * H
-                        for q in range(H):
-                            mem += p[o_p + j * H + q] * w[base_c + q]
-                if PEEP:  # p_i, p_f see c_{t-1}
-                    acc_i += p[o_peep + j] * c_prev
-                    acc_f += p[o_peep + H + j] * c_prev
-                base = o_gates + (here + r) * G
-                ig = sigmoid(acc_i) if HAS_I else one
-                fg = keep(ig, sigmoid(acc_f) if HAS_F else one)
-                if SINGLE:
-                    ct = tanh_act(acc_g + mem)  # c_t = tanh(a_c + P_c c_{t-1})
-                    w[base + kg + j] = ct
-                else:
-                    gv = input_act(acc_g)
-                    w[base + kg + j] = gv
-                    ct = remember(fg, c_prev, ig, gv)  # c_t = f ⊙ c_{t-1} + i ⊙ g
-                if HAS_I:
-                    w[base + ki + j] = ig
-                if HAS_F:
-                    w[base + kf + j] = fg
-                w[o_c + (here + r) * H + j] = ct
-                og = one
-                if HAS_O:
-                    if PEEP:
-                        acc_o += p[o_peep + 2 * H + j] * ct  # p_o sees c_t
-                    og = sigmoid(acc_o)
-                    w[base + ko + j] = og
-                elif NET_READOUT:
-                    w[base + ko + j] = acc_o  # a_h without P_h c_t, finished below
-                if GATED_READ:
-                    act = memory_act(ct)
-                    w[o_aux + (here + r) * H + j] = act
-                    w[o_h + (here + r) * H + j] = og * act  # o = 1 without an output gate
+                stop = min(first + RB, row0 + rows)
+                preactivations(p, rt, xs, w, o_w, o_b, o_h, o_gates, t, B, H, n_in, first,
+                               stop, j)
+                for r in range(first, stop):
+                    unit_forward(p, w, o_gates, o_c, o_h, o_aux, o_peep, o_rg, o_p, t, B, H,
+                                 r, j)
             cuda.syncthreads()
             if NET_READOUT or USE_GATE:
                 for e in range(tid, rows * H, n_threads):
@@ -241,6 +314,102 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
                          n_threads, mask[m, s, t], target_class[m, s, t], target_value[m, s, t],
                          loss_code, scale[m, s], loss_rows[m])
 
+    @cuda.jit(device=True)
+    def recurrent_grad(p, w, o_r, o_da, o_dc, t, B, H, first, stop, b, nu):
+        """Σ_k da_{t+1}[r, k] R[k, j] (dL/dh_t through R h_t at step t+1) for rows first …
+        stop − 1 (at most RB) and units j = b, b + nu, … (GT of them, nu = ⌈H/GT⌉), into their
+        dc slots, where pass 1 adds it to dL/dh_t.
+
+        RB + GT loads per RB·GT multiply-adds (2 per 1 unblocked); a warp's threads
+        (consecutive b) read adjacent words of R. Rows past ``stop`` and units past H repeat
+        the last one and are not stored.
+        """
+        G = N_SLOTS * H
+        last = stop - 1
+        nxt = o_da + (t + 1) * B * G
+        acc = cuda.local.array((RB, GT), ACC)
+        r_k = cuda.local.array(GT, ACC)
+        for u in range(RB):
+            for v in range(GT):
+                acc[u, v] = zero
+        for k in range(G):
+            for v in range(GT):
+                r_k[v] = p[o_r + k * H + min(b + v * nu, H - 1)]
+            for u in range(RB):
+                da = w[nxt + min(first + u, last) * G + k]
+                for v in range(GT):
+                    acc[u, v] += da * r_k[v]
+        for u in range(RB):
+            for v in range(GT):
+                j = b + v * nu
+                if first + u < stop and j < H:
+                    w[o_dc + (first + u) * H + j] = acc[u, v]
+
+    @cuda.jit(device=True)
+    def work_entry(work_vector, base, width, t, B, r, q):
+        """A [T, B, width] block of the work vector at ``base``: entry [t, r, q]."""
+        return work_vector[base + (t * B + r) * width + q]
+
+    @cuda.jit(device=True)
+    def input_entry(xs, base, width, t, B, r, q):
+        """x_t of row r, input q (xs [T, B, I]; base and width are unused)."""
+        return xs[t, r, q]
+
+    def make_outer_sum(right_entry):
+        """``outer_sum`` reading its right factor with ``right_entry`` (work_entry or
+        input_entry: the work vector is flat, the inputs are [T, B, I]; Numba's reshape to
+        flat needs a host helper the device lacks)."""
+
+        @cuda.jit(device=True)
+        def outer_sum(g, g_base, left, l_base, n_rows, right, r_base, n_cols, lag, T, B,
+                      row0, rows, tid, n_threads):
+            """A weight matrix's gradient over the block's rows, into g[g_base:]
+            [n_rows, n_cols]:
+
+                g[k, q] = Σ_{t ≥ lag} Σ_r left[t, r, k] · right[t − lag, r, q]
+
+            with left[t, r, k] = left[l_base + (t·B + r)·n_rows + k]: R is da_t against
+            h_{t−1} (lag 1), W da_t against x_t, W_out dy_t against h_t. A thread sums a
+            GT × GT tile: rows a, a + na, … and columns b, b + nb, … (na = ⌈n_rows/GT⌉,
+            nb = ⌈n_cols/GT⌉), so a warp's threads (consecutive b) read adjacent words of
+            right; 2·GT loads per GT² multiply-adds (2 per 1 at GT = 1). Each entry adds its
+            terms in the same order (t, then r) whatever GT. Rows or columns past the end
+            repeat the last one and are not stored.
+            """
+            na = (n_rows + GT - 1) // GT
+            nb = (n_cols + GT - 1) // GT
+            acc = cuda.local.array((GT, GT), ACC)
+            left_t = cuda.local.array(GT, ACC)
+            right_t = cuda.local.array(GT, ACC)
+            for e in range(tid, na * nb, n_threads):
+                a = e // nb
+                b = e % nb
+                for u in range(GT):
+                    for v in range(GT):
+                        acc[u, v] = zero
+                for t in range(lag, T):
+                    for r in range(row0, row0 + rows):
+                        for u in range(GT):
+                            left_t[u] = work_entry(left, l_base, n_rows, t, B, r,
+                                                   min(a + u * na, n_rows - 1))
+                        for v in range(GT):
+                            right_t[v] = right_entry(right, r_base, n_cols, t - lag, B, r,
+                                                     min(b + v * nb, n_cols - 1))
+                        for u in range(GT):
+                            for v in range(GT):
+                                acc[u, v] += left_t[u] * right_t[v]
+                for u in range(GT):
+                    for v in range(GT):
+                        k = a + u * na
+                        q = b + v * nb
+                        if k < n_rows and q < n_cols:
+                            g[g_base + k * n_cols + q] = acc[u, v]
+
+        return outer_sum
+
+    outer_sum = make_outer_sum(work_entry)
+    outer_sum_x = make_outer_sum(input_entry)
+
     @cuda.jit
     def backward(params, x, mask, limit, s, n_hidden, n_out, tile_rows, work, grad_tiles):
         """Backpropagation through time of step s for the block's rows, then this tile's
@@ -261,133 +430,138 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
             T, B, H, O)
         ki, kf, kg, ko = I_SLOT * H, F_SLOT * H, G_SLOT * H, O_SLOT * H
         width = 3 * H
+        groups = (rows + RB - 1) // RB  # as in the forward: unit j of RB rows per thread
+        n_unit_blocks = (H + GT - 1) // GT
         for t in range(T - 1, -1, -1):
             here = t * B
             nxt = (t + 1) * B
             # Pass 1: dL/dh_t, then into the read-out of the memory: dL/dc_t from h_t.
-            for e in range(tid, rows * H, n_threads):
-                r = row0 + e // H
+            if t < T - 1:  # through R h_t at t+1: RB rows × GT units a thread
+                for e in range(tid, groups * n_unit_blocks, n_threads):
+                    first = row0 + (e // n_unit_blocks) * RB
+                    recurrent_grad(p, w, o_r, o_da, o_dc, t, B, H, first,
+                                   min(first + RB, row0 + rows), e % n_unit_blocks,
+                                   n_unit_blocks)
+                cuda.syncthreads()
+            for e in range(tid, groups * H, n_threads):
+                first = row0 + (e // H) * RB
                 j = e % H
-                dh = readout_grad(p, w, o_wout, o_dy, t, B, H, O, r, j, mask[m, s, t])
-                dgn_o = zero  # fgr: dL/do_t through R_gates at t+1
-                if t < T - 1:
-                    base_d = o_da + (nxt + r) * G
-                    for k in range(G):
-                        dh += w[base_d + k] * p[o_r + k * H + j]  # through R h_t at t+1
-                    if FGR:
-                        for q in range(H):
-                            dgn_o += (w[base_d + ki + q] * p[o_rg + q * width + 2 * H + j]
-                                      + w[base_d + kf + q] * p[o_rg + (H + q) * width + 2 * H + j]
-                                      + w[base_d + ko + q]
-                                      * p[o_rg + (2 * H + q) * width + 2 * H + j])
-                dcn = w[o_dcn + r * H + j] if t < T - 1 else zero
-                base = o_gates + (here + r) * G
-                dbase = o_da + (here + r) * G
-                if GATED_READ:
-                    act = w[o_aux + (here + r) * H + j]
-                    og = w[base + ko + j] if HAS_O else one
-                    d_act = dh * og
-                    dc = dcn + memory_back(d_act, act)
-                    if HAS_O:
-                        dao = gate_back(dh * act + dgn_o, og)  # into a_o through σ
-                        w[dbase + ko + j] = dao
-                        if PEEP:
-                            dc += dao * p[o_peep + 2 * H + j]  # into c_t via the o peephole
-                elif NET_READOUT:
-                    dah = tanh_back(dh, w[base + ko + j])  # into a_h + P_h c_t through tanh
-                    w[dbase + ko + j] = dah
-                    w[o_dnet + (here + r) * H + j] = dah
-                    dc = dcn
-                else:  # use_gate: h = u ⊙ o
-                    og = w[base + ko + j]
-                    u = w[o_aux + (here + r) * H + j]
-                    w[dbase + ko + j] = gate_back(dh * u, og)  # into a_o through σ
-                    w[o_dnet + (here + r) * H + j] = tanh_back(dh * og, u)  # into u's network
-                    dc = dcn
-                w[o_dc + r * H + j] = dc
+                for r in range(first, min(first + RB, row0 + rows)):
+                    dh = readout_grad(p, w, o_wout, o_dy, t, B, H, O, r, j, mask[m, s, t])
+                    dgn_o = zero  # fgr: dL/do_t through R_gates at t+1
+                    if t < T - 1:
+                        dh += w[o_dc + r * H + j]  # through R h_t at t+1 (recurrent_grad)
+                        base_d = o_da + (nxt + r) * G
+                        if FGR:
+                            for q in range(H):
+                                col = 2 * H + j  # R_gates' o column of unit j
+                                dgn_o += (w[base_d + ki + q] * p[o_rg + q * width + col]
+                                          + w[base_d + kf + q] * p[o_rg + (H + q) * width + col]
+                                          + w[base_d + ko + q]
+                                          * p[o_rg + (2 * H + q) * width + col])
+                    dcn = w[o_dcn + r * H + j] if t < T - 1 else zero
+                    base = o_gates + (here + r) * G
+                    dbase = o_da + (here + r) * G
+                    if GATED_READ:
+                        act = w[o_aux + (here + r) * H + j]
+                        og = w[base + ko + j] if HAS_O else one
+                        d_act = dh * og
+                        dc = dcn + memory_back(d_act, act)
+                        if HAS_O:
+                            dao = gate_back(dh * act + dgn_o, og)  # into a_o through σ
+                            w[dbase + ko + j] = dao
+                            if PEEP:
+                                dc += dao * p[o_peep + 2 * H + j]  # into c_t via the o peephole
+                    elif NET_READOUT:
+                        dah = tanh_back(dh, w[base + ko + j])  # into a_h + P_h c_t through tanh
+                        w[dbase + ko + j] = dah
+                        w[o_dnet + (here + r) * H + j] = dah
+                        dc = dcn
+                    else:  # use_gate: h = u ⊙ o
+                        og = w[base + ko + j]
+                        u = w[o_aux + (here + r) * H + j]
+                        w[dbase + ko + j] = gate_back(dh * u, og)  # into a_o through σ
+                        w[o_dnet + (here + r) * H + j] = tanh_back(dh * og, u)  # into u's network
+                        dc = dcn
+                    w[o_dc + r * H + j] = dc
             if NET_READOUT or USE_GATE:
                 cuda.syncthreads()  # pass 2 reads d_net of every unit
             # Pass 2: into the gates and c_{t-1}.
-            for e in range(tid, rows * H, n_threads):
-                r = row0 + e // H
+            for e in range(tid, groups * H, n_threads):
+                first = row0 + (e // H) * RB
                 j = e % H
-                base = o_gates + (here + r) * G
-                dbase = o_da + (here + r) * G
-                dc = w[o_dc + r * H + j]
-                d_read = zero
-                if NET_READOUT or USE_GATE:
-                    base_n = o_dnet + (here + r) * H
-                    for q in range(H):
-                        d_read += w[base_n + q] * p[o_p + q * H + j]
-                    if NET_READOUT:
-                        dc += d_read  # into c_t through P_h
-                c_prev = w[o_c + ((t - 1) * B + r) * H + j] if t > 0 else zero
-                if SINGLE:
-                    dn = tanh_back(dc, w[base + kg + j])  # into a_c + P_c c_{t-1} through tanh
-                    w[dbase + kg + j] = dn
-                    w[o_dnet + (here + r) * H + j] = dn
-                    continue
-                dgn_i = zero
-                dgn_f = zero
-                if FGR and t < T - 1:
-                    base_d = o_da + (nxt + r) * G
-                    for q in range(H):
-                        dgn_i += (w[base_d + ki + q] * p[o_rg + q * width + j]
-                                  + w[base_d + kf + q] * p[o_rg + (H + q) * width + j]
-                                  + w[base_d + ko + q] * p[o_rg + (2 * H + q) * width + j])
-                        dgn_f += (w[base_d + ki + q] * p[o_rg + q * width + H + j]
-                                  + w[base_d + kf + q] * p[o_rg + (H + q) * width + H + j]
-                                  + w[base_d + ko + q] * p[o_rg + (2 * H + q) * width + H + j])
-                gv = w[base + kg + j]
-                ig = w[base + ki + j] if HAS_I else one
-                fg = keep(ig, w[base + kf + j] if HAS_F else one)
-                # through c_t = f ⊙ c_{t-1} + i ⊙ g: into f, c_{t-1}, i and g
-                df, dcn, di, dg = remember_back(dc, fg, c_prev, ig, gv)
-                w[dbase + kg + j] = input_back(dg, gv)
-                da_i = zero
-                da_f = zero
-                if HAS_I:
-                    da_i = gate_back(di + dgn_i, ig)
-                    w[dbase + ki + j] = da_i
-                if HAS_F:
+                for r in range(first, min(first + RB, row0 + rows)):
+                    base = o_gates + (here + r) * G
+                    dbase = o_da + (here + r) * G
+                    dc = w[o_dc + r * H + j]
+                    d_read = zero
+                    if NET_READOUT or USE_GATE:
+                        base_n = o_dnet + (here + r) * H
+                        for q in range(H):
+                            d_read += w[base_n + q] * p[o_p + q * H + j]
+                        if NET_READOUT:
+                            dc += d_read  # into c_t through P_h
+                    c_prev = w[o_c + ((t - 1) * B + r) * H + j] if t > 0 else zero
+                    if SINGLE:
+                        dn = tanh_back(dc, w[base + kg + j])  # into a_c + P_c c_{t-1} through tanh
+                        w[dbase + kg + j] = dn
+                        w[o_dnet + (here + r) * H + j] = dn
+                        continue
+                    dgn_i = zero
+                    dgn_f = zero
+                    if FGR and t < T - 1:
+                        base_d = o_da + (nxt + r) * G
+                        for q in range(H):
+                            dgn_i += (w[base_d + ki + q] * p[o_rg + q * width + j]
+                                      + w[base_d + kf + q] * p[o_rg + (H + q) * width + j]
+                                      + w[base_d + ko + q] * p[o_rg + (2 * H + q) * width + j])
+                            dgn_f += (w[base_d + ki + q] * p[o_rg + q * width + H + j]
+                                      + w[base_d + kf + q] * p[o_rg + (H + q) * width + H + j]
+                                      + w[base_d + ko + q] * p[o_rg + (2 * H + q) * width + H + j])
+                    gv = w[base + kg + j]
+                    ig = w[base + ki + j] if HAS_I else one
+                    fg = keep(ig, w[base + kf + j] if HAS_F else one)
+                    # through c_t = f ⊙ c_{t-1} + i ⊙ g: into f, c_{t-1}, i and g
+                    df, dcn, di, dg = remember_back(dc, fg, c_prev, ig, gv)
+                    w[dbase + kg + j] = input_back(dg, gv)
+                    da_i = zero
+                    da_f = zero
+                    if HAS_I:
+                        da_i = gate_back(di + dgn_i, ig)
+                        w[dbase + ki + j] = da_i
+                    if HAS_F:
+                        if USE_GATE:
+                            df += d_read * c_prev  # the use gate reads f ⊙ c_{t-1} too
+                        da_f = gate_back(df + dgn_f, fg)
+                        w[dbase + kf + j] = da_f
                     if USE_GATE:
-                        df += d_read * c_prev  # the use gate reads f ⊙ c_{t-1} too
-                    da_f = gate_back(df + dgn_f, fg)
-                    w[dbase + kf + j] = da_f
-                if USE_GATE:
-                    dcn += d_read * fg
-                if PEEP:
-                    dcn += da_i * p[o_peep + j] + da_f * p[o_peep + H + j]
-                w[o_dcn + r * H + j] = dcn
+                        dcn += d_read * fg
+                    if PEEP:
+                        dcn += da_i * p[o_peep + j] + da_f * p[o_peep + H + j]
+                    w[o_dcn + r * H + j] = dcn
             cuda.syncthreads()
-            if SINGLE:  # into c_{t-1} through P_c
-                for e in range(tid, rows * H, n_threads):
-                    r = row0 + e // H
+            if SINGLE:  # into c_{t-1} through P_c; each element's thread of passes 1 and 2
+                for e in range(tid, groups * H, n_threads):
+                    first = row0 + (e // H) * RB
                     j = e % H
-                    base_n = o_dnet + (here + r) * H
-                    acc = zero
-                    for q in range(H):
-                        acc += w[base_n + q] * p[o_p + q * H + j]
-                    w[o_dcn + r * H + j] = acc
+                    for r in range(first, min(first + RB, row0 + rows)):
+                        base_n = o_dnet + (here + r) * H
+                        acc = zero
+                        for q in range(H):
+                            acc += w[base_n + q] * p[o_p + q * H + j]
+                        w[o_dcn + r * H + j] = acc
         cuda.syncthreads()
-        # This tile's weight gradients, one parameter per thread at a time.
+        # This tile's weight gradients: W, R and W_out in GT × GT tiles (``outer_sum``), the
+        # others one parameter per thread at a time (k skips W, R and W_out).
         g = grad_tiles[m, tile]
-        n_params = o_bout + O
-        for k in range(tid, n_params, n_threads):
+        outer_sum_x(g, o_w, w, o_da, G, xs, 0, n_in, 0, T, B, row0, rows, tid, n_threads)
+        outer_sum(g, o_r, w, o_da, G, w, o_h, H, 1, T, B, row0, rows, tid, n_threads)
+        outer_sum(g, o_wout, w, o_dy, O, w, o_h, H, 0, T, B, row0, rows, tid, n_threads)
+        n_middle = o_wout - o_b  # b, peep, R_gates, P, b_u
+        for k in range(tid, n_middle + O, n_threads):
+            k = o_b + k if k < n_middle else o_bout + k - n_middle
             acc = zero
-            if k < o_r:  # W [G, I]
-                row = k // n_in
-                i = k % n_in
-                for t in range(T):
-                    for r in range(row0, row0 + rows):
-                        acc += w[o_da + (t * B + r) * G + row] * xs[t, r, i]
-            elif k < o_b:  # R [G, H]: Σ_{t≥1} da_t h_{t-1}
-                row = (k - o_r) // H
-                q = (k - o_r) % H
-                for t in range(1, T):
-                    for r in range(row0, row0 + rows):
-                        acc += w[o_da + (t * B + r) * G + row] * w[o_h + ((t - 1) * B + r) * H + q]
-            elif k < o_peep:  # b [G]
+            if k < o_peep:  # b [G]
                 row = k - o_b
                 for t in range(T):
                     for r in range(row0, row0 + rows):
@@ -435,12 +609,6 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
                 for t in range(T):
                     for r in range(row0, row0 + rows):
                         acc += w[o_dnet + (t * B + r) * H + j]
-            elif k < o_bout:  # W_out [O, H]
-                row = (k - o_wout) // H
-                q = (k - o_wout) % H
-                for t in range(T):
-                    for r in range(row0, row0 + rows):
-                        acc += w[o_dy + (t * B + r) * O + row] * w[o_h + (t * B + r) * H + q]
             else:  # b_out [O]
                 row = k - o_bout
                 for t in range(T):

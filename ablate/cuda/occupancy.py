@@ -108,33 +108,39 @@ def device_limits(device=None) -> SMLimits:
         reserved_shared_per_block=device.RESERVED_SHARED_MEMORY_PER_BLOCK)
 
 
-def ensemble_table(usages, models=(16, 128), B=32, H=64, tile_rows=(1, 2, 4, 8, 16, 32),
+def ensemble_table(usages: dict, models=(16, 128), B=32, H=64,
+                   tile_rows=(1, 2, 4, 8, 16, 32),
                    limits: SMLimits = H100_SXM) -> tuple[str, dict]:
-    """(markdown, {models: fewest rounds over the tilings}): for each ensemble size and
-    tiling, the grid, the blocks an SM holds (forward and backward, from their ptxas
-    registers), the waves of the kernel that fits fewer blocks and its rounds: ⌈waves⌉ ·
-    elements a thread takes one after another. A kernel bound by latency (each thread's
+    """(markdown, {models: fewest rounds over the tilings}) for usages {rows_per_thread:
+    [forward, backward Usage]}: for each ensemble size, rows a thread takes and tile
+    (tiles smaller than those rows are left out), the grid, the blocks an SM holds (forward
+    and backward, from their ptxas registers), the waves of the kernel that fits fewer
+    blocks and its rounds: ⌈waves⌉ · row groups a thread takes one after another (a group's
+    rows go together: their loads interleave). A kernel bound by latency (each thread's
     chain of loads and barriers) takes time in proportion to its rounds; one bound by the
     SMs' throughput, to its work."""
     from ablate.cuda.device import default_tiling, threads_for
 
-    default_rows, _ = default_tiling(B, H)
-    lines = [f"| models | tile_rows | threads | blocks | blocks / SM (fwd, bwd) | waves on "
-             f"{limits.sm_count} SMs | elements / thread | rounds |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [f"| models | rows / thread | tile_rows | threads | blocks | blocks / SM (fwd, bwd) "
+             f"| waves on {limits.sm_count} SMs | groups / thread | rounds |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     fewest: dict[int, int] = {}
     for M in models:
-        for rows in tile_rows:
-            threads = threads_for(rows, H)
-            grid = M * math.ceil(B / rows)
-            per_sm = [blocks_per_sm(u.registers, threads, u.shared, limits) for u in usages]
-            each = math.ceil(rows * H / threads)
-            w = waves(grid, min(per_sm), limits)
-            serial = math.ceil(w) * each
-            fewest[M] = min(fewest.get(M, serial), serial)
-            mark = " (default)" if rows == default_rows else ""
-            lines.append(f"| {M} | {rows}{mark} | {threads} | {grid} | "
-                         f"{', '.join(map(str, per_sm))} | {w:.2f} | {each} | {serial} |")
+        for rows_per_thread, pair in sorted(usages.items()):
+            default_rows, _ = default_tiling(B, H, rows_per_thread)
+            for rows in sorted({*tile_rows, default_rows}):
+                if not rows_per_thread <= rows <= B:
+                    continue
+                threads = threads_for(rows, H, rows_per_thread)
+                grid = M * math.ceil(B / rows)
+                per_sm = [blocks_per_sm(u.registers, threads, u.shared, limits) for u in pair]
+                each = math.ceil(math.ceil(rows / rows_per_thread) * H / threads)
+                w = waves(grid, min(per_sm), limits)
+                serial = math.ceil(w) * each
+                fewest[M] = min(fewest.get(M, serial), serial)
+                mark = " (default)" if rows == default_rows else ""
+                lines.append(f"| {M} | {rows_per_thread} | {rows}{mark} | {threads} | {grid} | "
+                             f"{', '.join(map(str, per_sm))} | {w:.2f} | {each} | {serial} |")
     return "\n".join(lines), fewest
 
 
@@ -152,10 +158,15 @@ def main(argv=None) -> int:
     if refuse_simulator():
         return 2
 
-    usages = [u for u in measure([args.cell]) if not u.kernel.startswith("adam")]
+    usages: dict[int, list] = {}
+    for u in measure([args.cell]):
+        if not u.kernel.startswith("adam"):  # "<cell> <role> <dtype>[ rows<n>]"
+            words = u.kernel.split()
+            usages.setdefault(int(words[3][4:]) if len(words) > 3 else 1, []).append(u)
     limits = H100_SXM._replace(sm_count=args.sms)
-    print(f"# {args.cell}, H{args.hidden}, B{args.batch}: registers "
-          + ", ".join(f"{u.kernel} {u.registers}" for u in usages))
+    print(f"# {args.cell}, H{args.hidden}, B{args.batch}: registers (forward, backward) by rows "
+          "a thread: " + "; ".join(f"{rows}: {pair[0].registers}, {pair[1].registers}"
+                                   for rows, pair in sorted(usages.items())))
     table, fewest = ensemble_table(usages, B=args.batch, H=args.hidden, limits=limits)
     print(table)
     small, large = sorted(fewest)

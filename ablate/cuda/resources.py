@@ -126,7 +126,8 @@ def _compiling_for(cc: tuple[int, int]):
 
 
 def measure(cell_names=None, dtypes=("float32",)) -> list[Usage]:
-    """Usage of every kernel: each cell's forward and backward, and Adam, per dtype."""
+    """Usage of every kernel: each cell's forward and backward (the LSTM family's at every
+    rows_per_thread, named "… rows<n>" beyond 1), and Adam, per dtype."""
     with _compiling_for(CC):
         return _measure(cell_names, dtypes)
 
@@ -135,7 +136,9 @@ def _measure(cell_names, dtypes) -> list[Usage]:
     from numba import cuda
 
     from ablate import cells
+    from ablate.cuda import lstm_family
     from ablate.cuda.adam import make_adam
+    from ablate.cuda.device import ROWS_PER_THREAD
     from ablate.cuda.kernels import kernels
 
     ptxas = ptxas_path()
@@ -145,10 +148,13 @@ def _measure(cell_names, dtypes) -> list[Usage]:
         ptx, _ = cuda.compile_ptx(make_adam(np.dtype(dtype)).py_func, sig["adam"], cc=CC)
         usages.append(ptxas_usage(f"adam {dtype}", ptx, ptxas))
         for cell in cell_names or cells.names():
-            pair = kernels(cell, dtype)
-            for role in ("forward", "backward"):
-                ptx, _ = cuda.compile_ptx(getattr(pair, role).py_func, sig[role], cc=CC)
-                usages.append(ptxas_usage(f"{cell} {role} {dtype}", ptx, ptxas))
+            blocking = ROWS_PER_THREAD if cell in lstm_family.VARIANTS else (1,)
+            for rows in blocking:
+                pair = kernels(cell, dtype, rows)
+                suffix = f" rows{rows}" if rows > 1 else ""
+                for role in ("forward", "backward"):
+                    ptx, _ = cuda.compile_ptx(getattr(pair, role).py_func, sig[role], cc=CC)
+                    usages.append(ptxas_usage(f"{cell} {role} {dtype}{suffix}", ptx, ptxas))
     return usages
 
 
