@@ -20,14 +20,12 @@ import pytest
 pytest.importorskip("numba.cuda")
 
 from ablate import cells, forward, init_params, loss_and_grad  # noqa: E402
-from ablate.cells.lstm_family import VARIANTS as LSTM_VARIANTS  # noqa: E402
 from ablate.kernels.driver import LOSS_CODES  # noqa: E402
 from ablate.results import RunSpec  # noqa: E402
 from ablate.train import train_ensemble as cpu_train  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 ON_GPU = os.environ.get("ABLATE_TEST_GPU") == "1"
-LSTM_FAMILY = list(LSTM_VARIANTS)  # the cells whose kernels block rows (rows_per_thread)
 
 
 def device_loss_and_grad(cell, params, x, target, mask, loss, H, O, tile_rows, threads,
@@ -101,7 +99,7 @@ def test_gradients_equal_the_cpu_kernels(cell):
             assert abs(losses[k].sum() - expected_loss) < 1e-4 * abs(expected_loss)
 
 
-@pytest.mark.parametrize("cell", LSTM_FAMILY)
+@pytest.mark.parametrize("cell", cells.names())
 def test_row_blocked_kernels_give_the_same_gradients(cell):
     """A thread computing one unit for several rows at once (rows_per_thread, ragged: the
     last group of a tile may be short, B may be below it) gives the CPU kernels' loss and
@@ -125,18 +123,17 @@ def test_row_blocked_kernels_give_the_same_gradients(cell):
         error = np.abs(grads[k] - expected).max() / np.abs(expected).max()
         assert error < 1e-4, (cell, k, error, tile_rows, rows_per_thread, threads)
         assert abs(losses[k].sum() - expected_loss) < 1e-4 * abs(expected_loss)
-    G = len(cells.get(cell).gates) * H  # the flat vector: W [G, I], R [G, H], …,
-    W_and_R = slice(0, G * (x.shape[3] + H))  # W_out [O, H] and b_out [O] last
+    spec = cells.get(cell)  # the flat vector: W [G, I], R [G, H] (none: min cells), …,
+    G = len(spec.gates) * H  # W_out [O, H] and b_out [O] last
+    W_and_R = slice(0, G * (x.shape[3] + (H if spec.recurrent else 0)))
     W_out = slice(params.shape[1] - O * H - O, params.shape[1] - O)
     for block in (W_and_R, W_out):
         np.testing.assert_array_equal(grads[:, block], unblocked[:, block])
 
 
-def test_row_blocking_of_other_cells_is_one_clear_error():
+def test_an_unknown_rows_per_thread_is_one_clear_error():
     from ablate.cuda.device import DeviceEnsemble
 
-    with pytest.raises(ValueError, match="gru's kernels take one row per thread.*lstm"):
-        DeviceEnsemble("gru", np.float32, 1, 3, 4, 2, 3, 2, 1, rows_per_thread=2)
     with pytest.raises(ValueError, match=r"rows_per_thread must be one of \(1, 2, 4, 8\)"):
         DeviceEnsemble("lstm", np.float32, 1, 3, 4, 2, 3, 2, 1, rows_per_thread=3)
 

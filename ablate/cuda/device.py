@@ -8,11 +8,11 @@
     params, losses, grad_norms, limit = ens.fetch()
 
 Tiling: a block owns ``tile_rows`` batch rows of one model; grid = (ceil(B / tile_rows), M).
-A thread computes one unit of ``rows_per_thread`` rows at once (LSTM family only; 1 by
-default). The default tile aims at about 256 threads per block, so at one row a thread a
-model spreads over several SMs and 16 models fill an H100's 132 SMs; ``tile_rows``,
-``threads`` and ``rows_per_thread`` can be given (tests use odd sizes to check the ragged
-paths; bench/gpu.py times the choices).
+A thread computes one unit of ``rows_per_thread`` rows at once (1 by default). The default
+tile aims at about 256 threads per block, so at one row a thread a model spreads over
+several SMs and 16 models fill an H100's 132 SMs; ``tile_rows``, ``threads`` and
+``rows_per_thread`` can be given (tests use odd sizes to check the ragged paths;
+bench/gpu.py times the choices).
 """
 
 from __future__ import annotations

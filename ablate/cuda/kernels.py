@@ -31,17 +31,11 @@ def kernels(cell: str, dtype, rows_per_thread: int = 1) -> CudaCell:
         from ablate.cuda import lstm_family
 
         if cell in lstm_family.VARIANTS:
-            family, blocking = lstm_family, (rows_per_thread,)
-        elif rows_per_thread == 1:
-            from ablate.cuda import simple_family as family
-
-            blocking = ()
+            family = lstm_family
         else:
-            raise ValueError(f"rows_per_thread {rows_per_thread}: {cell}'s kernels take one "
-                             f"row per thread; row blocking is written for the LSTM family "
-                             f"({', '.join(lstm_family.VARIANTS)})")
+            from ablate.cuda import simple_family as family
         variant = family.VARIANTS[cell]
-        forward, backward = family.make_kernels(variant, dtype, *blocking)
+        forward, backward = family.make_kernels(variant, dtype, rows_per_thread)
 
         def size(T, B, H, O, variant=variant, family=family):
             return family.work_size(variant, T, B, H, O)

@@ -21,9 +21,10 @@ Row blocking (RB > 1): the sums that read weights load each weight once for the 
 rows and keep RB accumulators per slot in registers (loops of constant trip count, which
 NVVM unrolls): b + W x_t + R h_{t-1} in the forward (``preactivations``), and in the
 backward Σ_k da_{t+1}[r, k] R[k, j], which also takes GT = min(RB, 4) units per thread
-(``recurrent_grad``, its own loop and barrier). W, R and W_out's gradients are summed in
-GT × GT tiles (``outer_sum``). The pointwise rest runs row by row. RB = 1 is one (row,
-unit) element per thread. bench/load_count.py counts the loads per model-step for each RB.
+(``transposed_sum``, its own loop and barrier). W, R and W_out's gradients are summed in
+GT × GT tiles (``outer_sum``); both are ``ablate.cuda.blocking``'s. The pointwise rest runs
+row by row. RB = 1 is one (row, unit) element per thread. bench/load_count.py counts the
+loads per model-step for each RB.
 
 Work vector of one model (``work_size``), row-major:
     gates [T,B,G] post-activation    c, h, aux [T,B,H]   aux = act(c_t) (u_t for use_gate)
@@ -42,6 +43,7 @@ from numba import cuda
 from ablate.cells import pointwise
 from ablate.cells.lstm_family import TANH, VARIANTS, Variant
 from ablate.cuda.activations import for_dtype
+from ablate.cuda.blocking import make_blocked
 from ablate.cuda.readout import make_readout
 from ablate.cuda.tiles import block_rows
 
@@ -59,11 +61,8 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
     unit for ``rows_per_thread`` batch rows at once (see the module docstring)."""
     dtype = np.dtype(dtype)
     RB = rows_per_thread
-    # Units a thread takes with its RB rows in the backward's Σ_k da R, and the side of its
-    # tile of a weight gradient: 8 would halve the tiles' loads again but brings single_net's
-    # backward to 246 of 255 registers.
-    GT = min(RB, 4)
     ACC = numba.from_dtype(dtype)
+    transposed_sum, outer_sum, outer_sum_x, GT = make_blocked(dtype, RB)
     tanh, sigmoid = for_dtype(dtype)
     readout_step, readout_grad = make_readout(dtype)
     zero, one = dtype.type(0), dtype.type(1)
@@ -314,102 +313,6 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
                          n_threads, mask[m, s, t], target_class[m, s, t], target_value[m, s, t],
                          loss_code, scale[m, s], loss_rows[m])
 
-    @cuda.jit(device=True)
-    def recurrent_grad(p, w, o_r, o_da, o_dc, t, B, H, first, stop, b, nu):
-        """Σ_k da_{t+1}[r, k] R[k, j] (dL/dh_t through R h_t at step t+1) for rows first …
-        stop − 1 (at most RB) and units j = b, b + nu, … (GT of them, nu = ⌈H/GT⌉), into their
-        dc slots, where pass 1 adds it to dL/dh_t.
-
-        RB + GT loads per RB·GT multiply-adds (2 per 1 unblocked); a warp's threads
-        (consecutive b) read adjacent words of R. Rows past ``stop`` and units past H repeat
-        the last one and are not stored.
-        """
-        G = N_SLOTS * H
-        last = stop - 1
-        nxt = o_da + (t + 1) * B * G
-        acc = cuda.local.array((RB, GT), ACC)
-        r_k = cuda.local.array(GT, ACC)
-        for u in range(RB):
-            for v in range(GT):
-                acc[u, v] = zero
-        for k in range(G):
-            for v in range(GT):
-                r_k[v] = p[o_r + k * H + min(b + v * nu, H - 1)]
-            for u in range(RB):
-                da = w[nxt + min(first + u, last) * G + k]
-                for v in range(GT):
-                    acc[u, v] += da * r_k[v]
-        for u in range(RB):
-            for v in range(GT):
-                j = b + v * nu
-                if first + u < stop and j < H:
-                    w[o_dc + (first + u) * H + j] = acc[u, v]
-
-    @cuda.jit(device=True)
-    def work_entry(work_vector, base, width, t, B, r, q):
-        """A [T, B, width] block of the work vector at ``base``: entry [t, r, q]."""
-        return work_vector[base + (t * B + r) * width + q]
-
-    @cuda.jit(device=True)
-    def input_entry(xs, base, width, t, B, r, q):
-        """x_t of row r, input q (xs [T, B, I]; base and width are unused)."""
-        return xs[t, r, q]
-
-    def make_outer_sum(right_entry):
-        """``outer_sum`` reading its right factor with ``right_entry`` (work_entry or
-        input_entry: the work vector is flat, the inputs are [T, B, I]; Numba's reshape to
-        flat needs a host helper the device lacks)."""
-
-        @cuda.jit(device=True)
-        def outer_sum(g, g_base, left, l_base, n_rows, right, r_base, n_cols, lag, T, B,
-                      row0, rows, tid, n_threads):
-            """A weight matrix's gradient over the block's rows, into g[g_base:]
-            [n_rows, n_cols]:
-
-                g[k, q] = Σ_{t ≥ lag} Σ_r left[t, r, k] · right[t − lag, r, q]
-
-            with left[t, r, k] = left[l_base + (t·B + r)·n_rows + k]: R is da_t against
-            h_{t−1} (lag 1), W da_t against x_t, W_out dy_t against h_t. A thread sums a
-            GT × GT tile: rows a, a + na, … and columns b, b + nb, … (na = ⌈n_rows/GT⌉,
-            nb = ⌈n_cols/GT⌉), so a warp's threads (consecutive b) read adjacent words of
-            right; 2·GT loads per GT² multiply-adds (2 per 1 at GT = 1). Each entry adds its
-            terms in the same order (t, then r) whatever GT. Rows or columns past the end
-            repeat the last one and are not stored.
-            """
-            na = (n_rows + GT - 1) // GT
-            nb = (n_cols + GT - 1) // GT
-            acc = cuda.local.array((GT, GT), ACC)
-            left_t = cuda.local.array(GT, ACC)
-            right_t = cuda.local.array(GT, ACC)
-            for e in range(tid, na * nb, n_threads):
-                a = e // nb
-                b = e % nb
-                for u in range(GT):
-                    for v in range(GT):
-                        acc[u, v] = zero
-                for t in range(lag, T):
-                    for r in range(row0, row0 + rows):
-                        for u in range(GT):
-                            left_t[u] = work_entry(left, l_base, n_rows, t, B, r,
-                                                   min(a + u * na, n_rows - 1))
-                        for v in range(GT):
-                            right_t[v] = right_entry(right, r_base, n_cols, t - lag, B, r,
-                                                     min(b + v * nb, n_cols - 1))
-                        for u in range(GT):
-                            for v in range(GT):
-                                acc[u, v] += left_t[u] * right_t[v]
-                for u in range(GT):
-                    for v in range(GT):
-                        k = a + u * na
-                        q = b + v * nb
-                        if k < n_rows and q < n_cols:
-                            g[g_base + k * n_cols + q] = acc[u, v]
-
-        return outer_sum
-
-    outer_sum = make_outer_sum(work_entry)
-    outer_sum_x = make_outer_sum(input_entry)
-
     @cuda.jit
     def backward(params, x, mask, limit, s, n_hidden, n_out, tile_rows, work, grad_tiles):
         """Backpropagation through time of step s for the block's rows, then this tile's
@@ -437,11 +340,11 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
             nxt = (t + 1) * B
             # Pass 1: dL/dh_t, then into the read-out of the memory: dL/dc_t from h_t.
             if t < T - 1:  # through R h_t at t+1: RB rows × GT units a thread
-                for e in range(tid, groups * n_unit_blocks, n_threads):
+                for e in range(tid, groups * n_unit_blocks, n_threads):  # into the dc slots
                     first = row0 + (e // n_unit_blocks) * RB
-                    recurrent_grad(p, w, o_r, o_da, o_dc, t, B, H, first,
-                                   min(first + RB, row0 + rows), e % n_unit_blocks,
-                                   n_unit_blocks)
+                    transposed_sum(w, o_dc, H, w, o_da + (t + 1) * B * G, G, G, p, o_r, H,
+                                   first, min(first + RB, row0 + rows), e % n_unit_blocks,
+                                   n_unit_blocks, False)
                 cuda.syncthreads()
             for e in range(tid, groups * H, n_threads):
                 first = row0 + (e // H) * RB
@@ -450,7 +353,7 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
                     dh = readout_grad(p, w, o_wout, o_dy, t, B, H, O, r, j, mask[m, s, t])
                     dgn_o = zero  # fgr: dL/do_t through R_gates at t+1
                     if t < T - 1:
-                        dh += w[o_dc + r * H + j]  # through R h_t at t+1 (recurrent_grad)
+                        dh += w[o_dc + r * H + j]  # through R h_t at t+1 (transposed_sum)
                         base_d = o_da + (nxt + r) * G
                         if FGR:
                             for q in range(H):
@@ -554,9 +457,9 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
         # This tile's weight gradients: W, R and W_out in GT × GT tiles (``outer_sum``), the
         # others one parameter per thread at a time (k skips W, R and W_out).
         g = grad_tiles[m, tile]
-        outer_sum_x(g, o_w, w, o_da, G, xs, 0, n_in, 0, T, B, row0, rows, tid, n_threads)
-        outer_sum(g, o_r, w, o_da, G, w, o_h, H, 1, T, B, row0, rows, tid, n_threads)
-        outer_sum(g, o_wout, w, o_dy, O, w, o_h, H, 0, T, B, row0, rows, tid, n_threads)
+        outer_sum_x(g, o_w, w, o_da, G, G, xs, 0, n_in, 0, T, B, row0, rows, tid, n_threads)
+        outer_sum(g, o_r, w, o_da, G, G, w, o_h, H, 1, T, B, row0, rows, tid, n_threads)
+        outer_sum(g, o_wout, w, o_dy, O, O, w, o_h, H, 0, T, B, row0, rows, tid, n_threads)
         n_middle = o_wout - o_b  # b, peep, R_gates, P, b_u
         for k in range(tid, n_middle + O, n_threads):
             k = o_b + k if k < n_middle else o_bout + k - n_middle

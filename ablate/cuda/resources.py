@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import multiprocessing
 import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
@@ -125,37 +127,44 @@ def _compiling_for(cc: tuple[int, int]):
         dispatcher.get_current_device = original
 
 
-def measure(cell_names=None, dtypes=("float32",)) -> list[Usage]:
-    """Usage of every kernel: each cell's forward and backward (the LSTM family's at every
-    rows_per_thread, named "… rows<n>" beyond 1), and Adam, per dtype."""
-    with _compiling_for(CC):
-        return _measure(cell_names, dtypes)
+def measure(cell_names=None, dtypes=("float32",), jobs: int = 1) -> list[Usage]:
+    """Usage of every kernel: each cell's forward and backward at every rows_per_thread
+    (named "… rows<n>" beyond 1), and Adam, per dtype; ``jobs`` processes compile the
+    cells side by side (NVVM runs on one core), the order of the list is the same."""
+    from ablate import cells
+
+    parts = [(dtype, None) for dtype in dtypes]  # None: Adam
+    parts += [(dtype, cell) for dtype in dtypes for cell in cell_names or cells.names()]
+    if jobs <= 1:
+        return [u for part in parts for u in _measure_part(part)]
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked NVVM
+    with ProcessPoolExecutor(jobs, mp_context=context) as pool:
+        return [u for found in pool.map(_measure_part, parts) for u in found]
 
 
-def _measure(cell_names, dtypes) -> list[Usage]:
+def _measure_part(part: tuple[str, str | None]) -> list[Usage]:
+    """The usages of one cell's kernels (every rows_per_thread), or of Adam, for one dtype."""
     from numba import cuda
 
-    from ablate import cells
-    from ablate.cuda import lstm_family
     from ablate.cuda.adam import make_adam
     from ablate.cuda.device import ROWS_PER_THREAD
     from ablate.cuda.kernels import kernels
 
+    dtype, cell = part
     ptxas = ptxas_path()
-    usages = []
-    for dtype in dtypes:
-        sig = signatures(dtype)
-        ptx, _ = cuda.compile_ptx(make_adam(np.dtype(dtype)).py_func, sig["adam"], cc=CC)
-        usages.append(ptxas_usage(f"adam {dtype}", ptx, ptxas))
-        for cell in cell_names or cells.names():
-            blocking = ROWS_PER_THREAD if cell in lstm_family.VARIANTS else (1,)
-            for rows in blocking:
-                pair = kernels(cell, dtype, rows)
-                suffix = f" rows{rows}" if rows > 1 else ""
-                for role in ("forward", "backward"):
-                    ptx, _ = cuda.compile_ptx(getattr(pair, role).py_func, sig[role], cc=CC)
-                    usages.append(ptxas_usage(f"{cell} {role} {dtype}{suffix}", ptx, ptxas))
-    return usages
+    sig = signatures(dtype)
+    with _compiling_for(CC):
+        if cell is None:
+            ptx, _ = cuda.compile_ptx(make_adam(np.dtype(dtype)).py_func, sig["adam"], cc=CC)
+            return [ptxas_usage(f"adam {dtype}", ptx, ptxas)]
+        usages = []
+        for rows in ROWS_PER_THREAD:
+            pair = kernels(cell, dtype, rows)
+            suffix = f" rows{rows}" if rows > 1 else ""
+            for role in ("forward", "backward"):
+                ptx, _ = cuda.compile_ptx(getattr(pair, role).py_func, sig[role], cc=CC)
+                usages.append(ptxas_usage(f"{cell} {role} {dtype}{suffix}", ptx, ptxas))
+        return usages
 
 
 def problems(usages: list[Usage], max_threads: int) -> list[str]:
@@ -204,6 +213,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, help="write the report here (else print it)")
     parser.add_argument("--cells", help="comma-separated cell names (default: all)")
     parser.add_argument("--float64", action="store_true", help="also the float64 kernels")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                        help="processes compiling side by side (default: the cores)")
     args = parser.parse_args(argv)
     if refuse_simulator():
         return 2
@@ -211,7 +222,7 @@ def main(argv=None) -> int:
 
     names = args.cells.split(",") if args.cells else None
     dtypes = ("float32", "float64") if args.float64 else ("float32",)
-    text = report(measure(names, dtypes), MAX_THREADS)
+    text = report(measure(names, dtypes, max(1, args.jobs)), MAX_THREADS)
     if args.out:
         args.out.write_text(text)
     print(text, end="")

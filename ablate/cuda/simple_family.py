@@ -11,12 +11,20 @@ synchronises:
     MIN    mingru, minlstm    no R: the recurrence is elementwise only
 
 Launch: grid (batch tiles, models), any block size. A block owns ``tile_rows`` batch rows
-of one model for the whole sequence, so the time loop needs only block barriers: each
-thread takes the elements (row, unit j) e = tid, tid + blockDim, … and computes every gate
-of unit j. Step t's states are written to the model's work vector and read back by the
-other threads of the block after a barrier. An element keeps its thread at every step, so
-the elementwise carries (dc-like terms: GRU's z ⊙ h_{t-1}, the min cells' h_{t-1}) need
-no barrier of their own.
+of one model for the whole sequence, so the time loop needs only block barriers. Its rows
+are cut into groups of RB = ``rows_per_thread``; each thread takes the (group, unit j)
+pairs e = tid, tid + blockDim, … and computes every gate of unit j for the group's rows.
+Step t's states are written to the model's work vector and read back by the other threads
+of the block after a barrier. An element keeps its thread at every step, so the
+elementwise carries (dc-like terms: GRU's z ⊙ h_{t-1}, the min cells' h_{t-1}) need no
+barrier of their own.
+
+Row blocking, as in ``lstm_family``: the forward's sums b + W x_t (+ R h_{t-1}) load each
+weight once for the group's rows (``preactivations``, which leaves them in the da slots of
+step t, unused until the backward); the backward's Σ_k R[k, j] · (gradient at t+1) takes
+RB rows × GT = min(RB, 4) units a thread (``transposed_sum``, its own loop and barrier,
+into the da slot 0 of step t, which the unit's backward reads before writing it); W, R
+and W_out's gradients are GT × GT tiles (``outer_sum``). RB = 1 is one element a thread.
 
 Work vector of one model (``work_size``), row-major, G = n_gates·H:
     gates [T,B,G] post-activation (GRU: r, z, n; MIN: z, h̃ or f, i, h̃; none for ELMAN,
@@ -33,12 +41,14 @@ grad_tiles[model, tile, :]; the Adam kernel sums the tiles in a fixed order
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numba import cuda
 
 from ablate.cells import pointwise
 from ablate.cells.simple_family import ELMAN, GRU, MIN, VARIANTS, Variant
 from ablate.cuda.activations import for_dtype
+from ablate.cuda.blocking import make_blocked
 from ablate.cuda.readout import make_readout
 from ablate.cuda.tiles import block_rows
 
@@ -61,9 +71,13 @@ def work_size(variant: Variant, T: int, B: int, H: int, O: int) -> int:
     return T * B * (stored * H + 2 * hidden * H + H + O + G) + carry * B * H
 
 
-def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
-    """(forward, backward) CUDA kernels of one variant and precision."""
+def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) -> tuple:
+    """(forward, backward) CUDA kernels of one variant and precision; a thread computes one
+    unit for ``rows_per_thread`` batch rows at once (see the module docstring)."""
     dtype = np.dtype(dtype)
+    RB = rows_per_thread
+    ACC = numba.from_dtype(dtype)
+    transposed_sum, outer_sum, outer_sum_x, GT = make_blocked(dtype, RB)
     tanh, sigmoid = for_dtype(dtype)
     readout_step, readout_grad = make_readout(dtype)
     zero = dtype.type(0)
@@ -80,6 +94,7 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
     N_STORED, N_HIDDEN, N_CARRY = _layout(variant)
     N_REC = 0 if KIND == MIN else 1  # R [G,H] is absent for the min cells
     H_SLOT = N_GATES - 1  # MIN: the h̃ rows come last; slot 0 is z or f, slot 1 i (minlstm)
+    N_R_SLOTS = 1 if KIND == ELMAN else (2 if KIND == GRU else 0)  # slots R h_{t-1} feeds
 
     @cuda.jit(device=True)
     def param_offsets(n_in, H, O):
@@ -107,6 +122,79 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
         o_carry = o_dhn + T * B * N_HIDDEN * H
         return o_gates, o_hn, o_h, o_dy, o_da, o_dhn, o_carry
 
+    @cuda.jit(device=True)
+    def preactivations(p, rt, xs, w, o_w, o_b, o_bhn, o_h, o_da, o_hn, t, B, H, n_in, first,
+                       stop, j):
+        """Unit j's input-side sums b_s + W_s x_t of every slot s, plus R_s h_{t-1} for the
+        slots R feeds (ELMAN's one, GRU's r and z), and GRU's hidden_n = R_n h_{t-1} + b_hn,
+        for rows first … stop − 1 (at most RB): into the da slots of step t (free until the
+        backward) and hidden_n's own, for ``unit_forward``.
+
+        Each weight is loaded once for the RB rows; the loops over u have a constant trip
+        count, so the accumulators stay in registers; a row past ``stop`` repeats the last
+        one and is not stored.
+        """
+        G = N_GATES * H
+        last = stop - 1
+        acc = cuda.local.array((RB, 4), ACC)  # slots 0 … N_GATES − 1; GRU's hidden_n in 3
+        for u in range(RB):
+            for k in range(N_GATES):
+                acc[u, k] = p[o_b + k * H + j]
+            if KIND == GRU:
+                acc[u, 3] = p[o_bhn + j]
+        for i in range(n_in):
+            for k in range(N_GATES):
+                w_k = p[o_w + (k * H + j) * n_in + i]
+                for u in range(RB):
+                    acc[u, k] += w_k * xs[t, min(first + u, last), i]
+        if t > 0 and KIND != MIN:
+            prev = o_h + (t - 1) * B * H
+            for q in range(H):
+                r_0 = rt[q * G + j]
+                r_1 = rt[q * G + H + j] if KIND == GRU else zero
+                r_n = rt[q * G + 2 * H + j] if KIND == GRU else zero
+                for u in range(RB):
+                    hq = w[prev + min(first + u, last) * H + q]
+                    acc[u, 0] += r_0 * hq
+                    if KIND == GRU:
+                        acc[u, 1] += r_1 * hq
+                        acc[u, 3] += r_n * hq
+        for u in range(RB):
+            if first + u < stop:
+                row = t * B + first + u
+                for k in range(N_GATES):
+                    w[o_da + row * G + k * H + j] = acc[u, k]
+                if KIND == GRU:
+                    w[o_hn + row * H + j] = acc[u, 3]
+
+    @cuda.jit(device=True)
+    def unit_forward(w, o_da, o_gates, o_hn, o_h, t, B, H, r, j):
+        """Unit j of row r at step t from ``preactivations``' sums: the gates and h_t."""
+        G = N_GATES * H
+        kh = H_SLOT * H
+        row = t * B + r
+        a = o_da + row * G
+        base = o_gates + row * G
+        h_prev = w[o_h + ((t - 1) * B + r) * H + j] if t > 0 else zero
+        if KIND == ELMAN:  # h_t = act(b + W x_t + R h_{t-1})
+            hv = step(w[a + j])
+        elif KIND == GRU:
+            # h_t = (1 − z) ⊙ n + z ⊙ h_{t-1}, n = tanh(a_n + r ⊙ hn)
+            rg, zg, ng, hv = step(w[a + j], w[a + H + j], w[a + 2 * H + j],
+                                  w[o_hn + row * H + j], h_prev)
+            w[base + j] = rg
+            w[base + H + j] = zg
+            w[base + 2 * H + j] = ng
+        else:  # MIN: gates and h̃ = W_h x_t + b_h from x_t only
+            acc_h = w[a + kh + j]
+            w[base + kh + j] = acc_h  # h̃ is linear
+            # mingru: h_t = (1 − z) ⊙ h_{t-1} + z ⊙ h̃; minlstm: f' ⊙ h_{t-1} + i' ⊙ h̃
+            zf, ig, hv = step(w[a + j], w[a + H + j] if NORMALISED else zero, acc_h, h_prev)
+            w[base + j] = zf
+            if NORMALISED:
+                w[base + H + j] = ig
+        w[o_h + row * H + j] = hv
+
     @cuda.jit
     def forward(params, recurrent_t, x, target_class, target_value, mask, scale, limit, s,
                 loss_code, n_hidden, n_out, tile_rows, work, loss_rows):
@@ -121,77 +209,67 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
         T, B, n_in, row0, rows, tid, n_threads = block_rows(x, tile_rows)
         H = n_hidden
         O = n_out
-        G = N_GATES * H
         p = params[m]
         rt = recurrent_t[m]  # Rᵀ [H, G]: a warp's threads (units j) read adjacent words
         w = work[m]
         xs = x[m, s]
         o_w, _, o_b, o_bhn, o_wout, o_bout = param_offsets(n_in, H, O)
-        o_gates, o_hn, o_h, o_dy, _, _, _ = work_offsets(T, B, H, O)
-        kh = H_SLOT * H
+        o_gates, o_hn, o_h, o_dy, o_da, _, _ = work_offsets(T, B, H, O)
         for rr in range(tid, rows, n_threads):
             loss_rows[m, row0 + rr] = 0
+        groups = (rows + RB - 1) // RB  # a thread takes unit j of RB rows at once
         for t in range(T):
-            here = t * B  # row offset of step t
-            prev = (t - 1) * B
-            for e in range(tid, rows * H, n_threads):
-                r = row0 + e // H
+            for e in range(tid, groups * H, n_threads):
+                first = row0 + (e // H) * RB
                 j = e % H
-                base = o_gates + (here + r) * G
-                base_h = o_h + (prev + r) * H  # h_{t-1} of row r (t > 0)
-                h_prev = w[base_h + j] if t > 0 else zero
-                if KIND == ELMAN:  # h_t = act(b + W x_t + R h_{t-1})
-                    acc = p[o_b + j]
-                    for i in range(n_in):
-                        acc += p[o_w + j * n_in + i] * xs[t, r, i]
-                    if t > 0:
-                        for q in range(H):
-                            acc += rt[q * G + j] * w[base_h + q]
-                    hv = step(acc)
-                elif KIND == GRU:
-                    # a_k = b_k + W_k x_t (+ R_k h_{t-1} for r, z); hidden_n = R_n h_{t-1} + b_hn
-                    acc_r = p[o_b + j]
-                    acc_z = p[o_b + H + j]
-                    acc_n = p[o_b + 2 * H + j]
-                    hn = p[o_bhn + j]
-                    for i in range(n_in):
-                        xv = xs[t, r, i]
-                        acc_r += p[o_w + j * n_in + i] * xv
-                        acc_z += p[o_w + (H + j) * n_in + i] * xv
-                        acc_n += p[o_w + (2 * H + j) * n_in + i] * xv
-                    if t > 0:
-                        for q in range(H):
-                            hq = w[base_h + q]
-                            acc_r += rt[q * G + j] * hq
-                            acc_z += rt[q * G + H + j] * hq
-                            hn += rt[q * G + 2 * H + j] * hq
-                    # h_t = (1 − z) ⊙ n + z ⊙ h_{t-1}, n = tanh(a_n + r ⊙ hn)
-                    rg, zg, ng, hv = step(acc_r, acc_z, acc_n, hn, h_prev)
-                    w[base + j] = rg
-                    w[base + H + j] = zg
-                    w[base + 2 * H + j] = ng
-                    w[o_hn + (here + r) * H + j] = hn
-                else:  # MIN: gates and h̃ = W_h x_t + b_h from x_t only
-                    acc_zf = p[o_b + j]
-                    acc_i = p[o_b + H + j] if NORMALISED else zero
-                    acc_h = p[o_b + kh + j]
-                    for i in range(n_in):
-                        xv = xs[t, r, i]
-                        acc_zf += p[o_w + j * n_in + i] * xv
-                        if NORMALISED:
-                            acc_i += p[o_w + (H + j) * n_in + i] * xv
-                        acc_h += p[o_w + (kh + j) * n_in + i] * xv
-                    w[base + kh + j] = acc_h  # h̃ is linear
-                    # mingru: h_t = (1 − z) ⊙ h_{t-1} + z ⊙ h̃; minlstm: f' ⊙ h_{t-1} + i' ⊙ h̃
-                    zf, ig, hv = step(acc_zf, acc_i, acc_h, h_prev)
-                    w[base + j] = zf
-                    if NORMALISED:
-                        w[base + H + j] = ig
-                w[o_h + (here + r) * H + j] = hv
+                stop = min(first + RB, row0 + rows)
+                preactivations(p, rt, xs, w, o_w, o_b, o_bhn, o_h, o_da, o_hn, t, B, H, n_in,
+                               first, stop, j)
+                for r in range(first, stop):
+                    unit_forward(w, o_da, o_gates, o_hn, o_h, t, B, H, r, j)
             cuda.syncthreads()  # the readout reads h_t of every unit
             readout_step(p, w, o_wout, o_bout, o_h, o_dy, t, B, H, O, row0, rows, tid,
                          n_threads, mask[m, s, t], target_class[m, s, t], target_value[m, s, t],
                          loss_code, scale[m, s], loss_rows[m])
+
+    @cuda.jit(device=True)
+    def unit_backward(p, w, o_wout, o_dy, o_gates, o_hn, o_h, o_da, o_dhn, o_carry, t, T, B,
+                      H, O, r, j, mask_t):
+        """dL/dh_t of unit j, row r (the readout's; through R h_t at t+1, left in the da
+        slot 0 by ``transposed_sum``; the elementwise carry), then through the unit's step:
+        da_t, GRU's d_hidden_n and the carry into h_{t-1}."""
+        G = N_GATES * H
+        kh = H_SLOT * H
+        here = t * B
+        dh = readout_grad(p, w, o_wout, o_dy, t, B, H, O, r, j, mask_t)
+        base = o_gates + (here + r) * G
+        dbase = o_da + (here + r) * G
+        if t < T - 1:
+            if KIND != MIN:
+                dh += w[dbase + j]
+            if KIND != ELMAN:
+                dh += w[o_carry + r * H + j]
+        h_prev = w[o_h + ((t - 1) * B + r) * H + j] if t > 0 else zero
+        if KIND == ELMAN:
+            w[dbase + j] = step_back(dh, w[o_h + (here + r) * H + j])  # relu or tanh
+        elif KIND == GRU:
+            # carry: into h_{t-1} through z ⊙ h_{t-1}; dhn: into R_n h + b_hn through r
+            carry, dar, daz, dan, dhn = step_back(
+                dh, w[base + j], w[base + H + j], w[base + 2 * H + j],
+                w[o_hn + (here + r) * H + j], h_prev)
+            w[o_carry + r * H + j] = carry
+            w[dbase + j] = dar
+            w[dbase + H + j] = daz
+            w[dbase + 2 * H + j] = dan
+            w[o_dhn + (here + r) * H + j] = dhn
+        else:  # mingru, minlstm: carry into h_{t-1} through z or f'
+            ig = w[base + H + j] if NORMALISED else zero
+            carry, dzf, di, dht = step_back(dh, w[base + j], ig, w[base + kh + j], h_prev)
+            w[o_carry + r * H + j] = carry
+            w[dbase + j] = dzf
+            if NORMALISED:
+                w[dbase + H + j] = di
+            w[dbase + kh + j] = dht
 
     @cuda.jit
     def backward(params, x, mask, limit, s, n_hidden, n_out, tile_rows, work, grad_tiles):
@@ -210,77 +288,52 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
         xs = x[m, s]
         o_w, o_r, o_b, o_bhn, o_wout, o_bout = param_offsets(n_in, H, O)
         o_gates, o_hn, o_h, o_dy, o_da, o_dhn, o_carry = work_offsets(T, B, H, O)
-        kh = H_SLOT * H
+        groups = (rows + RB - 1) // RB  # as in the forward: unit j of RB rows per thread
+        n_unit_blocks = (H + GT - 1) // GT
         for t in range(T - 1, -1, -1):
             here = t * B
-            nxt = (t + 1) * B
+            if t < T - 1 and KIND != MIN:
+                # dL/dh_t through R h_t at t+1 (GRU: r and z rows against da, R_n against
+                # d_hidden_n), RB rows × GT units a thread, into the da slot 0 of step t
+                # (written for real below, after the barrier)
+                for e in range(tid, groups * n_unit_blocks, n_threads):
+                    first = row0 + (e // n_unit_blocks) * RB
+                    stop = min(first + RB, row0 + rows)
+                    unit_block = e % n_unit_blocks
+                    transposed_sum(w, o_da + here * G, G, w, o_da + (t + 1) * B * G, G,
+                                   N_R_SLOTS * H, p, o_r, H, first, stop, unit_block,
+                                   n_unit_blocks, False)
+                    if KIND == GRU:
+                        transposed_sum(w, o_da + here * G, G, w, o_dhn + (t + 1) * B * H, H, H,
+                                       p, o_r + 2 * H * H, H, first, stop, unit_block,
+                                       n_unit_blocks, True)
+                cuda.syncthreads()
             # Total dL/dh_t: the readout, R h_t at t+1 (ELMAN, GRU), the elementwise carry.
-            for e in range(tid, rows * H, n_threads):
-                r = row0 + e // H
+            for e in range(tid, groups * H, n_threads):
+                first = row0 + (e // H) * RB
                 j = e % H
-                dh = readout_grad(p, w, o_wout, o_dy, t, B, H, O, r, j, mask[m, s, t])
-                if t < T - 1:
-                    base_d = o_da + (nxt + r) * G
-                    if KIND == ELMAN:
-                        for k in range(H):
-                            dh += w[base_d + k] * p[o_r + k * H + j]  # through R h_t at t+1
-                    elif KIND == GRU:
-                        # [dL/da_r, dL/da_z, dL/d(R_n h + b_hn)] at t+1 against R's blocks
-                        base_n = o_dhn + (nxt + r) * H
-                        for q in range(H):
-                            dh += (w[base_d + q] * p[o_r + q * H + j]
-                                   + w[base_d + H + q] * p[o_r + (H + q) * H + j]
-                                   + w[base_n + q] * p[o_r + (2 * H + q) * H + j])
-                    if KIND != ELMAN:
-                        dh += w[o_carry + r * H + j]
-                base = o_gates + (here + r) * G
-                dbase = o_da + (here + r) * G
-                h_prev = w[o_h + ((t - 1) * B + r) * H + j] if t > 0 else zero
-                if KIND == ELMAN:
-                    w[dbase + j] = step_back(dh, w[o_h + (here + r) * H + j])  # relu or tanh
-                elif KIND == GRU:
-                    # carry: into h_{t-1} through z ⊙ h_{t-1}; dhn: into R_n h + b_hn through r
-                    carry, dar, daz, dan, dhn = step_back(
-                        dh, w[base + j], w[base + H + j], w[base + 2 * H + j],
-                        w[o_hn + (here + r) * H + j], h_prev)
-                    w[o_carry + r * H + j] = carry
-                    w[dbase + j] = dar
-                    w[dbase + H + j] = daz
-                    w[dbase + 2 * H + j] = dan
-                    w[o_dhn + (here + r) * H + j] = dhn
-                else:  # mingru, minlstm: carry into h_{t-1} through z or f'
-                    ig = w[base + H + j] if NORMALISED else zero
-                    carry, dzf, di, dht = step_back(dh, w[base + j], ig, w[base + kh + j], h_prev)
-                    w[o_carry + r * H + j] = carry
-                    w[dbase + j] = dzf
-                    if NORMALISED:
-                        w[dbase + H + j] = di
-                    w[dbase + kh + j] = dht
+                for r in range(first, min(first + RB, row0 + rows)):
+                    unit_backward(p, w, o_wout, o_dy, o_gates, o_hn, o_h, o_da, o_dhn,
+                                  o_carry, t, T, B, H, O, r, j, mask[m, s, t])
             # Step t-1 reads da_t of every unit (through R); also orders the weight
             # gradients below after the last step.
             cuda.syncthreads()
-        # This tile's weight gradients, one parameter per thread at a time.
+        # This tile's weight gradients: W, R and W_out in GT × GT tiles (``outer_sum``), the
+        # others one parameter per thread at a time (k skips W, R and W_out).
         g = grad_tiles[m, tile]
-        n_params = o_bout + O
-        for k in range(tid, n_params, n_threads):
+        outer_sum_x(g, o_w, w, o_da, G, G, xs, 0, n_in, 0, T, B, row0, rows, tid, n_threads)
+        if KIND != MIN:  # R [G, H]: Σ_{t≥1} dL/d(R h_{t-1}) h_{t-1}
+            outer_sum(g, o_r, w, o_da, G, N_R_SLOTS * H, w, o_h, H, 1, T, B, row0, rows, tid,
+                      n_threads)
+        if KIND == GRU:  # R_n is behind the reset gate: against d_hidden_n
+            outer_sum(g, o_r + 2 * H * H, w, o_dhn, H, H, w, o_h, H, 1, T, B, row0, rows, tid,
+                      n_threads)
+        outer_sum(g, o_wout, w, o_dy, O, O, w, o_h, H, 0, T, B, row0, rows, tid, n_threads)
+        n_middle = o_wout - o_b  # b, b_hn
+        for k in range(tid, n_middle + O, n_threads):
+            k = o_b + k if k < n_middle else o_bout + k - n_middle
             acc = zero
-            if k < o_r:  # W [G, I]
-                row = k // n_in
-                i = k % n_in
-                for t in range(T):
-                    for r in range(row0, row0 + rows):
-                        acc += w[o_da + (t * B + r) * G + row] * xs[t, r, i]
-            elif k < o_b:  # R [G, H] (not MIN): Σ_{t≥1} dL/d(R h_{t-1}) h_{t-1}
-                row = (k - o_r) // H
-                q = (k - o_r) % H
-                for t in range(1, T):
-                    for r in range(row0, row0 + rows):
-                        if KIND == GRU and row >= 2 * H:  # R_n is behind the reset gate
-                            d = w[o_dhn + (t * B + r) * H + row - 2 * H]
-                        else:
-                            d = w[o_da + (t * B + r) * G + row]
-                        acc += d * w[o_h + ((t - 1) * B + r) * H + q]
-            elif k < o_bhn:  # b [G]
+            if k < o_bhn:  # b [G]
                 row = k - o_b
                 for t in range(T):
                     for r in range(row0, row0 + rows):
@@ -290,12 +343,6 @@ def make_kernels(variant: Variant, dtype: np.dtype) -> tuple:
                 for t in range(T):
                     for r in range(row0, row0 + rows):
                         acc += w[o_dhn + (t * B + r) * H + j]
-            elif k < o_bout:  # W_out [O, H]
-                row = (k - o_wout) // H
-                q = (k - o_wout) % H
-                for t in range(T):
-                    for r in range(row0, row0 + rows):
-                        acc += w[o_dy + (t * B + r) * O + row] * w[o_h + (t * B + r) * H + q]
             else:  # b_out [O]
                 row = k - o_bout
                 for t in range(T):

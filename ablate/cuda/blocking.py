@@ -1,0 +1,139 @@
+"""The row-blocked sums both CUDA cell families share: each weight loaded once for several
+batch rows (or each row value once for several weights), accumulators in registers.
+
+``make_blocked(dtype, rows_per_thread)`` gives two device functions for RB = rows_per_thread
+and GT = min(RB, 4) (8 would halve the tiles' loads again but brings single_net's backward
+to 246 of 255 registers):
+
+  transposed_sum  Σ_k left[r, k] R[k, j] for RB rows × GT units a thread: dL/dh_t through
+                  R h_t at step t+1 (left = the gradients at step t+1). RB + GT loads per
+                  RB·GT multiply-adds (2 per 1 unblocked).
+  outer_sum       a weight matrix's gradient Σ_t Σ_r left[t, r, k] right[t − lag, r, q],
+                  a GT × GT tile a thread: 2·GT loads per GT² multiply-adds (2 per 1).
+                  ``outer_sum_x`` is the same with x_t ([T, B, I]) on the right.
+
+The loops over the block's rows and units have constant trip counts, so NVVM unrolls them
+and the local arrays become registers (ptxas reports no stack: bench/cuda_resources.txt).
+A row or unit past the end repeats the last one (no branch in the sums) and is not stored.
+Each gradient entry adds its terms in the same order (t, then r) whatever the blocking, so
+W, R and W_out's gradients are the unblocked kernels' to the bit (tests/test_cuda.py).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numba
+import numpy as np
+from numba import cuda
+
+
+class Blocked(NamedTuple):
+    transposed_sum: object
+    outer_sum: object
+    outer_sum_x: object
+    units: int  # GT: units a thread takes in transposed_sum, the side of outer_sum's tile
+
+
+_BUILT: dict = {}
+
+
+@cuda.jit(device=True)
+def work_entry(work_vector, base, width, t, B, r, q):
+    """A [T, B, width] block of the work vector at ``base``: entry [t, r, q]."""
+    return work_vector[base + (t * B + r) * width + q]
+
+
+@cuda.jit(device=True)
+def input_entry(xs, base, width, t, B, r, q):
+    """x_t of row r, input q (xs [T, B, I]; base and width are unused)."""
+    return xs[t, r, q]
+
+
+def make_blocked(dtype, rows_per_thread: int) -> Blocked:
+    """The blocked sums for one precision and rows_per_thread (built once)."""
+    dtype = np.dtype(dtype)
+    key = (dtype.name, rows_per_thread)
+    if key not in _BUILT:
+        _BUILT[key] = _build(dtype, rows_per_thread)
+    return _BUILT[key]
+
+
+def _build(dtype: np.dtype, RB: int) -> Blocked:
+    GT = min(RB, 4)
+    ACC = numba.from_dtype(dtype)
+    zero = dtype.type(0)
+
+    @cuda.jit(device=True)
+    def transposed_sum(dest, d_base, d_width, left, l_base, l_width, n_k, p, r_base, H, first,
+                       stop, b, nu, accumulate):
+        """dest[d_base + r·d_width + j] (+= if accumulate) Σ_{k < n_k} left[l_base + r·l_width
+        + k] · p[r_base + k·H + j] for rows first … stop − 1 (at most RB) and units j = b,
+        b + nu, … (GT of them, nu = ⌈H/GT⌉): a warp's threads (consecutive b) read adjacent
+        words of R [n_k, H] at r_base."""
+        last = stop - 1
+        acc = cuda.local.array((RB, GT), ACC)
+        r_k = cuda.local.array(GT, ACC)
+        for u in range(RB):
+            for v in range(GT):
+                acc[u, v] = zero
+        for k in range(n_k):
+            for v in range(GT):
+                r_k[v] = p[r_base + k * H + min(b + v * nu, H - 1)]
+            for u in range(RB):
+                value = left[l_base + min(first + u, last) * l_width + k]
+                for v in range(GT):
+                    acc[u, v] += value * r_k[v]
+        for u in range(RB):
+            for v in range(GT):
+                j = b + v * nu
+                if first + u < stop and j < H:
+                    at = d_base + (first + u) * d_width + j
+                    dest[at] = dest[at] + acc[u, v] if accumulate else acc[u, v]
+
+    def make_outer_sum(right_entry):
+        """``outer_sum`` reading its right factor with ``right_entry`` (work_entry or
+        input_entry: the work vector is flat, the inputs are [T, B, I]; Numba's reshape to
+        flat needs a host helper the device lacks)."""
+
+        @cuda.jit(device=True)
+        def outer_sum(g, g_base, left, l_base, l_width, n_rows, right, r_base, n_cols, lag,
+                      T, B, row0, rows, tid, n_threads):
+            """g[g_base + k·n_cols + q] = Σ_{t ≥ lag} Σ_r left[t, r, k] · right[t − lag, r, q]
+            over the block's rows, left[t, r, k] = left[l_base + (t·B + r)·l_width + k] for
+            k < n_rows: R is the gradients at t against h_{t−1} (lag 1), W against x_t,
+            W_out dy_t against h_t. A thread sums the tile of rows a, a + na, … and columns
+            b, b + nb, … (na = ⌈n_rows/GT⌉, nb = ⌈n_cols/GT⌉), so a warp's threads
+            (consecutive b) read adjacent words of right."""
+            na = (n_rows + GT - 1) // GT
+            nb = (n_cols + GT - 1) // GT
+            acc = cuda.local.array((GT, GT), ACC)
+            left_t = cuda.local.array(GT, ACC)
+            right_t = cuda.local.array(GT, ACC)
+            for e in range(tid, na * nb, n_threads):
+                a = e // nb
+                b = e % nb
+                for u in range(GT):
+                    for v in range(GT):
+                        acc[u, v] = zero
+                for t in range(lag, T):
+                    for r in range(row0, row0 + rows):
+                        for u in range(GT):
+                            left_t[u] = work_entry(left, l_base, l_width, t, B, r,
+                                                   min(a + u * na, n_rows - 1))
+                        for v in range(GT):
+                            right_t[v] = right_entry(right, r_base, n_cols, t - lag, B, r,
+                                                     min(b + v * nb, n_cols - 1))
+                        for u in range(GT):
+                            for v in range(GT):
+                                acc[u, v] += left_t[u] * right_t[v]
+                for u in range(GT):
+                    for v in range(GT):
+                        k = a + u * na
+                        q = b + v * nb
+                        if k < n_rows and q < n_cols:
+                            g[g_base + k * n_cols + q] = acc[u, v]
+
+        return outer_sum
+
+    return Blocked(transposed_sum, make_outer_sum(work_entry), make_outer_sum(input_entry), GT)
