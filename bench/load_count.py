@@ -5,17 +5,18 @@ every element read and written from a device array counted as one load or store.
 each thread's count of global-memory instructions (the kernels use no shared memory); a
 warp issues one instruction for its 32 threads, so a warp-load is 32 thread-loads. It says
 nothing of caching or latency, and the simulator's timings mean nothing: it measures how
-much the register blocking (``rows_per_thread``, ablate/cuda/lstm_family.py) cuts the
+much the register blocking (``rows_per_thread``, ablate/cuda/blocking.py) cuts the
 loads the step time was predicted to be bound by (bench/RESULTS.md, "GPU (issue 7)").
 
 The workload is bench/gpu.py's ensemble model (lstm, I=10, O=9, H=64, B=32, copy's 10
-scored steps, T=100), one model in one block. Simulating T=100 would take hours, so the
-count is measured at three small shapes and extrapolated exactly: the kernels' loads are
-a + b·T + c·(scored steps) for a fixed tiling (each time step does the same work; the
-readout's work depends on the scored steps), fitted at (T, scored) = (3, 1), (4, 1), (4, 2).
+scored steps, T=100; --cell for another), one model in one block. Simulating T=100 would
+take hours, so the count is measured at three small shapes and extrapolated exactly: the
+kernels' loads are a + b·T + c·(scored steps) for a fixed tiling (each time step does the
+same work; the readout's work depends on the scored steps), fitted at (T, scored) = (3, 1),
+(4, 1), (4, 2).
 
-    python bench/load_count.py                     # rows_per_thread 1, 2, 4, 8 (~10 min)
-    python bench/load_count.py --rows-per-thread 1,4 --json counts.json
+    python bench/load_count.py                     # rows_per_thread 1, 2, 4, 8 (~3 min)
+    python bench/load_count.py --rows-per-thread 1,4 --cell gru --json counts.json
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout
 
-CELL, I, O, H, B = "lstm", 10, 9, 64, 32
+I, O, H, B = 10, 9, 64, 32
 T_FULL, SCORED_FULL = 100, 10  # copy at gap 80: T = 80 + 2·10, the last 10 steps scored
 SHAPES = ((3, 1), (4, 1), (4, 2))  # (T, scored steps) the count is fitted at
 
@@ -76,16 +77,16 @@ class Counter:
         return next(counter)  # the calls so far (this read is not one of them)
 
 
-def count(rows_per_thread: int, T: int, scored: int) -> dict[str, int]:
+def count(cell: str, rows_per_thread: int, T: int, scored: int) -> dict[str, int]:
     """Thread-level loads and stores of one forward and one backward launch of one model."""
     from ablate import init_params
     from ablate.cuda.device import DeviceEnsemble
     from ablate.kernels.driver import LOSS_CODES
 
     rng = np.random.default_rng(0)
-    ens = DeviceEnsemble(CELL, np.float32, 1, T, B, I, H, O, 1, tile_rows=B,
+    ens = DeviceEnsemble(cell, np.float32, 1, T, B, I, H, O, 1, tile_rows=B,
                          rows_per_thread=rows_per_thread)
-    ens.set_params(init_params(CELL, I, H, O, seed=0, dtype=np.float32)[None])
+    ens.set_params(init_params(cell, I, H, O, seed=0, dtype=np.float32)[None])
     x = rng.normal(size=(1, 1, T, B, I)).astype(np.float32)
     mask = np.zeros((1, 1, T, B), np.float32)
     mask[:, :, T - scored:] = 1
@@ -123,9 +124,16 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows-per-thread", default="1,2,4,8",
                         help="comma-separated values of ablate.cuda.device.ROWS_PER_THREAD")
+    parser.add_argument("--cell", default="lstm", help="a registered cell (default lstm)")
     parser.add_argument("--json", type=Path, help="also write the counts here")
     args = parser.parse_args(argv)
+    from ablate import cells
     from ablate.cuda.device import ROWS_PER_THREAD
+
+    try:
+        cells.get(args.cell)
+    except ValueError as error:
+        parser.error(str(error))
 
     try:
         values = [int(v) for v in args.rows_per_thread.split(",") if v.strip()]
@@ -134,7 +142,7 @@ def main(argv=None) -> int:
     if not values or any(v not in ROWS_PER_THREAD for v in values):
         parser.error(f"--rows-per-thread values must be among {ROWS_PER_THREAD}")
 
-    print(f"# {CELL} I={I} O={O} H={H} B={B}, one model in one block; per model-step at "
+    print(f"# {args.cell} I={I} O={O} H={H} B={B}, one model in one block; per model-step at "
           f"T={T_FULL} with {SCORED_FULL} scored steps (fitted at (T, scored) {SHAPES})")
     print("| rows / thread | threads | forward loads | backward loads | total loads | "
           "warp-loads (÷32) | vs 1 | stores |")
@@ -142,7 +150,7 @@ def main(argv=None) -> int:
     rows, first_total = [], None
     for rb in values:
         started = time.perf_counter()
-        counts = {shape: count(rb, *shape) for shape in SHAPES}
+        counts = {shape: count(args.cell, rb, *shape) for shape in SHAPES}
         fwd, bwd = extrapolate(counts, "forward_loads"), extrapolate(counts, "backward_loads")
         stores = extrapolate(counts, "forward_stores") + extrapolate(counts, "backward_stores")
         total = fwd + bwd

@@ -157,12 +157,16 @@ def small_specs(cell, **changes):
         budget=4, lr=3e-3)]
 
 
-@pytest.mark.parametrize("cell, task, upload",
-                         [("lstm", "tv", None), ("gru", "tv", 2), ("minlstm", "adding", None)])
-def test_training_equals_the_cpu_engine(cell, task, upload, monkeypatch):
+@pytest.mark.parametrize("cell, task, upload, tile_rows, rows_per_thread",
+                         [("lstm", "tv", None, 2, 1), ("gru", "tv", 2, 2, 1),
+                          ("minlstm", "adding", None, 2, 1), ("lstm", "tv", None, 5, 4),
+                          ("gru", "tv", 2, 5, 2)])
+def test_training_equals_the_cpu_engine(cell, task, upload, tile_rows, rows_per_thread,
+                                        monkeypatch):
     """Same batches, Adam, clipping (active at clip 0.5), evaluation and stopping: the same
     steps, curve and final parameters as the CPU engine, up to float32 rounding; also when
-    an interval's batches go up in parts (upload = 2 steps of 3)."""
+    an interval's batches go up in parts (upload = 2 steps of 3), and with a thread taking
+    several rows at once (batch 5 in one tile: a short last group)."""
     from ablate.cuda import engine
     from ablate.cuda.engine import train_ensemble
 
@@ -170,7 +174,8 @@ def test_training_equals_the_cpu_engine(cell, task, upload, monkeypatch):
         monkeypatch.setattr(engine, "steps_per_upload", lambda *args: upload)
     specs = [spec.replace(task=task) for spec in small_specs(cell)]  # adding: an mse loss
     cpu = cpu_train(specs, diagnostics=False)
-    gpu = train_ensemble(specs, diagnostics=False, tile_rows=2, block_threads=7)
+    gpu = train_ensemble(specs, diagnostics=False, tile_rows=tile_rows, block_threads=7,
+                         rows_per_thread=rows_per_thread)
     for a, b in zip(cpu.results, gpu.results, strict=True):
         assert (a.steps, a.stop_reason) == (b.steps, b.stop_reason)
         assert b.spec == a.spec and b.backend == "cuda"

@@ -31,14 +31,15 @@ from ablate.train import EnsembleSetup, RunState, Trained, ensemble_specs
 
 def train_ensemble(
     specs: Sequence[RunSpec], *, diagnostics: bool = True, threads: int | None = None,
-    tile_rows: int | None = None, block_threads: int | None = None,
+    tile_rows: int | None = None, block_threads: int | None = None, rows_per_thread: int = 1,
 ) -> Trained:
     """Train runs that share shapes together on the GPU; their results and final parameters.
 
     ``threads``: CPU threads that evaluate and diagnose the models between intervals
     (default: ABLATE_NUM_THREADS, else the usable cores); each model's numbers do not depend
-    on it. ``tile_rows`` and ``block_threads`` override the device tiling
-    (``ablate.cuda.device.default_tiling``).
+    on it. ``tile_rows``, ``block_threads`` and ``rows_per_thread`` override the device
+    tiling (``ablate.cuda.device.default_tiling``); no result depends on them beyond
+    float32 rounding.
     """
     _cuda.require()
     from ablate.cuda.device import DeviceEnsemble
@@ -53,7 +54,8 @@ def train_ensemble(
     T, B = setup.interval_batches(spec.seed, 0, 1)[0].shape[1:3]  # a training batch's shape
     upload = steps_per_upload(len(runs), T, B, setup.n_in, setup.n_out, setup.loss, setup.dtype)
     device = DeviceEnsemble(spec.cell, setup.dtype, len(runs), T, B, setup.n_in, spec.n_hidden,
-                            setup.n_out, min(spec.eval_every, upload), tile_rows, block_threads)
+                            setup.n_out, min(spec.eval_every, upload), tile_rows, block_threads,
+                            rows_per_thread)
     device.set_params(np.stack([run.params for run in runs]))
     _warm_up(device, setup)
     compile_seconds = time.perf_counter() - compile_started

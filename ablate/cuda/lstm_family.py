@@ -356,8 +356,8 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
                         dh += w[o_dc + r * H + j]  # through R h_t at t+1 (transposed_sum)
                         base_d = o_da + (nxt + r) * G
                         if FGR:
+                            col = 2 * H + j  # R_gates' o column of unit j
                             for q in range(H):
-                                col = 2 * H + j  # R_gates' o column of unit j
                                 dgn_o += (w[base_d + ki + q] * p[o_rg + q * width + col]
                                           + w[base_d + kf + q] * p[o_rg + (H + q) * width + col]
                                           + w[base_d + ko + q]
@@ -443,7 +443,8 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
                         dcn += da_i * p[o_peep + j] + da_f * p[o_peep + H + j]
                     w[o_dcn + r * H + j] = dcn
             cuda.syncthreads()
-            if SINGLE:  # into c_{t-1} through P_c; each element's thread of passes 1 and 2
+            if SINGLE:  # into c_{t-1} through P_c, each element on its thread of passes 1
+                # and 2: step t-1's pass 1 reads dc_next with no barrier between
                 for e in range(tid, groups * H, n_threads):
                     first = row0 + (e // H) * RB
                     j = e % H
@@ -461,8 +462,8 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
         outer_sum(g, o_r, w, o_da, G, G, w, o_h, H, 1, T, B, row0, rows, tid, n_threads)
         outer_sum(g, o_wout, w, o_dy, O, O, w, o_h, H, 0, T, B, row0, rows, tid, n_threads)
         n_middle = o_wout - o_b  # b, peep, R_gates, P, b_u
-        for k in range(tid, n_middle + O, n_threads):
-            k = o_b + k if k < n_middle else o_bout + k - n_middle
+        for slot in range(tid, n_middle + O, n_threads):
+            k = o_b + slot if slot < n_middle else o_bout + slot - n_middle
             acc = zero
             if k < o_peep:  # b [G]
                 row = k - o_b

@@ -142,11 +142,14 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
                 acc[u, k] = p[o_b + k * H + j]
             if KIND == GRU:
                 acc[u, 3] = p[o_bhn + j]
+        w_i = cuda.local.array(N_GATES, ACC)
         for i in range(n_in):
             for k in range(N_GATES):
-                w_k = p[o_w + (k * H + j) * n_in + i]
-                for u in range(RB):
-                    acc[u, k] += w_k * xs[t, min(first + u, last), i]
+                w_i[k] = p[o_w + (k * H + j) * n_in + i]
+            for u in range(RB):
+                xv = xs[t, min(first + u, last), i]
+                for k in range(N_GATES):
+                    acc[u, k] += w_i[k] * xv
         if t > 0 and KIND != MIN:
             prev = o_h + (t - 1) * B * H
             for q in range(H):
@@ -330,8 +333,8 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
                       n_threads)
         outer_sum(g, o_wout, w, o_dy, O, O, w, o_h, H, 0, T, B, row0, rows, tid, n_threads)
         n_middle = o_wout - o_b  # b, b_hn
-        for k in range(tid, n_middle + O, n_threads):
-            k = o_b + k if k < n_middle else o_bout + k - n_middle
+        for slot in range(tid, n_middle + O, n_threads):
+            k = o_b + slot if slot < n_middle else o_bout + slot - n_middle
             acc = zero
             if k < o_bhn:  # b [G]
                 row = k - o_b
