@@ -121,6 +121,17 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
     keep, remember, remember_back = pointwise.lstm_memory(HAS_I, HAS_F, CIFG, dtype, device)
 
     @cuda.jit(device=True)
+    def add_to_slots(acc, u, c_i, c_f, c_g, c_o, value):
+        """acc[u, slot] += (slot's coefficient) · value for the slots the cell has."""
+        if HAS_I:
+            acc[u, 0] += c_i * value
+        if HAS_F:
+            acc[u, 1] += c_f * value
+        acc[u, 2] += c_g * value
+        if O_ROWS:
+            acc[u, 3] += c_o * value
+
+    @cuda.jit(device=True)
     def preactivations(p, rt, xs, w, o_w, o_b, o_h, o_gates, t, B, H, n_in, first, stop, j):
         """a = b + W x_t + R h_{t-1} of unit j in each slot, for rows first … stop − 1 (at most
         RB), left in their gate slots of step t for ``unit_forward``.
@@ -145,14 +156,7 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
             w_g = p[o_w + (kg + j) * n_in + i]
             w_o = p[o_w + (ko + j) * n_in + i] if O_ROWS else zero
             for u in range(RB):
-                xv = xs[t, min(first + u, last), i]
-                if HAS_I:
-                    acc[u, 0] += w_i * xv
-                if HAS_F:
-                    acc[u, 1] += w_f * xv
-                acc[u, 2] += w_g * xv
-                if O_ROWS:
-                    acc[u, 3] += w_o * xv
+                add_to_slots(acc, u, w_i, w_f, w_g, w_o, xs[t, min(first + u, last), i])
         if t > 0:
             prev = o_h + (t - 1) * B * H
             for q in range(H):
@@ -162,14 +166,7 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
                 r_g = rt[base_q + kg + j]
                 r_o = rt[base_q + ko + j] if O_ROWS else zero
                 for u in range(RB):
-                    hq = w[prev + min(first + u, last) * H + q]
-                    if HAS_I:
-                        acc[u, 0] += r_i * hq
-                    if HAS_F:
-                        acc[u, 1] += r_f * hq
-                    acc[u, 2] += r_g * hq
-                    if O_ROWS:
-                        acc[u, 3] += r_o * hq
+                    add_to_slots(acc, u, r_i, r_f, r_g, r_o, w[prev + min(first + u, last) * H + q])
         for u in range(RB):
             if first + u < stop:
                 base = o_gates + (t * B + first + u) * G
