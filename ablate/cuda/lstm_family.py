@@ -452,13 +452,17 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
                             acc += w[base_n + q] * p[o_p + q * H + j]
                         w[o_dcn + r * H + j] = acc
         cuda.syncthreads()
-        # This tile's weight gradients: W, R and W_out in GT × GT tiles (``outer_sum``), the
-        # others one parameter per thread at a time (k skips W, R and W_out).
+        # This tile's weight gradients: W, R, W_out (and P_c, P_h) in GT × GT tiles
+        # (``outer_sum``), the others one parameter per thread at a time (k skips W, R and
+        # W_out).
         g = grad_tiles[m, tile]
         outer_sum_x(g, o_w, w, o_da, G, G, xs, 0, n_in, 0, T, B, row0, rows, tid, n_threads)
         outer_sum(g, o_r, w, o_da, G, G, w, o_h, H, 1, T, B, row0, rows, tid, n_threads)
         outer_sum(g, o_wout, w, o_dy, O, O, w, o_h, H, 0, T, B, row0, rows, tid, n_threads)
-        n_middle = o_wout - o_b  # b, peep, R_gates, P, b_u
+        if SINGLE or NET_READOUT:  # P_c against c_{t-1}, P_h against c_t
+            outer_sum(g, o_p, w, o_dnet, H, H, w, o_c, H, 1 if SINGLE else 0, T, B, row0, rows,
+                      tid, n_threads)
+        n_middle = o_wout - o_b  # b, peep, R_gates, P (use_gate's), b_u
         for slot in range(tid, n_middle + O, n_threads):
             k = o_b + slot if slot < n_middle else o_bout + slot - n_middle
             acc = zero
@@ -491,20 +495,16 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
                     for r in range(row0, row0 + rows):
                         acc += (w[o_da + (t * B + r) * G + slot_row + unit_row]
                                 * w[o_gates + ((t - 1) * B + r) * G + slot_col + unit_col])
-            elif k < o_bu:  # P [H, H]: P_c, P_h or W_u
+            elif k < o_bu:  # P [H, H]: use_gate's W_u against f ⊙ c_{t-1}
+                if not USE_GATE:
+                    continue  # P_c, P_h: outer_sum above
                 j = (k - o_p) // H
                 q = (k - o_p) % H
-                for t in range(T):
+                for t in range(1, T):
                     for r in range(row0, row0 + rows):
-                        dn = w[o_dnet + (t * B + r) * H + j]
-                        if NET_READOUT:
-                            acc += dn * w[o_c + (t * B + r) * H + q]
-                        elif t > 0:
-                            c_prev = w[o_c + ((t - 1) * B + r) * H + q]
-                            if SINGLE:
-                                acc += dn * c_prev
-                            else:  # use_gate: against f ⊙ c_{t-1}
-                                acc += dn * w[o_gates + (t * B + r) * G + kf + q] * c_prev
+                        c_prev = w[o_c + ((t - 1) * B + r) * H + q]
+                        acc += (w[o_dnet + (t * B + r) * H + j]
+                                * w[o_gates + (t * B + r) * G + kf + q] * c_prev)
             elif k < o_wout:  # b_u [H]
                 j = k - o_bu
                 for t in range(T):
