@@ -359,11 +359,20 @@ def ensemble_rows(args, sizes: Sizes, torch) -> list[dict]:
         row["occupancy"] = ours.occupancy()
         print(f"  {M} models: ablate {row['ablate_model_steps_per_second']:.0f} model-steps/s "
               f"({occupancy_words(ours.ens, row['occupancy'])})", flush=True)
-        row["variants"] = []
+        row["variants"], row["failed_variants"] = [], []
         for rows_per_thread, tile_rows in variants(args, ours.ens):  # ablate only
-            other = AblateCase(data, H, O, tile_rows, rows_per_thread)
-            seconds = min(measure({"ablate": (other.train, other.sync)}, args.steps,
-                                  args.repeats, args.case_seconds)["ablate"])
+            try:
+                other = AblateCase(data, H, O, tile_rows, rows_per_thread)
+                seconds = min(measure({"ablate": (other.train, other.sync)}, args.steps,
+                                      args.repeats, args.case_seconds)["ablate"])
+            except Exception as error:  # one tiling failing must not lose the others
+                words = f"{type(error).__name__}: {error}".splitlines()[0]
+                print(f"    tile_rows {tile_rows or 'default'}, {rows_per_thread} row(s) a "
+                      f"thread: failed ({words})", flush=True)
+                row["failed_variants"].append({"tile_rows": tile_rows,
+                                               "rows_per_thread": rows_per_thread,
+                                               "error": words})
+                continue
             occupancy = other.occupancy()
             row["variants"].append({
                 "tile_rows": other.ens.tile_rows, "rows_per_thread": rows_per_thread,
