@@ -356,6 +356,7 @@ def ensemble_rows(args, sizes: Sizes, torch) -> list[dict]:
                        cudnn_model_steps_per_second=M / best["cuDNN"],
                        cudnn_over_ablate=best["cuDNN"] / best["ablate"])
         row["tile_rows"] = ours.ens.tile_rows
+        row["rows_per_thread"] = ours.ens.rows_per_thread
         row["occupancy"] = ours.occupancy()
         print(f"  {M} models: ablate {row['ablate_model_steps_per_second']:.0f} model-steps/s "
               f"({occupancy_words(ours.ens, row['occupancy'])})", flush=True)
@@ -367,8 +368,8 @@ def ensemble_rows(args, sizes: Sizes, torch) -> list[dict]:
                                       args.repeats, args.case_seconds)["ablate"])
             except Exception as error:  # one tiling failing must not lose the others
                 words = f"{type(error).__name__}: {error}".splitlines()[0]
-                print(f"    tile_rows {tile_rows or 'default'}, {rows_per_thread} row(s) a "
-                      f"thread: failed ({words})", flush=True)
+                print(f"    tile_rows {tile_rows}, {rows_per_thread} row(s) a thread: "
+                      f"failed ({words})", flush=True)
                 row["failed_variants"].append({"tile_rows": tile_rows,
                                                "rows_per_thread": rows_per_thread,
                                                "error": words})
@@ -389,7 +390,7 @@ def ensemble_rows(args, sizes: Sizes, torch) -> list[dict]:
 # ---------------------------------------------------------------- report
 
 
-def variants(args, default) -> list[tuple[int, int | None]]:
+def variants(args, default) -> list[tuple[int, int]]:
     """(rows_per_thread, tile_rows) of the other tilings to time: every --rows-per-thread
     with its default tile and every --tile-rows, less the default ensemble's own, tiles
     larger than the batch and tiles smaller than the rows a thread takes (which would
@@ -503,7 +504,8 @@ def judge(single: list[dict], ensembles: list[dict]) -> list[dict]:
 
 def default_variant(row: dict) -> dict:
     """An ensemble row's default tiling in the form of its variants."""
-    return {"tile_rows": row["tile_rows"], "rows_per_thread": 1, "step_ms": row["ablate_step_ms"],
+    return {"tile_rows": row["tile_rows"], "rows_per_thread": row["rows_per_thread"],
+            "step_ms": row["ablate_step_ms"],
             "model_steps_per_second": row["ablate_model_steps_per_second"]}
 
 

@@ -1,9 +1,9 @@
 """The row-blocked sums both CUDA cell families share: each weight loaded once for several
 batch rows (or each row value once for several weights), accumulators in registers.
 
-``make_blocked(dtype, rows_per_thread)`` gives two device functions for RB = rows_per_thread
-and GT = min(RB, 4) (8 would halve the tiles' loads again but brings single_net's backward
-to 246 of 255 registers):
+``make_blocked(dtype, rows_per_thread)`` gives these device functions, for RB =
+rows_per_thread and GT = min(RB, 4) (8 would halve the tiles' loads again but brings
+single_net's backward to 246 of 255 registers), and GT itself:
 
   transposed_sum  Σ_k left[r, k] R[k, j] for RB rows × GT units a thread: dL/dh_t through
                   R h_t at step t+1 (left = the gradients at step t+1). RB + GT loads per

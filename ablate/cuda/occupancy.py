@@ -158,11 +158,10 @@ def main(argv=None) -> int:
     if refuse_simulator():
         return 2
 
-    usages: dict[int, list] = {}
+    usages: dict[int, list] = {}  # rows_per_thread: [forward, backward]
     for u in measure([args.cell]):
-        if not u.kernel.startswith("adam"):  # "<cell> <role> <dtype>[ rows<n>]"
-            words = u.kernel.split()
-            usages.setdefault(int(words[3][4:]) if len(words) > 3 else 1, []).append(u)
+        if not u.kernel.startswith("adam"):
+            usages.setdefault(u.rows_per_thread, []).append(u)
     limits = H100_SXM._replace(sm_count=args.sms)
     print(f"# {args.cell}, H{args.hidden}, B{args.batch}: registers (forward, backward) by rows "
           "a thread: " + "; ".join(f"{rows}: {pair[0].registers}, {pair[1].registers}"
@@ -172,8 +171,9 @@ def main(argv=None) -> int:
     small, large = sorted(fewest)
     print(f"# fewest rounds: {small} models {fewest[small]}, {large} models {fewest[large]}: "
           f"a latency-bound step of {large} models takes at least "
-          f"{fewest[large] / fewest[small]:.1f}x the best {small}-model step; a "
-          f"throughput-bound one {large / small:.1f}x (its work)")
+          f"{fewest[large] / fewest[small]:.1f}x the best {small}-model step; where the "
+          f"{small}-model step already fills the GPU's throughput, {large / small:.1f}x "
+          "(its work)")
     return 0
 
 

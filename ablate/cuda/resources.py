@@ -34,12 +34,13 @@ REGISTER_FILE = 65536
 
 
 class Usage(NamedTuple):
-    kernel: str  # "<cell> forward float32", "adam float32", ...
+    kernel: str  # "<cell> forward float32[ rows<n>]", "adam float32", ...
     registers: int
     shared: int  # bytes of static shared memory
     spill_stores: int
     spill_loads: int
     stack: int  # bytes of stack frame (local memory)
+    rows_per_thread: int = 1  # the cell kernels' row blocking (1 for Adam)
 
 
 def ptxas_path() -> str:
@@ -89,7 +90,7 @@ _PATTERNS = {
 }
 
 
-def ptxas_usage(name: str, ptx: str, ptxas: str) -> Usage:
+def ptxas_usage(name: str, ptx: str, ptxas: str, rows_per_thread: int = 1) -> Usage:
     """Assemble ``ptx`` for sm_90 with ``ptxas -v`` and parse its resource lines."""
     with tempfile.TemporaryDirectory() as folder:
         source = Path(folder) / "kernel.ptx"
@@ -104,7 +105,7 @@ def ptxas_usage(name: str, ptx: str, ptxas: str) -> Usage:
     for key, pattern in _PATTERNS.items():
         found = [int(v) for v in pattern.findall(text)]
         values[key] = max(found) if found else 0
-    return Usage(name, **values)
+    return Usage(name, **values, rows_per_thread=rows_per_thread)
 
 
 @contextlib.contextmanager
@@ -163,7 +164,8 @@ def _measure_part(part: tuple[str, str | None]) -> list[Usage]:
             suffix = f" rows{rows}" if rows > 1 else ""
             for role in ("forward", "backward"):
                 ptx, _ = cuda.compile_ptx(getattr(pair, role).py_func, sig[role], cc=CC)
-                usages.append(ptxas_usage(f"{cell} {role} {dtype}{suffix}", ptx, ptxas))
+                usages.append(ptxas_usage(f"{cell} {role} {dtype}{suffix}", ptx, ptxas,
+                                          rows))
         return usages
 
 
