@@ -98,7 +98,7 @@ def count(cell: str, rows_per_thread: int, T: int, scored: int) -> dict[str, int
         with Counter() as counter:
             if role == "forward":
                 ens.kernels.forward[(1, 1), ens.threads](
-                    ens.params, ens.recurrent_t, ens.x, ens.target_class, ens.target_value,
+                    ens.params, ens.transposed, ens.x, ens.target_class, ens.target_value,
                     ens.mask, ens.scale, ens.limit, 0, LOSS_CODES["xent"], H, O, ens.tile_rows,
                     ens.work, ens.loss_rows)
             else:

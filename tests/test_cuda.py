@@ -160,7 +160,8 @@ def small_specs(cell, **changes):
 @pytest.mark.parametrize("cell, task, upload, tile_rows, rows_per_thread",
                          [("lstm", "tv", None, 2, 1), ("gru", "tv", 2, 2, 1),
                           ("minlstm", "adding", None, 2, 1), ("lstm", "tv", None, 5, 4),
-                          ("gru", "tv", 2, 5, 2)])
+                          ("gru", "tv", 2, 5, 2), ("fgr", "tv", None, 3, 2),
+                          ("use_gate", "tv", None, 5, 8)])
 def test_training_equals_the_cpu_engine(cell, task, upload, tile_rows, rows_per_thread,
                                         monkeypatch):
     """Same batches, Adam, clipping (active at clip 0.5), evaluation and stopping: the same
@@ -268,6 +269,39 @@ def test_a_diverging_model_stops_and_the_others_go_on():
     assert not np.isfinite(losses[0, 0]) and np.isfinite(losses[1]).all()
     np.testing.assert_array_equal(after[0], params[0])  # no update from a non-finite step
     assert np.abs(after[1] - params[1]).max() > 0
+
+
+@pytest.mark.parametrize("cell", ["lstm", "fgr", "single_net", "net_readout", "use_gate",
+                                  "gru", "minlstm"])
+def test_adam_keeps_the_transposed_matrices_in_step(cell):
+    """The forward kernels read R (and R_gates, P_c, P_h or W_u) from a transposed copy the
+    Adam kernel rewrites at each update: after three steps it is the updated parameters'
+    blocks, transposed (found by name in the cell's flat layout, not by the kernels'
+    offsets)."""
+    from ablate.cuda.device import TRANSPOSED, DeviceEnsemble
+
+    rng = np.random.default_rng(sum(map(ord, cell)) + 2)
+    params, x, target, mask, H, O = random_problem(cell, "xent", rng, np.float32)
+    M, T, B, n_in = x.shape
+    ens = DeviceEnsemble(cell, np.float32, M, T, B, n_in, H, O, 3, 2, 7)
+    ens.set_params(params)
+    ens.load_interval(np.repeat(x[:, None], 3, 1), np.repeat(target[:, None], 3, 1),
+                      np.zeros((M, 3, T, B, 0), np.float32), np.repeat(mask[:, None], 3, 1),
+                      [3, 3], [1, 1], [1e-2, 1e-2], [0.0, 0.0])
+    for s in range(3):
+        ens.step(s, LOSS_CODES["xent"])
+    after, *_ = ens.fetch()
+    assert np.abs(after - params).max() > 0
+    expected, offset = [], 0
+    for name, shape in cells.get(cell).block_shapes(n_in, H, O):
+        size = int(np.prod(shape))
+        if name in TRANSPOSED:
+            expected.append(after[:, offset:offset + size].reshape(M, *shape).transpose(0, 2, 1))
+        offset += size
+    names = {name for name, _ in cells.get(cell).block_shapes(n_in, H, O)}
+    assert len(expected) == len(names & set(TRANSPOSED))
+    flat = np.concatenate([e.reshape(M, -1) for e in expected] or [np.zeros((M, 0))], axis=1)
+    np.testing.assert_array_equal(ens.transposed.copy_to_host(), flat)
 
 
 def test_results_are_identical_whatever_the_tiling():

@@ -7,8 +7,9 @@ Per model m (grid = models, ADAM_THREADS threads), step s of the interval:
     g ← g · clip/‖g‖ where clip > 0 and ‖g‖ > clip
     Adam as ablate.kernels.adam.adam_step (torch.optim.Adam), step = first_step[m] + s
 The loss and ‖g‖ (before clipping) go to losses[m, s], grad_norms[m, s] for the curve.
-The recurrent matrix R [r_rows, H] at r_offset is also written transposed to recurrent_t[m]
-[H, r_rows], which the forward kernels read (r_rows = 0: a cell without R).
+The matrices the forward kernels read by column (R, and R_gates or P where the cell has
+them: ``ablate.cuda.device.TRANSPOSED``) are also written transposed to transposed[m]:
+block b of ``blocks`` [n, 4] = (offset in params, rows, columns, offset in transposed).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def make_adam(dtype: np.dtype):
 
     @cuda.jit
     def adam(params, m1, v1, grad_tiles, loss_rows, limit, first_step, lr, clip, s, losses,
-             grad_norms, recurrent_t, r_offset, r_rows, n_hidden):
+             grad_norms, transposed, blocks):
         mdl = cuda.blockIdx.x
         if s >= limit[mdl]:
             return
@@ -80,8 +81,10 @@ def make_adam(dtype: np.dtype):
             m1[mdl, k], v1[mdl, k], delta = update(g, m1[mdl, k], v1[mdl, k], weight1, decay2,
                                                    weight2, step_size, bias2_sqrt, epsilon)
             params[mdl, k] -= delta
-            row = (k - r_offset) // n_hidden
-            if k >= r_offset and row < r_rows:  # keep Rᵀ [H, G] in step with R [G, H]
-                recurrent_t[mdl, (k - r_offset - row * n_hidden) * r_rows + row] = params[mdl, k]
+            for b in range(blocks.shape[0]):  # keep Mᵀ [cols, rows] in step with M [rows, cols]
+                at = k - blocks[b, 0]
+                rows, cols = blocks[b, 1], blocks[b, 2]
+                if 0 <= at < rows * cols:
+                    transposed[mdl, blocks[b, 3] + (at % cols) * rows + at // cols] = params[mdl, k]
 
     return adam

@@ -5,9 +5,11 @@ batch rows (or each row value once for several weights), accumulators in registe
 rows_per_thread and GT = min(RB, 4) (8 would halve the tiles' loads again but brings
 single_net's backward to 246 of 255 registers), and GT itself:
 
-  transposed_sum  Σ_k left[r, k] R[k, j] for RB rows × GT units a thread: dL/dh_t through
-                  R h_t at step t+1 (left = the gradients at step t+1). RB + GT loads per
-                  RB·GT multiply-adds (2 per 1 unblocked).
+  transposed_sum  Σ_k left[r, k] M[k, j] for RB rows × GT units a thread: dL/dh_t through
+                  R h_t at step t+1 (left = the gradients at step t+1), and the other
+                  matrices the backward reads by column (R_gates, P). RB + GT loads per
+                  RB·GT multiply-adds (2 per 1 unblocked). ``transposed_rows`` runs it over
+                  all of a block's rows and units.
   outer_sum       a weight matrix's gradient Σ_t Σ_r left[t, r, k] right[t − lag, r, q],
                   a GT × GT tile a thread: 2·GT loads per GT² multiply-adds (2 per 1).
                   ``outer_sum_x`` is the same with x_t ([T, B, I]) on the right.
@@ -30,6 +32,7 @@ from numba import cuda
 
 class Blocked(NamedTuple):
     transposed_sum: object
+    transposed_rows: object
     outer_sum: object
     outer_sum_x: object
     units: int  # GT: units a thread takes in transposed_sum, the side of outer_sum's tile
@@ -65,31 +68,46 @@ def _build(dtype: np.dtype, RB: int) -> Blocked:
     zero = dtype.type(0)
 
     @cuda.jit(device=True)
-    def transposed_sum(dest, d_base, d_width, left, l_base, l_width, n_k, p, r_base, H, first,
-                       stop, b, nu, accumulate):
+    def transposed_sum(dest, d_base, d_width, left, l_base, l_width, n_k, p, m_base, stride,
+                       n_units, first, stop, b, nu, accumulate):
         """dest[d_base + r·d_width + j] (+= if accumulate) Σ_{k < n_k} left[l_base + r·l_width
-        + k] · p[r_base + k·H + j] for rows first … stop − 1 (at most RB) and units j = b,
-        b + nu, … (GT of them, nu = ⌈H/GT⌉): a warp's threads (consecutive b) read adjacent
-        words of R [n_k, H] at r_base."""
+        + k] · p[m_base + k·stride + j] for rows first … stop − 1 (at most RB) and units
+        j = b, b + nu, … < n_units (GT of them, nu = ⌈n_units/GT⌉): a warp's threads
+        (consecutive b) read adjacent words of the matrix's row k."""
         last = stop - 1
         acc = cuda.local.array((RB, GT), ACC)
-        r_k = cuda.local.array(GT, ACC)
+        m_k = cuda.local.array(GT, ACC)
         for u in range(RB):
             for v in range(GT):
                 acc[u, v] = zero
         for k in range(n_k):
             for v in range(GT):
-                r_k[v] = p[r_base + k * H + min(b + v * nu, H - 1)]
+                m_k[v] = p[m_base + k * stride + min(b + v * nu, n_units - 1)]
             for u in range(RB):
                 value = left[l_base + min(first + u, last) * l_width + k]
                 for v in range(GT):
-                    acc[u, v] += value * r_k[v]
+                    acc[u, v] += value * m_k[v]
         for u in range(RB):
             for v in range(GT):
                 j = b + v * nu
-                if first + u < stop and j < H:
+                if first + u < stop and j < n_units:
                     at = d_base + (first + u) * d_width + j
                     dest[at] = dest[at] + acc[u, v] if accumulate else acc[u, v]
+
+    @cuda.jit(device=True)
+    def transposed_rows(dest, d_base, d_width, left, l_base, l_width, n_k, p, m_base, stride,
+                        n_units, row0, rows, tid, n_threads, accumulate):
+        """``transposed_sum`` for every row of the block (row0 … row0 + rows − 1) and every
+        unit j < n_units, RB rows × GT units a thread. A thread gets the same (rows, units)
+        at every call with the same rows and n_units, so calls that accumulate into one
+        destination need no barrier between them."""
+        n_blocks = (n_units + GT - 1) // GT
+        groups = (rows + RB - 1) // RB
+        for e in range(tid, groups * n_blocks, n_threads):
+            first = row0 + (e // n_blocks) * RB
+            transposed_sum(dest, d_base, d_width, left, l_base, l_width, n_k, p, m_base,
+                           stride, n_units, first, min(first + RB, row0 + rows),
+                           e % n_blocks, n_blocks, accumulate)
 
     def make_outer_sum(right_entry):
         """``outer_sum`` reading its right factor with ``right_entry`` (work_entry or
@@ -97,14 +115,16 @@ def _build(dtype: np.dtype, RB: int) -> Blocked:
         flat needs a host helper the device lacks)."""
 
         @cuda.jit(device=True)
-        def outer_sum(g, g_base, left, l_base, l_width, n_rows, right, r_base, n_cols, lag,
-                      T, B, row0, rows, tid, n_threads):
-            """g[g_base + k·n_cols + q] = Σ_{t ≥ lag} Σ_r left[t, r, k] · right[t − lag, r, q]
-            over the block's rows, left[t, r, k] = left[l_base + (t·B + r)·l_width + k] for
-            k < n_rows: R is the gradients at t against h_{t−1} (lag 1), W against x_t,
-            W_out dy_t against h_t. A thread sums the tile of rows a, a + na, … and columns
-            b, b + nb, … (na = ⌈n_rows/GT⌉, nb = ⌈n_cols/GT⌉), so a warp's threads
-            (consecutive b) read adjacent words of right."""
+        def outer_sum(g, g_base, g_stride, left, l_base, l_width, n_rows, right, r_base,
+                      r_width, n_cols, lag, T, B, row0, rows, tid, n_threads):
+            """g[g_base + k·g_stride + q] = Σ_{t ≥ lag} Σ_r left[t, r, k] · right[t − lag, r, q]
+            over the block's rows, for k < n_rows and q < n_cols, with left[t, r, k] =
+            left[l_base + (t·B + r)·l_width + k] and right[t, r, q] likewise (r_width):
+            R is the gradients at t against h_{t−1} (lag 1), W against x_t, W_out dy_t
+            against h_t; a block of a matrix (R_gates' gate pairs) has g_stride > n_cols.
+            A thread sums the tile of rows a, a + na, … and columns b, b + nb, …
+            (na = ⌈n_rows/GT⌉, nb = ⌈n_cols/GT⌉), so a warp's threads (consecutive b) read
+            adjacent words of right."""
             na = (n_rows + GT - 1) // GT
             nb = (n_cols + GT - 1) // GT
             acc = cuda.local.array((GT, GT), ACC)
@@ -122,7 +142,7 @@ def _build(dtype: np.dtype, RB: int) -> Blocked:
                             left_t[u] = work_entry(left, l_base, l_width, t, B, r,
                                                    min(a + u * na, n_rows - 1))
                         for v in range(GT):
-                            right_t[v] = right_entry(right, r_base, n_cols, t - lag, B, r,
+                            right_t[v] = right_entry(right, r_base, r_width, t - lag, B, r,
                                                      min(b + v * nb, n_cols - 1))
                         for u in range(GT):
                             for v in range(GT):
@@ -132,8 +152,9 @@ def _build(dtype: np.dtype, RB: int) -> Blocked:
                         k = a + u * na
                         q = b + v * nb
                         if k < n_rows and q < n_cols:
-                            g[g_base + k * n_cols + q] = acc[u, v]
+                            g[g_base + k * g_stride + q] = acc[u, v]
 
         return outer_sum
 
-    return Blocked(transposed_sum, make_outer_sum(work_entry), make_outer_sum(input_entry), GT)
+    return Blocked(transposed_sum, transposed_rows, make_outer_sum(work_entry),
+                   make_outer_sum(input_entry), GT)

@@ -33,6 +33,11 @@ MAX_THREADS = 256
 # Rows a thread computes at once (one unit each, the weights loaded once for them): each is
 # a compiled variant of the kernels, so the choice is a short list.
 ROWS_PER_THREAD = (1, 2, 4, 8)
+# The square matrices the forward kernels read by column, kept transposed beside the
+# parameters (a warp's threads then read adjacent words): R h_{t-1}, fgr's R_gates, and the
+# cell-state networks P_c (single_net), P_h (net_readout), W_u (use_gate). In this order
+# in ``DeviceEnsemble.transposed``; a cell has R and at most one of the others.
+TRANSPOSED = ("R", "R_gates", "P_c", "P_h", "W_u")
 
 
 def default_tiling(B: int, H: int, rows_per_thread: int = 1) -> tuple[int, int]:
@@ -47,6 +52,19 @@ def threads_for(tile_rows: int, H: int, rows_per_thread: int = 1) -> int:
     rows, in whole warps, at most MAX_THREADS (the threads then take several each)."""
     groups = math.ceil(tile_rows / rows_per_thread)
     return min(MAX_THREADS, max(32, 32 * math.ceil(groups * H / 32)))
+
+
+def transposed_blocks(spec, n_in: int, H: int, O: int) -> list[tuple[int, int, int, int]]:
+    """[(offset in the flat parameters, rows, columns, offset in the transposed copy)] of the
+    cell's ``TRANSPOSED`` matrices, in flat-vector order (R, then R_gates or P)."""
+    blocks, offset, at = [], 0, 0
+    for name, shape in spec.block_shapes(n_in, H, O):
+        size = math.prod(shape)
+        if name in TRANSPOSED:
+            blocks.append((offset, shape[0], shape[1], at))
+            at += size
+        offset += size
+    return blocks
 
 
 def check_memory(needed: int, n_models: int) -> None:
@@ -84,13 +102,13 @@ class DeviceEnsemble:
         self.n_tiles = math.ceil(B / self.tile_rows)
         spec = cells.get(cell)
         self.P = spec.n_params(n_in, H, O)
-        # R [G, H] follows W [G, I] in every recurrent cell's flat vector (spec.py)
-        self.r_rows = len(spec.gates) * H if spec.recurrent else 0
-        self.r_offset = len(spec.gates) * H * n_in
+        self.blocks = transposed_blocks(spec, n_in, H, O)
+        self.n_transposed = sum(rows * cols for _, rows, cols, _ in self.blocks)
         M, P, f = n_models, self.P, self.dtype
         check_memory(self.bytes_needed(), n_models)
+        self.blocks_device = cuda.to_device(np.array(self.blocks, np.int64).reshape(-1, 4))
         self.params = cuda.to_device(np.zeros((M, P), f))
-        self.recurrent_t = cuda.to_device(np.zeros((M, H * self.r_rows), f))
+        self.transposed = cuda.to_device(np.zeros((M, self.n_transposed), f))
         self.m1 = cuda.to_device(np.zeros((M, P), f))
         self.v1 = cuda.to_device(np.zeros((M, P), f))
         self.work = cuda.device_array((M, self.kernels.work_size(T, B, H, O)), f)
@@ -100,23 +118,25 @@ class DeviceEnsemble:
         self.grad_norms = cuda.to_device(np.full((M, interval), np.nan))
 
     def bytes_needed(self) -> int:
-        """Device memory of the ensemble: parameters, Rᵀ, Adam moments, work vectors, tile
-        gradients and one upload of ``interval`` steps of batches."""
+        """Device memory of the ensemble: parameters, the transposed matrices, Adam moments,
+        work vectors, tile gradients and one upload of ``interval`` steps of batches."""
         f = self.dtype.itemsize
         M, T, B, H, O, S = self.M, self.T, self.B, self.H, self.O, self.interval
-        per_model = (4 * self.P + H * self.r_rows + self.kernels.work_size(T, B, H, O)
+        per_model = (4 * self.P + self.n_transposed + self.kernels.work_size(T, B, H, O)
                      + self.n_tiles * self.P) * f + B * 8 + 2 * S * 8
         batches = S * T * B * ((self.n_in + 1 + O) * f + 8) + S * 8
         return M * (per_model + batches)
 
     def set_params(self, params: np.ndarray) -> None:
-        """Upload [M, P] parameters (and Rᵀ, which the Adam kernel keeps up to date); the Adam
-        moments start at zero."""
+        """Upload [M, P] parameters (and the transposed matrices, which the Adam kernel keeps
+        up to date); the Adam moments start at zero."""
         params = np.ascontiguousarray(params, self.dtype)
         self.params = cuda.to_device(params)
-        R = params[:, self.r_offset:self.r_offset + self.r_rows * self.H]
-        self.recurrent_t = cuda.to_device(np.ascontiguousarray(
-            R.reshape(self.M, self.r_rows, self.H).transpose(0, 2, 1)).reshape(self.M, -1))
+        transposed = np.empty((self.M, self.n_transposed), self.dtype)
+        for offset, rows, cols, at in self.blocks:
+            block = params[:, offset:offset + rows * cols].reshape(self.M, rows, cols)
+            transposed[:, at:at + rows * cols] = block.transpose(0, 2, 1).reshape(self.M, -1)
+        self.transposed = cuda.to_device(transposed)
         self.m1 = cuda.to_device(np.zeros_like(params, self.dtype))
         self.v1 = cuda.to_device(np.zeros_like(params, self.dtype))
 
@@ -144,7 +164,7 @@ class DeviceEnsemble:
         """Forward and backward of step s: loss_rows and grad_tiles, no update."""
         grid = (self.n_tiles, self.M)
         self.kernels.forward[grid, self.threads](
-            self.params, self.recurrent_t, self.x, self.target_class, self.target_value,
+            self.params, self.transposed, self.x, self.target_class, self.target_value,
             self.mask, self.scale, self.limit, s, loss_code, self.H, self.O, self.tile_rows,
             self.work, self.loss_rows)
         self.kernels.backward[grid, self.threads](
@@ -157,7 +177,7 @@ class DeviceEnsemble:
         self.adam[self.M, ADAM_THREADS](
             self.params, self.m1, self.v1, self.grad_tiles, self.loss_rows, self.limit,
             self.first_step, self.lr, self.clip, s, self.losses, self.grad_norms,
-            self.recurrent_t, self.r_offset, self.r_rows, self.H)
+            self.transposed, self.blocks_device)
 
     def fetch_progress(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(losses [M,S], grad_norms [M,S], limit [M]) back on the host; limit[m] is the

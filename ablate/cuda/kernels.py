@@ -10,7 +10,7 @@ from ablate import cells
 
 
 class CudaCell(NamedTuple):
-    forward: object  # forward[grid, block](params, recurrent_t, x, target_class, target_value,
+    forward: object  # forward[grid, block](params, transposed, x, target_class, target_value,
     #                   mask, scale, limit, s, loss_code, n_hidden, n_out, tile_rows, work,
     #                   loss_rows)
     backward: object  # backward[grid, block](params, x, mask, limit, s, n_hidden, n_out,

@@ -53,7 +53,8 @@ __all__ = ["VARIANTS", "make_kernels", "work_size"]
 def work_size(variant: Variant, T: int, B: int, H: int, O: int) -> int:
     """Elements of one model's work vector (see the module docstring)."""
     G = len(variant.gates) * H
-    return T * B * (2 * G + 4 * H + O) + 3 * B * H
+    fc = H if variant.use_gate else 0
+    return T * B * (2 * G + 4 * H + O + fc) + 3 * B * H
 
 
 def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) -> tuple:
@@ -62,7 +63,9 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
     dtype = np.dtype(dtype)
     RB = rows_per_thread
     ACC = numba.from_dtype(dtype)
-    transposed_sum, outer_sum, outer_sum_x, GT = make_blocked(dtype, RB)
+    blocked = make_blocked(dtype, RB)
+    transposed_rows, outer_sum, outer_sum_x = (blocked.transposed_rows, blocked.outer_sum,
+                                               blocked.outer_sum_x)
     tanh, sigmoid = for_dtype(dtype)
     readout_step, readout_grad = make_readout(dtype)
     zero, one = dtype.type(0), dtype.type(1)
@@ -80,6 +83,8 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
     N_FGR = 3 if FGR else 0
     N_NET = 1 if HAS_NET else 0
     N_USE = 1 if USE_GATE else 0
+    if FGR:  # R_gates' [i; f] block is the gate slots 0 and 1, its o block slot 3
+        assert (I_SLOT, F_SLOT, O_SLOT) == (0, 1, 3), variant.slots()
 
     @cuda.jit(device=True)
     def param_offsets(n_in, H, O):
@@ -98,7 +103,8 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
 
     @cuda.jit(device=True)
     def work_offsets(T, B, H, O):
-        """Offsets of gates, c, h, aux, dy, da, d_net, dc, dc_next, d_read in the work vector."""
+        """Offsets of gates, c, h, aux, dy, da, d_net, dc, dc_next, d_read, fc in the work
+        vector."""
         G = N_SLOTS * H
         o_gates = 0
         o_c = o_gates + T * B * G
@@ -110,7 +116,15 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
         o_dc = o_dnet + T * B * H
         o_dcn = o_dc + B * H
         o_dread = o_dcn + B * H
-        return o_gates, o_c, o_h, o_aux, o_dy, o_da, o_dnet, o_dc, o_dcn, o_dread
+        o_fc = o_dread + B * H
+        return o_gates, o_c, o_h, o_aux, o_dy, o_da, o_dnet, o_dc, o_dcn, o_dread, o_fc
+
+    @cuda.jit(device=True)
+    def transposed_offsets(H):
+        """Offsets of R_gatesᵀ [3H, 3H] and Pᵀ [H, H] (P_c, P_h or W_u) in the model's
+        transposed matrices, after Rᵀ [H, G] (ablate.cuda.device.TRANSPOSED)."""
+        o_rgt = N_SLOTS * H * H
+        return o_rgt, o_rgt + (N_FGR * H) * (N_FGR * H)
 
     # The pointwise math of the CPU kernels (cells/pointwise.py), compiled for the device:
     # g = act(a_g) (lstm97: 4σ − 2), the memory read act(c) (lstm97: 2σ − 1), c_t's update.
@@ -132,9 +146,12 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
             acc[u, 3] += c_o * value
 
     @cuda.jit(device=True)
-    def preactivations(p, rt, xs, w, o_w, o_b, o_h, o_gates, t, B, H, n_in, first, stop, j):
+    def preactivations(p, rt, xs, w, o_w, o_b, o_h, o_c, o_gates, t, B, H, n_in, first, stop,
+                       j):
         """a = b + W x_t + R h_{t-1} of unit j in each slot, for rows first … stop − 1 (at most
-        RB), left in their gate slots of step t for ``unit_forward``.
+        RB), left in their gate slots of step t for ``unit_forward``; fgr adds R_gates
+        [i; f; o]_{t-1} to a_i, a_f, a_o, single_net P_c c_{t-1} to a_c (rt holds Rᵀ and
+        these matrices transposed, so a warp's threads read adjacent words).
 
         Each weight is loaded once for the RB rows: 4 + RB loads per 4·RB multiply-adds
         (5 per 4 at RB = 1). The loops over u have a constant trip count, so NVVM unrolls
@@ -167,6 +184,27 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
                 r_o = rt[base_q + ko + j] if O_ROWS else zero
                 for u in range(RB):
                     add_to_slots(acc, u, r_i, r_f, r_g, r_o, w[prev + min(first + u, last) * H + q])
+            o_rgt, o_pt = transposed_offsets(H)
+            if FGR:  # R_gatesᵀ row q: the weights of [i; f; o]_{t-1}[q] into a_i, a_f, a_o
+                width = 3 * H
+                prev_g = o_gates + (t - 1) * B * G
+                for q in range(width):
+                    at = o_rgt + q * width + j
+                    m_i = rt[at]
+                    m_f = rt[at + H]
+                    m_o = rt[at + 2 * H]
+                    slot = q if q < 2 * H else ko + q - 2 * H  # [i; f] are slots 0, 1
+                    for u in range(RB):
+                        value = w[prev_g + min(first + u, last) * G + slot]
+                        acc[u, 0] += m_i * value
+                        acc[u, 1] += m_f * value
+                        acc[u, 3] += m_o * value
+            if SINGLE:  # a_c + P_c c_{t-1}
+                prev_c = o_c + (t - 1) * B * H
+                for q in range(H):
+                    m_c = rt[o_pt + q * H + j]
+                    for u in range(RB):
+                        acc[u, 2] += m_c * w[prev_c + min(first + u, last) * H + q]
         for u in range(RB):
             if first + u < stop:
                 base = o_gates + (t * B + first + u) * G
@@ -179,9 +217,10 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
                     w[base + ko + j] = acc[u, 3]
 
     @cuda.jit(device=True)
-    def unit_forward(p, w, o_gates, o_c, o_h, o_aux, o_peep, o_rg, o_p, t, B, H, r, j):
-        """Unit j of row r at step t from its pre-activations (b + W x_t + R h_{t-1}, left in
-        the gate slots by ``preactivations``): the gates, c_t, h_t (act(c_t) in aux)."""
+    def unit_forward(p, w, o_gates, o_c, o_h, o_aux, o_fc, o_peep, t, B, H, r, j):
+        """Unit j of row r at step t from its pre-activations (all the sums, left in the gate
+        slots by ``preactivations``): the gates, c_t, h_t (act(c_t) in aux); use_gate's
+        f ⊙ c_{t-1} into fc for ``read_network``."""
         G = N_SLOTS * H
         ki, kf, kg, ko = I_SLOT * H, F_SLOT * H, G_SLOT * H, O_SLOT * H
         here = t * B
@@ -191,37 +230,14 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
         acc_f = w[base + kf + j] if HAS_F else zero
         acc_g = w[base + kg + j]
         acc_o = w[base + ko + j] if O_ROWS else zero
-        c_prev = zero
-        mem = zero  # single_net: P_c c_{t-1}
-        if t > 0:
-            c_prev = w[o_c + (prev + r) * H + j]
-            if FGR:  # [a_i; a_f; a_o] += R_gates [i; f; o]_{t-1}
-                base_g = o_gates + (prev + r) * G
-                width = 3 * H
-                for q in range(H):
-                    vi = w[base_g + ki + q]
-                    vf = w[base_g + kf + q]
-                    vo = w[base_g + ko + q]
-                    acc_i += (p[o_rg + j * width + q] * vi
-                              + p[o_rg + j * width + H + q] * vf
-                              + p[o_rg + j * width + 2 * H + q] * vo)
-                    row_f = (H + j) * width
-                    acc_f += (p[o_rg + row_f + q] * vi + p[o_rg + row_f + H + q] * vf
-                              + p[o_rg + row_f + 2 * H + q] * vo)
-                    row_o = (2 * H + j) * width
-                    acc_o += (p[o_rg + row_o + q] * vi + p[o_rg + row_o + H + q] * vf
-                              + p[o_rg + row_o + 2 * H + q] * vo)
-            if SINGLE:
-                base_c = o_c + (prev + r) * H
-                for q in range(H):
-                    mem += p[o_p + j * H + q] * w[base_c + q]
+        c_prev = w[o_c + (prev + r) * H + j] if t > 0 else zero
         if PEEP:  # p_i, p_f see c_{t-1}
             acc_i += p[o_peep + j] * c_prev
             acc_f += p[o_peep + H + j] * c_prev
         ig = sigmoid(acc_i) if HAS_I else one
         fg = keep(ig, sigmoid(acc_f) if HAS_F else one)
         if SINGLE:
-            ct = tanh_act(acc_g + mem)  # c_t = tanh(a_c + P_c c_{t-1})
+            ct = tanh_act(acc_g)  # c_t = tanh(a_c + P_c c_{t-1})
             w[base + kg + j] = ct
         else:
             gv = input_act(acc_g)
@@ -231,6 +247,8 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
             w[base + ki + j] = ig
         if HAS_F:
             w[base + kf + j] = fg
+        if USE_GATE:
+            w[o_fc + (here + r) * H + j] = fg * c_prev
         w[o_c + (here + r) * H + j] = ct
         og = one
         if HAS_O:
@@ -245,8 +263,38 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
             w[o_aux + (here + r) * H + j] = act
             w[o_h + (here + r) * H + j] = og * act  # o = 1 without an output gate
 
+    @cuda.jit(device=True)
+    def read_network(p, rt, w, o_gates, o_h, o_aux, o_c, o_fc, o_bu, t, B, H, first, stop, j):
+        """h_t of unit j for rows first … stop − 1 (at most RB) through the read-out network,
+        which needs c_t of every unit: net_readout h_t = tanh(a_h + P_h c_t) (a_h left in
+        the o slot), use_gate h_t = tanh(W_u (f ⊙ c_{t-1}) + b_u) ⊙ o (u_t into aux). Pᵀ
+        from rt, each weight loaded once for the RB rows."""
+        G = N_SLOTS * H
+        ko = O_SLOT * H
+        last = stop - 1
+        _, o_pt = transposed_offsets(H)
+        source = (o_c if NET_READOUT else o_fc) + t * B * H  # c_t or f ⊙ c_{t-1}
+        acc = cuda.local.array(RB, ACC)
+        for u in range(RB):
+            row = t * B + min(first + u, last)
+            acc[u] = w[o_gates + row * G + ko + j] if NET_READOUT else p[o_bu + j]
+        for q in range(H):
+            m_q = rt[o_pt + q * H + j]
+            for u in range(RB):
+                acc[u] += m_q * w[source + min(first + u, last) * H + q]
+        for u in range(RB):
+            if first + u < stop:
+                row = t * B + first + u
+                value = tanh_act(acc[u])
+                if NET_READOUT:
+                    w[o_gates + row * G + ko + j] = value
+                    w[o_h + row * H + j] = value
+                else:
+                    w[o_aux + row * H + j] = value
+                    w[o_h + row * H + j] = value * w[o_gates + row * G + ko + j]
+
     @cuda.jit
-    def forward(params, recurrent_t, x, target_class, target_value, mask, scale, limit, s,
+    def forward(params, transposed, x, target_class, target_value, mask, scale, limit, s,
                 loss_code, n_hidden, n_out, tile_rows, work, loss_rows):
         """Step s of the interval: the cell over x[m, s] [T,B,I], the readout and the loss.
 
@@ -259,52 +307,30 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
         T, B, n_in, row0, rows, tid, n_threads = block_rows(x, tile_rows)
         H = n_hidden
         O = n_out
-        G = N_SLOTS * H
         p = params[m]
-        rt = recurrent_t[m]  # Rᵀ [H, G]: a warp's threads (units j) read adjacent words
+        rt = transposed[m]  # Rᵀ [H, G] (and R_gatesᵀ or Pᵀ): a warp reads adjacent words
         w = work[m]
         xs = x[m, s]
-        o_w, _, o_b, o_peep, o_rg, o_p, o_bu, o_wout, o_bout = param_offsets(n_in, H, O)
-        o_gates, o_c, o_h, o_aux, o_dy, _, _, _, _, _ = work_offsets(T, B, H, O)
-        kf, ko = F_SLOT * H, O_SLOT * H
+        o_w, _, o_b, o_peep, _, _, o_bu, o_wout, o_bout = param_offsets(n_in, H, O)
+        o_gates, o_c, o_h, o_aux, o_dy, _, _, _, _, _, o_fc = work_offsets(T, B, H, O)
         for rr in range(tid, rows, n_threads):
             loss_rows[m, row0 + rr] = 0
         groups = (rows + RB - 1) // RB  # a thread takes unit j of RB rows at once
         for t in range(T):
-            here = t * B  # row offset of step t
-            prev = (t - 1) * B
             for e in range(tid, groups * H, n_threads):
                 first = row0 + (e // H) * RB
                 j = e % H
                 stop = min(first + RB, row0 + rows)
-                preactivations(p, rt, xs, w, o_w, o_b, o_h, o_gates, t, B, H, n_in, first,
+                preactivations(p, rt, xs, w, o_w, o_b, o_h, o_c, o_gates, t, B, H, n_in, first,
                                stop, j)
                 for r in range(first, stop):
-                    unit_forward(p, w, o_gates, o_c, o_h, o_aux, o_peep, o_rg, o_p, t, B, H,
-                                 r, j)
+                    unit_forward(p, w, o_gates, o_c, o_h, o_aux, o_fc, o_peep, t, B, H, r, j)
             cuda.syncthreads()
-            if NET_READOUT or USE_GATE:
-                for e in range(tid, rows * H, n_threads):
-                    r = row0 + e // H
-                    j = e % H
-                    base = o_gates + (here + r) * G
-                    if NET_READOUT:  # h_t = tanh(a_h + P_h c_t)
-                        acc = w[base + ko + j]
-                        base_c = o_c + (here + r) * H
-                        for q in range(H):
-                            acc += p[o_p + j * H + q] * w[base_c + q]
-                        hv = tanh_act(acc)
-                        w[base + ko + j] = hv
-                        w[o_h + (here + r) * H + j] = hv
-                    else:  # h_t = tanh(W_u (f ⊙ c_{t-1}) + b_u) ⊙ o
-                        acc = p[o_bu + j]
-                        if t > 0:
-                            base_c = o_c + (prev + r) * H
-                            for q in range(H):
-                                acc += p[o_p + j * H + q] * (w[base + kf + q] * w[base_c + q])
-                        u = tanh_act(acc)
-                        w[o_aux + (here + r) * H + j] = u
-                        w[o_h + (here + r) * H + j] = u * w[base + ko + j]
+            if NET_READOUT or USE_GATE:  # reads c_t (f ⊙ c_{t-1}) of every unit
+                for e in range(tid, groups * H, n_threads):
+                    first = row0 + (e // H) * RB
+                    read_network(p, rt, w, o_gates, o_h, o_aux, o_c, o_fc, o_bu, t, B, H, first,
+                                 min(first + RB, row0 + rows), e % H)
                 cuda.syncthreads()
             readout_step(p, w, o_wout, o_bout, o_h, o_dy, t, B, H, O, row0, rows, tid,
                          n_threads, mask[m, s, t], target_class[m, s, t], target_value[m, s, t],
@@ -326,42 +352,47 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
         w = work[m]
         xs = x[m, s]
         o_w, o_r, o_b, o_peep, o_rg, o_p, o_bu, o_wout, o_bout = param_offsets(n_in, H, O)
-        o_gates, o_c, o_h, o_aux, o_dy, o_da, o_dnet, o_dc, o_dcn, o_dread = work_offsets(
-            T, B, H, O)
+        o_gates, o_c, o_h, o_aux, o_dy, o_da, o_dnet, o_dc, o_dcn, o_dread, o_fc = (
+            work_offsets(T, B, H, O))
         ki, kf, kg, ko = I_SLOT * H, F_SLOT * H, G_SLOT * H, O_SLOT * H
         width = 3 * H
         groups = (rows + RB - 1) // RB  # as in the forward: unit j of RB rows per thread
-        n_unit_blocks = (H + GT - 1) // GT
         for t in range(T - 1, -1, -1):
             here = t * B
-            nxt = (t + 1) * B
             # Pass 1: dL/dh_t, then into the read-out of the memory: dL/dc_t from h_t.
-            if t < T - 1:  # through R h_t at t+1: RB rows × GT units a thread
-                for e in range(tid, groups * n_unit_blocks, n_threads):  # into the dc slots
-                    first = row0 + (e // n_unit_blocks) * RB
-                    transposed_sum(w, o_dc, H, w, o_da + (t + 1) * B * G, G, G, p, o_r, H,
-                                   first, min(first + RB, row0 + rows), e % n_unit_blocks,
-                                   n_unit_blocks, False)
+            if t < T - 1:  # the sums over step t+1's gradients: RB rows × GT units a thread
+                d_next = o_da + (t + 1) * B * G
+                # through R h_t: into the dc slots
+                transposed_rows(w, o_dc, H, w, d_next, G, G, p, o_r, H, H, row0, rows, tid,
+                                n_threads, False)
+                if FGR:
+                    # through R_gates [i; f; o]_t: dL/d[i; f; o]_t = Σ_q da_{t+1}[q] R_gates[q, ·]
+                    # over the rows q of [i; f] (slots 0, 1) and of o (slot 3), into step t's
+                    # own da slots i, f, o, which passes 1 and 2 read before writing them
+                    d_here = o_da + here * G
+                    o_rows = o_rg + 2 * H * width
+                    transposed_rows(w, d_here, G, w, d_next, G, 2 * H, p, o_rg, width, 2 * H,
+                                    row0, rows, tid, n_threads, False)
+                    transposed_rows(w, d_here, G, w, d_next + ko, G, H, p, o_rows, width,
+                                    2 * H, row0, rows, tid, n_threads, True)
+                    transposed_rows(w, d_here + ko, G, w, d_next, G, 2 * H, p, o_rg + 2 * H,
+                                    width, H, row0, rows, tid, n_threads, False)
+                    transposed_rows(w, d_here + ko, G, w, d_next + ko, G, H, p,
+                                    o_rows + 2 * H, width, H, row0, rows, tid, n_threads, True)
                 cuda.syncthreads()
             for e in range(tid, groups * H, n_threads):
                 first = row0 + (e // H) * RB
                 j = e % H
                 for r in range(first, min(first + RB, row0 + rows)):
                     dh = readout_grad(p, w, o_wout, o_dy, t, B, H, O, r, j, mask[m, s, t])
-                    dgn_o = zero  # fgr: dL/do_t through R_gates at t+1
-                    if t < T - 1:
-                        dh += w[o_dc + r * H + j]  # through R h_t at t+1 (transposed_sum)
-                        base_d = o_da + (nxt + r) * G
-                        if FGR:
-                            col = 2 * H + j  # R_gates' o column of unit j
-                            for q in range(H):
-                                dgn_o += (w[base_d + ki + q] * p[o_rg + q * width + col]
-                                          + w[base_d + kf + q] * p[o_rg + (H + q) * width + col]
-                                          + w[base_d + ko + q]
-                                          * p[o_rg + (2 * H + q) * width + col])
-                    dcn = w[o_dcn + r * H + j] if t < T - 1 else zero
                     base = o_gates + (here + r) * G
                     dbase = o_da + (here + r) * G
+                    dgn_o = zero  # fgr: dL/do_t through R_gates at t+1
+                    if t < T - 1:
+                        dh += w[o_dc + r * H + j]  # through R h_t at t+1 (transposed_rows)
+                        if FGR:
+                            dgn_o = w[dbase + ko + j]
+                    dcn = w[o_dcn + r * H + j] if t < T - 1 else zero
                     if GATED_READ:
                         act = w[o_aux + (here + r) * H + j]
                         og = w[base + ko + j] if HAS_O else one
@@ -384,8 +415,11 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
                         w[o_dnet + (here + r) * H + j] = tanh_back(dh * og, u)  # into u's network
                         dc = dcn
                     w[o_dc + r * H + j] = dc
-            if NET_READOUT or USE_GATE:
-                cuda.syncthreads()  # pass 2 reads d_net of every unit
+            if NET_READOUT or USE_GATE:  # d_read = Σ_q d_net[q] P[q, ·], d_net of every unit
+                cuda.syncthreads()
+                transposed_rows(w, o_dread, H, w, o_dnet + here * H, H, H, p, o_p, H, H, row0,
+                                rows, tid, n_threads, False)
+                cuda.syncthreads()
             # Pass 2: into the gates and c_{t-1}.
             for e in range(tid, groups * H, n_threads):
                 first = row0 + (e // H) * RB
@@ -396,9 +430,7 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
                     dc = w[o_dc + r * H + j]
                     d_read = zero
                     if NET_READOUT or USE_GATE:
-                        base_n = o_dnet + (here + r) * H
-                        for q in range(H):
-                            d_read += w[base_n + q] * p[o_p + q * H + j]
+                        d_read = w[o_dread + r * H + j]
                         if NET_READOUT:
                             dc += d_read  # into c_t through P_h
                     c_prev = w[o_c + ((t - 1) * B + r) * H + j] if t > 0 else zero
@@ -407,17 +439,11 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
                         w[dbase + kg + j] = dn
                         w[o_dnet + (here + r) * H + j] = dn
                         continue
-                    dgn_i = zero
+                    dgn_i = zero  # fgr: dL/di_t, dL/df_t through R_gates at t+1
                     dgn_f = zero
                     if FGR and t < T - 1:
-                        base_d = o_da + (nxt + r) * G
-                        for q in range(H):
-                            dgn_i += (w[base_d + ki + q] * p[o_rg + q * width + j]
-                                      + w[base_d + kf + q] * p[o_rg + (H + q) * width + j]
-                                      + w[base_d + ko + q] * p[o_rg + (2 * H + q) * width + j])
-                            dgn_f += (w[base_d + ki + q] * p[o_rg + q * width + H + j]
-                                      + w[base_d + kf + q] * p[o_rg + (H + q) * width + H + j]
-                                      + w[base_d + ko + q] * p[o_rg + (2 * H + q) * width + H + j])
+                        dgn_i = w[dbase + ki + j]
+                        dgn_f = w[dbase + kf + j]
                     gv = w[base + kg + j]
                     ig = w[base + ki + j] if HAS_I else one
                     fg = keep(ig, w[base + kf + j] if HAS_F else one)
@@ -440,31 +466,44 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
                         dcn += da_i * p[o_peep + j] + da_f * p[o_peep + H + j]
                     w[o_dcn + r * H + j] = dcn
             cuda.syncthreads()
-            if SINGLE:  # into c_{t-1} through P_c, each element on its thread of passes 1
-                # and 2: step t-1's pass 1 reads dc_next with no barrier between
-                for e in range(tid, groups * H, n_threads):
-                    first = row0 + (e // H) * RB
-                    j = e % H
-                    for r in range(first, min(first + RB, row0 + rows)):
-                        base_n = o_dnet + (here + r) * H
-                        acc = zero
-                        for q in range(H):
-                            acc += w[base_n + q] * p[o_p + q * H + j]
-                        w[o_dcn + r * H + j] = acc
+            if SINGLE:  # into c_{t-1} through P_c: dc_next = Σ_q d_net[q] P_c[q, ·]; step
+                # t-1's pass 1 reads it after its own barrier (t-1 < T-1 has the R sums)
+                transposed_rows(w, o_dcn, H, w, o_dnet + here * H, H, H, p, o_p, H, H, row0,
+                                rows, tid, n_threads, False)
         cuda.syncthreads()
-        # This tile's weight gradients: W, R, W_out (and P_c, P_h) in GT × GT tiles
-        # (``outer_sum``), the others one parameter per thread at a time (k skips W, R and
-        # W_out).
+        # This tile's weight gradients: W, R, W_out, R_gates, P_c, P_h, W_u in GT × GT tiles
+        # (``outer_sum``), the biases and peepholes one parameter per thread at a time.
         g = grad_tiles[m, tile]
-        outer_sum_x(g, o_w, w, o_da, G, G, xs, 0, n_in, 0, T, B, row0, rows, tid, n_threads)
-        outer_sum(g, o_r, w, o_da, G, G, w, o_h, H, 1, T, B, row0, rows, tid, n_threads)
-        outer_sum(g, o_wout, w, o_dy, O, O, w, o_h, H, 0, T, B, row0, rows, tid, n_threads)
-        if SINGLE or NET_READOUT:  # P_c against c_{t-1}, P_h against c_t
-            outer_sum(g, o_p, w, o_dnet, H, H, w, o_c, H, 1 if SINGLE else 0, T, B, row0, rows,
-                      tid, n_threads)
-        n_middle = o_wout - o_b  # b, peep, R_gates, P (use_gate's), b_u
-        for slot in range(tid, n_middle + O, n_threads):
-            k = o_b + slot if slot < n_middle else o_bout + slot - n_middle
+        outer_sum_x(g, o_w, n_in, w, o_da, G, G, xs, 0, n_in, n_in, 0, T, B, row0, rows, tid,
+                    n_threads)
+        outer_sum(g, o_r, H, w, o_da, G, G, w, o_h, H, H, 1, T, B, row0, rows, tid, n_threads)
+        outer_sum(g, o_wout, H, w, o_dy, O, O, w, o_h, H, H, 0, T, B, row0, rows, tid,
+                  n_threads)
+        if SINGLE or NET_READOUT or USE_GATE:  # P_c against c_{t-1}, P_h against c_t, W_u
+            # against f ⊙ c_{t-1} (0 at t = 0)
+            source = o_fc if USE_GATE else o_c
+            outer_sum(g, o_p, H, w, o_dnet, H, H, w, source, H, H, 1 if SINGLE else 0, T, B,
+                      row0, rows, tid, n_threads)
+        if FGR:  # R_gates [3H, 3H]: Σ_{t≥1} d[i; f; o]_t [i; f; o]_{t-1}, by blocks of gate
+            # rows [i; f] (slots 0, 1) and o (slot 3) against the same columns
+            o_rows = o_rg + 2 * H * width
+            outer_sum(g, o_rg, width, w, o_da, G, 2 * H, w, o_gates, G, 2 * H, 1, T, B, row0,
+                      rows, tid, n_threads)
+            outer_sum(g, o_rg + 2 * H, width, w, o_da, G, 2 * H, w, o_gates + ko, G, H, 1, T,
+                      B, row0, rows, tid, n_threads)
+            outer_sum(g, o_rows, width, w, o_da + ko, G, H, w, o_gates, G, 2 * H, 1, T, B,
+                      row0, rows, tid, n_threads)
+            outer_sum(g, o_rows + 2 * H, width, w, o_da + ko, G, H, w, o_gates + ko, G, H, 1,
+                      T, B, row0, rows, tid, n_threads)
+        n_bias = o_rg - o_b  # b [G] and the peepholes [3, H]
+        n_bu = H * N_USE
+        for slot in range(tid, n_bias + n_bu + O, n_threads):
+            if slot < n_bias:
+                k = o_b + slot
+            elif slot < n_bias + n_bu:
+                k = o_bu + slot - n_bias
+            else:
+                k = o_bout + slot - n_bias - n_bu
             acc = zero
             if k < o_peep:  # b [G]
                 row = k - o_b
@@ -474,7 +513,7 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
             elif k < o_rg:  # peep [3, H]: p_i, p_f against c_{t-1}; p_o against c_t
                 which = (k - o_peep) // H
                 j = (k - o_peep) % H
-                slot = ki if which == 0 else (kf if which == 1 else ko)
+                gate = ki if which == 0 else (kf if which == 1 else ko)
                 for t in range(T):
                     for r in range(row0, row0 + rows):
                         if which == 2:
@@ -483,28 +522,7 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
                             cv = w[o_c + ((t - 1) * B + r) * H + j]
                         else:
                             cv = zero
-                        acc += w[o_da + (t * B + r) * G + slot + j] * cv
-            elif k < o_p:  # R_gates [3H, 3H]: Σ_{t≥1} d[i;f;o]_t [i;f;o]_{t-1}
-                row = (k - o_rg) // width
-                col = (k - o_rg) % width
-                slot_row = ki if row < H else (kf if row < 2 * H else ko)
-                slot_col = ki if col < H else (kf if col < 2 * H else ko)
-                unit_row = row % H
-                unit_col = col % H
-                for t in range(1, T):
-                    for r in range(row0, row0 + rows):
-                        acc += (w[o_da + (t * B + r) * G + slot_row + unit_row]
-                                * w[o_gates + ((t - 1) * B + r) * G + slot_col + unit_col])
-            elif k < o_bu:  # P [H, H]: use_gate's W_u against f ⊙ c_{t-1}
-                if not USE_GATE:
-                    continue  # P_c, P_h: outer_sum above
-                j = (k - o_p) // H
-                q = (k - o_p) % H
-                for t in range(1, T):
-                    for r in range(row0, row0 + rows):
-                        c_prev = w[o_c + ((t - 1) * B + r) * H + q]
-                        acc += (w[o_dnet + (t * B + r) * H + j]
-                                * w[o_gates + (t * B + r) * G + kf + q] * c_prev)
+                        acc += w[o_da + (t * B + r) * G + gate + j] * cv
             elif k < o_wout:  # b_u [H]
                 j = k - o_bu
                 for t in range(T):

@@ -77,7 +77,7 @@ def signatures(dtype) -> dict[str, tuple]:
                 array(f, 2), array(f, 3))
     adam = (array(f, 2), array(f, 2), array(f, 2), array(f, 3), array(f64, 2), array(i64, 1),
             array(i64, 1), array(f64, 1), array(f64, 1), i64, array(f64, 2), array(f64, 2),
-            array(f, 2), i64, i64, i64)
+            array(f, 2), array(i64, 2))
     return {"forward": forward, "backward": backward, "adam": adam}
 
 

@@ -77,7 +77,9 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
     dtype = np.dtype(dtype)
     RB = rows_per_thread
     ACC = numba.from_dtype(dtype)
-    transposed_sum, outer_sum, outer_sum_x, GT = make_blocked(dtype, RB)
+    blocked = make_blocked(dtype, RB)
+    transposed_rows, outer_sum, outer_sum_x = (blocked.transposed_rows, blocked.outer_sum,
+                                               blocked.outer_sum_x)
     tanh, sigmoid = for_dtype(dtype)
     readout_step, readout_grad = make_readout(dtype)
     zero = dtype.type(0)
@@ -199,7 +201,7 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
         w[o_h + row * H + j] = hv
 
     @cuda.jit
-    def forward(params, recurrent_t, x, target_class, target_value, mask, scale, limit, s,
+    def forward(params, transposed, x, target_class, target_value, mask, scale, limit, s,
                 loss_code, n_hidden, n_out, tile_rows, work, loss_rows):
         """Step s of the interval: the cell over x[m, s] [T,B,I], the readout and the loss.
 
@@ -213,7 +215,7 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
         H = n_hidden
         O = n_out
         p = params[m]
-        rt = recurrent_t[m]  # Rᵀ [H, G]: a warp's threads (units j) read adjacent words
+        rt = transposed[m]  # Rᵀ [H, G]: a warp's threads (units j) read adjacent words
         w = work[m]
         xs = x[m, s]
         o_w, _, o_b, o_bhn, o_wout, o_bout = param_offsets(n_in, H, O)
@@ -292,24 +294,17 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
         o_w, o_r, o_b, o_bhn, o_wout, o_bout = param_offsets(n_in, H, O)
         o_gates, o_hn, o_h, o_dy, o_da, o_dhn, o_carry = work_offsets(T, B, H, O)
         groups = (rows + RB - 1) // RB  # as in the forward: unit j of RB rows per thread
-        n_unit_blocks = (H + GT - 1) // GT
         for t in range(T - 1, -1, -1):
             here = t * B
             if t < T - 1 and KIND != MIN:
                 # dL/dh_t through R h_t at t+1 (GRU: r and z rows against da, R_n against
                 # d_hidden_n), RB rows × GT units a thread, into the da slot 0 of step t
                 # (written for real below, after the barrier)
-                for e in range(tid, groups * n_unit_blocks, n_threads):
-                    first = row0 + (e // n_unit_blocks) * RB
-                    stop = min(first + RB, row0 + rows)
-                    unit_block = e % n_unit_blocks
-                    transposed_sum(w, o_da + here * G, G, w, o_da + (t + 1) * B * G, G,
-                                   N_R_SLOTS * H, p, o_r, H, first, stop, unit_block,
-                                   n_unit_blocks, False)
-                    if KIND == GRU:
-                        transposed_sum(w, o_da + here * G, G, w, o_dhn + (t + 1) * B * H, H, H,
-                                       p, o_r + 2 * H * H, H, first, stop, unit_block,
-                                       n_unit_blocks, True)
+                transposed_rows(w, o_da + here * G, G, w, o_da + (t + 1) * B * G, G,
+                                N_R_SLOTS * H, p, o_r, H, H, row0, rows, tid, n_threads, False)
+                if KIND == GRU:
+                    transposed_rows(w, o_da + here * G, G, w, o_dhn + (t + 1) * B * H, H, H, p,
+                                    o_r + 2 * H * H, H, H, row0, rows, tid, n_threads, True)
                 cuda.syncthreads()
             # Total dL/dh_t: the readout, R h_t at t+1 (ELMAN, GRU), the elementwise carry.
             for e in range(tid, groups * H, n_threads):
@@ -324,14 +319,16 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
         # This tile's weight gradients: W, R and W_out in GT × GT tiles (``outer_sum``), the
         # others one parameter per thread at a time (k skips W, R and W_out).
         g = grad_tiles[m, tile]
-        outer_sum_x(g, o_w, w, o_da, G, G, xs, 0, n_in, 0, T, B, row0, rows, tid, n_threads)
+        outer_sum_x(g, o_w, n_in, w, o_da, G, G, xs, 0, n_in, n_in, 0, T, B, row0, rows, tid,
+                    n_threads)
         if KIND != MIN:  # R [G, H]: Σ_{t≥1} dL/d(R h_{t-1}) h_{t-1}
-            outer_sum(g, o_r, w, o_da, G, N_R_SLOTS * H, w, o_h, H, 1, T, B, row0, rows, tid,
-                      n_threads)
+            outer_sum(g, o_r, H, w, o_da, G, N_R_SLOTS * H, w, o_h, H, H, 1, T, B, row0, rows,
+                      tid, n_threads)
         if KIND == GRU:  # R_n is behind the reset gate: against d_hidden_n
-            outer_sum(g, o_r + 2 * H * H, w, o_dhn, H, H, w, o_h, H, 1, T, B, row0, rows, tid,
-                      n_threads)
-        outer_sum(g, o_wout, w, o_dy, O, O, w, o_h, H, 0, T, B, row0, rows, tid, n_threads)
+            outer_sum(g, o_r + 2 * H * H, H, w, o_dhn, H, H, w, o_h, H, H, 1, T, B, row0, rows,
+                      tid, n_threads)
+        outer_sum(g, o_wout, H, w, o_dy, O, O, w, o_h, H, H, 0, T, B, row0, rows, tid,
+                  n_threads)
         n_middle = o_wout - o_b  # b, b_hn
         for slot in range(tid, n_middle + O, n_threads):
             k = o_b + slot if slot < n_middle else o_bout + slot - n_middle
