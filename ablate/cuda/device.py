@@ -33,11 +33,12 @@ MAX_THREADS = 256
 # Rows a thread computes at once (one unit each, the weights loaded once for them): each is
 # a compiled variant of the kernels, so the choice is a short list.
 ROWS_PER_THREAD = (1, 2, 4, 8)
-# The square matrices the forward kernels read by column, kept transposed beside the
-# parameters (a warp's threads then read adjacent words): R h_{t-1}, fgr's R_gates, and the
-# cell-state networks P_c (single_net), P_h (net_readout), W_u (use_gate). In this order
-# in ``DeviceEnsemble.transposed``; a cell has R and at most one of the others.
-TRANSPOSED = ("R", "R_gates", "P_c", "P_h", "W_u")
+# The matrices the forward kernels would read by column, kept transposed beside the
+# parameters (a warp's threads then read adjacent words, one transaction instead of 32):
+# W x_t, R h_{t-1}, fgr's R_gates, and the cell-state networks P_c (single_net), P_h
+# (net_readout), W_u (use_gate). In flat-vector order in ``DeviceEnsemble.transposed``; a
+# cell has W, R (but the min cells) and at most one of the others.
+TRANSPOSED = ("W", "R", "R_gates", "P_c", "P_h", "W_u")
 
 
 def default_tiling(B: int, H: int, rows_per_thread: int = 1) -> tuple[int, int]:

@@ -6,9 +6,11 @@ pointwise math — activations, the memory update c_t = f ⊙ c_{t-1} + i ⊙ g 
 backward — is the CPU kernels' own (``ablate.cells.pointwise``), compiled here as device
 functions; this module only indexes, sums pre-activations and synchronises.
 
-The forward reads the recurrent matrix transposed (``recurrent_t`` [M, H·G], kept by the
-Adam kernel): with R [G, H] row-major, the 32 threads of a warp (units j, j+1, …) would read
-words H apart for each q; from Rᵀ they read 32 adjacent words, one memory transaction.
+The forward reads its weight matrices transposed (``transposed`` [M, …]: Wᵀ, Rᵀ and fgr's
+R_gatesᵀ or the cell-state network's Pᵀ, kept by the Adam kernel): with R [G, H] row-major,
+the 32 threads of a warp (units j, j+1, …) would read words H apart for each q, 32 memory
+transactions; from Rᵀ they read 32 adjacent words, one. The backward reads the matrices by
+column already (Σ_k left[k] R[k, j]) and takes them as they are.
 
 Launch: grid (batch tiles, models), any block size. A block owns ``tile_rows`` batch rows
 of one model for the whole sequence, so the time loop needs only block barriers. Its rows
@@ -120,11 +122,13 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
         return o_gates, o_c, o_h, o_aux, o_dy, o_da, o_dnet, o_dc, o_dcn, o_dread, o_fc
 
     @cuda.jit(device=True)
-    def transposed_offsets(H):
-        """Offsets of R_gatesᵀ [3H, 3H] and Pᵀ [H, H] (P_c, P_h or W_u) in the model's
-        transposed matrices, after Rᵀ [H, G] (ablate.cuda.device.TRANSPOSED)."""
-        o_rgt = N_SLOTS * H * H
-        return o_rgt, o_rgt + (N_FGR * H) * (N_FGR * H)
+    def transposed_offsets(n_in, H):
+        """Offsets of Rᵀ [H, G], R_gatesᵀ [3H, 3H] and Pᵀ [H, H] (P_c, P_h or W_u) in the
+        model's transposed matrices, after Wᵀ [I, G] (ablate.cuda.device.TRANSPOSED)."""
+        G = N_SLOTS * H
+        o_rt = G * n_in
+        o_rgt = o_rt + G * H
+        return o_rt, o_rgt, o_rgt + (N_FGR * H) * (N_FGR * H)
 
     # The pointwise math of the CPU kernels (cells/pointwise.py), compiled for the device:
     # g = act(a_g) (lstm97: 4σ − 2), the memory read act(c) (lstm97: 2σ − 1), c_t's update.
@@ -146,12 +150,11 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
             acc[u, 3] += c_o * value
 
     @cuda.jit(device=True)
-    def preactivations(p, rt, xs, w, o_w, o_b, o_h, o_c, o_gates, t, B, H, n_in, first, stop,
-                       j):
+    def preactivations(p, rt, xs, w, o_b, o_h, o_c, o_gates, t, B, H, n_in, first, stop, j):
         """a = b + W x_t + R h_{t-1} of unit j in each slot, for rows first … stop − 1 (at most
         RB), left in their gate slots of step t for ``unit_forward``; fgr adds R_gates
-        [i; f; o]_{t-1} to a_i, a_f, a_o, single_net P_c c_{t-1} to a_c (rt holds Rᵀ and
-        these matrices transposed, so a warp's threads read adjacent words).
+        [i; f; o]_{t-1} to a_i, a_f, a_o, single_net P_c c_{t-1} to a_c (rt holds the
+        matrices transposed, so a warp's threads read adjacent words).
 
         Each weight is loaded once for the RB rows: 4 + RB loads per 4·RB multiply-adds
         (5 per 4 at RB = 1). The loops over u have a constant trip count, so NVVM unrolls
@@ -161,30 +164,31 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
         G = N_SLOTS * H
         ki, kf, kg, ko = I_SLOT * H, F_SLOT * H, G_SLOT * H, O_SLOT * H
         last = stop - 1
+        o_rt, o_rgt, o_pt = transposed_offsets(n_in, H)
         acc = cuda.local.array((RB, 4), ACC)
         for u in range(RB):
             acc[u, 0] = p[o_b + ki + j] if HAS_I else zero
             acc[u, 1] = p[o_b + kf + j] if HAS_F else zero
             acc[u, 2] = p[o_b + kg + j]
             acc[u, 3] = p[o_b + ko + j] if O_ROWS else zero
-        for i in range(n_in):
-            w_i = p[o_w + (ki + j) * n_in + i] if HAS_I else zero
-            w_f = p[o_w + (kf + j) * n_in + i] if HAS_F else zero
-            w_g = p[o_w + (kg + j) * n_in + i]
-            w_o = p[o_w + (ko + j) * n_in + i] if O_ROWS else zero
+        for i in range(n_in):  # Wᵀ [I, G] at 0
+            base_i = i * G
+            w_i = rt[base_i + ki + j] if HAS_I else zero
+            w_f = rt[base_i + kf + j] if HAS_F else zero
+            w_g = rt[base_i + kg + j]
+            w_o = rt[base_i + ko + j] if O_ROWS else zero
             for u in range(RB):
                 add_to_slots(acc, u, w_i, w_f, w_g, w_o, xs[t, min(first + u, last), i])
         if t > 0:
             prev = o_h + (t - 1) * B * H
             for q in range(H):
-                base_q = q * G
+                base_q = o_rt + q * G
                 r_i = rt[base_q + ki + j] if HAS_I else zero
                 r_f = rt[base_q + kf + j] if HAS_F else zero
                 r_g = rt[base_q + kg + j]
                 r_o = rt[base_q + ko + j] if O_ROWS else zero
                 for u in range(RB):
                     add_to_slots(acc, u, r_i, r_f, r_g, r_o, w[prev + min(first + u, last) * H + q])
-            o_rgt, o_pt = transposed_offsets(H)
             if FGR:  # R_gatesᵀ row q: the weights of [i; f; o]_{t-1}[q] into a_i, a_f, a_o
                 width = 3 * H
                 prev_g = o_gates + (t - 1) * B * G
@@ -264,7 +268,8 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
             w[o_h + (here + r) * H + j] = og * act  # o = 1 without an output gate
 
     @cuda.jit(device=True)
-    def read_network(p, rt, w, o_gates, o_h, o_aux, o_c, o_fc, o_bu, t, B, H, first, stop, j):
+    def read_network(p, rt, w, o_gates, o_h, o_aux, o_c, o_fc, o_bu, t, B, H, n_in, first,
+                     stop, j):
         """h_t of unit j for rows first … stop − 1 (at most RB) through the read-out network,
         which needs c_t of every unit: net_readout h_t = tanh(a_h + P_h c_t) (a_h left in
         the o slot), use_gate h_t = tanh(W_u (f ⊙ c_{t-1}) + b_u) ⊙ o (u_t into aux). Pᵀ
@@ -272,7 +277,7 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
         G = N_SLOTS * H
         ko = O_SLOT * H
         last = stop - 1
-        _, o_pt = transposed_offsets(H)
+        _, _, o_pt = transposed_offsets(n_in, H)
         source = (o_c if NET_READOUT else o_fc) + t * B * H  # c_t or f ⊙ c_{t-1}
         acc = cuda.local.array(RB, ACC)
         for u in range(RB):
@@ -308,10 +313,10 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
         H = n_hidden
         O = n_out
         p = params[m]
-        rt = transposed[m]  # Rᵀ [H, G] (and R_gatesᵀ or Pᵀ): a warp reads adjacent words
+        rt = transposed[m]  # Wᵀ, Rᵀ (and R_gatesᵀ or Pᵀ): a warp reads adjacent words
         w = work[m]
         xs = x[m, s]
-        o_w, _, o_b, o_peep, _, _, o_bu, o_wout, o_bout = param_offsets(n_in, H, O)
+        _, _, o_b, o_peep, _, _, o_bu, o_wout, o_bout = param_offsets(n_in, H, O)
         o_gates, o_c, o_h, o_aux, o_dy, _, _, _, _, _, o_fc = work_offsets(T, B, H, O)
         for rr in range(tid, rows, n_threads):
             loss_rows[m, row0 + rr] = 0
@@ -321,16 +326,16 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
                 first = row0 + (e // H) * RB
                 j = e % H
                 stop = min(first + RB, row0 + rows)
-                preactivations(p, rt, xs, w, o_w, o_b, o_h, o_c, o_gates, t, B, H, n_in, first,
-                               stop, j)
+                preactivations(p, rt, xs, w, o_b, o_h, o_c, o_gates, t, B, H, n_in, first, stop,
+                               j)
                 for r in range(first, stop):
                     unit_forward(p, w, o_gates, o_c, o_h, o_aux, o_fc, o_peep, t, B, H, r, j)
             cuda.syncthreads()
             if NET_READOUT or USE_GATE:  # reads c_t (f ⊙ c_{t-1}) of every unit
                 for e in range(tid, groups * H, n_threads):
                     first = row0 + (e // H) * RB
-                    read_network(p, rt, w, o_gates, o_h, o_aux, o_c, o_fc, o_bu, t, B, H, first,
-                                 min(first + RB, row0 + rows), e % H)
+                    read_network(p, rt, w, o_gates, o_h, o_aux, o_c, o_fc, o_bu, t, B, H, n_in,
+                                 first, min(first + RB, row0 + rows), e % H)
                 cuda.syncthreads()
             readout_step(p, w, o_wout, o_bout, o_h, o_dy, t, B, H, O, row0, rows, tid,
                          n_threads, mask[m, s, t], target_class[m, s, t], target_value[m, s, t],

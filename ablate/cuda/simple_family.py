@@ -19,12 +19,14 @@ of the block after a barrier. An element keeps its thread at every step, so the
 elementwise carries (dc-like terms: GRU's z ⊙ h_{t-1}, the min cells' h_{t-1}) need no
 barrier of their own.
 
-Row blocking, as in ``lstm_family``: the forward's sums b + W x_t (+ R h_{t-1}) load each
-weight once for the group's rows (``preactivations``, which leaves them in the da slots of
-step t, unused until the backward); the backward's Σ_k R[k, j] · (gradient at t+1) takes
-RB rows × GT = min(RB, 4) units a thread (``transposed_sum``, its own loop and barrier,
-into the da slot 0 of step t, which the unit's backward reads before writing it); W, R
-and W_out's gradients are GT × GT tiles (``outer_sum``). RB = 1 is one element a thread.
+The forward reads W and R transposed, as ``lstm_family`` (one memory transaction a warp
+instead of 32). Row blocking, as in ``lstm_family``: the forward's sums b + W x_t
+(+ R h_{t-1}) load each weight once for the group's rows (``preactivations``, which leaves
+them in the da slots of step t, unused until the backward); the backward's
+Σ_k R[k, j] · (gradient at t+1) takes RB rows × GT = min(RB, 4) units a thread
+(``transposed_sum``, its own loop and barrier, into the da slot 0 of step t, which the
+unit's backward reads before writing it); W, R and W_out's gradients are GT × GT tiles
+(``outer_sum``). RB = 1 is one element a thread.
 
 Work vector of one model (``work_size``), row-major, G = n_gates·H:
     gates [T,B,G] post-activation (GRU: r, z, n; MIN: z, h̃ or f, i, h̃; none for ELMAN,
@@ -125,8 +127,8 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
         return o_gates, o_hn, o_h, o_dy, o_da, o_dhn, o_carry
 
     @cuda.jit(device=True)
-    def preactivations(p, rt, xs, w, o_w, o_b, o_bhn, o_h, o_da, o_hn, t, B, H, n_in, first,
-                       stop, j):
+    def preactivations(p, rt, xs, w, o_b, o_bhn, o_h, o_da, o_hn, t, B, H, n_in, first, stop,
+                       j):
         """Unit j's input-side sums b_s + W_s x_t of every slot s, plus R_s h_{t-1} for the
         slots R feeds (ELMAN's one, GRU's r and z), and GRU's hidden_n = R_n h_{t-1} + b_hn,
         for rows first … stop − 1 (at most RB): into the da slots of step t (free until the
@@ -147,7 +149,7 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
         w_i = cuda.local.array(N_GATES, ACC)
         for i in range(n_in):
             for k in range(N_GATES):
-                w_i[k] = p[o_w + (k * H + j) * n_in + i]
+                w_i[k] = rt[i * G + k * H + j]  # Wᵀ [I, G] at 0
             for u in range(RB):
                 xv = xs[t, min(first + u, last), i]
                 for k in range(N_GATES):
@@ -155,9 +157,10 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
         if t > 0 and KIND != MIN:
             prev = o_h + (t - 1) * B * H
             for q in range(H):
-                r_0 = rt[q * G + j]
-                r_1 = rt[q * G + H + j] if KIND == GRU else zero
-                r_n = rt[q * G + 2 * H + j] if KIND == GRU else zero
+                base_q = G * n_in + q * G  # Rᵀ [H, G] after Wᵀ
+                r_0 = rt[base_q + j]
+                r_1 = rt[base_q + H + j] if KIND == GRU else zero
+                r_n = rt[base_q + 2 * H + j] if KIND == GRU else zero
                 for u in range(RB):
                     hq = w[prev + min(first + u, last) * H + q]
                     acc[u, 0] += r_0 * hq
@@ -215,10 +218,11 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
         H = n_hidden
         O = n_out
         p = params[m]
-        rt = transposed[m]  # Rᵀ [H, G]: a warp's threads (units j) read adjacent words
+        rt = transposed[m]  # Wᵀ [I, G], Rᵀ [H, G]: a warp's threads (units j) read adjacent
+        # words (ablate.cuda.device.TRANSPOSED)
         w = work[m]
         xs = x[m, s]
-        o_w, _, o_b, o_bhn, o_wout, o_bout = param_offsets(n_in, H, O)
+        _, _, o_b, o_bhn, o_wout, o_bout = param_offsets(n_in, H, O)
         o_gates, o_hn, o_h, o_dy, o_da, _, _ = work_offsets(T, B, H, O)
         for rr in range(tid, rows, n_threads):
             loss_rows[m, row0 + rr] = 0
@@ -228,8 +232,8 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
                 first = row0 + (e // H) * RB
                 j = e % H
                 stop = min(first + RB, row0 + rows)
-                preactivations(p, rt, xs, w, o_w, o_b, o_bhn, o_h, o_da, o_hn, t, B, H, n_in,
-                               first, stop, j)
+                preactivations(p, rt, xs, w, o_b, o_bhn, o_h, o_da, o_hn, t, B, H, n_in, first,
+                               stop, j)
                 for r in range(first, stop):
                     unit_forward(w, o_da, o_gates, o_hn, o_h, t, B, H, r, j)
             cuda.syncthreads()  # the readout reads h_t of every unit
