@@ -7,8 +7,8 @@ Per model m (grid = models, ADAM_THREADS threads), step s of the interval:
     g ← g · clip/‖g‖ where clip > 0 and ‖g‖ > clip
     Adam as ablate.kernels.adam.adam_step (torch.optim.Adam), step = first_step[m] + s
 The loss and ‖g‖ (before clipping) go to losses[m, s], grad_norms[m, s] for the curve.
-The matrices the forward kernels read transposed (W, R, and R_gates or P where the cell
-has them: ``ablate.cuda.device.TRANSPOSED``) are also written transposed to transposed[m]:
+The matrices the forward kernels read transposed (W, R, R_gates or P where the cell has
+them, W_out: ``ablate.cuda.device.TRANSPOSED``) are also written transposed to transposed[m]:
 block b of ``blocks`` [n, 4] = (offset in params, rows, columns, offset in transposed).
 """
 

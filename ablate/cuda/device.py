@@ -35,10 +35,11 @@ MAX_THREADS = 256
 ROWS_PER_THREAD = (1, 2, 4, 8)
 # The matrices the forward kernels would read by column, kept transposed beside the
 # parameters (a warp's threads then read adjacent words, one transaction instead of 32):
-# W x_t, R h_{t-1}, fgr's R_gates, and the cell-state networks P_c (single_net), P_h
-# (net_readout), W_u (use_gate). In flat-vector order in ``DeviceEnsemble.transposed``; a
-# cell has W, R (but the min cells) and at most one of the others.
-TRANSPOSED = ("W", "R", "R_gates", "P_c", "P_h", "W_u")
+# W x_t, R h_{t-1}, fgr's R_gates, the cell-state networks P_c (single_net), P_h
+# (net_readout), W_u (use_gate), and the readout's W_out h_t. In flat-vector order in
+# ``DeviceEnsemble.transposed``; a cell has W, R (but the min cells), at most one of the
+# next four, and W_out.
+TRANSPOSED = ("W", "R", "R_gates", "P_c", "P_h", "W_u", "W_out")
 
 
 def default_tiling(B: int, H: int, rows_per_thread: int = 1) -> tuple[int, int]:

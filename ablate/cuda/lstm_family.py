@@ -123,12 +123,14 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
 
     @cuda.jit(device=True)
     def transposed_offsets(n_in, H):
-        """Offsets of Rᵀ [H, G], R_gatesᵀ [3H, 3H] and Pᵀ [H, H] (P_c, P_h or W_u) in the
-        model's transposed matrices, after Wᵀ [I, G] (ablate.cuda.device.TRANSPOSED)."""
+        """Offsets of Rᵀ [H, G], R_gatesᵀ [3H, 3H], Pᵀ [H, H] (P_c, P_h or W_u) and W_outᵀ
+        [H, O] in the model's transposed matrices, after Wᵀ [I, G]
+        (ablate.cuda.device.TRANSPOSED)."""
         G = N_SLOTS * H
         o_rt = G * n_in
         o_rgt = o_rt + G * H
-        return o_rt, o_rgt, o_rgt + (N_FGR * H) * (N_FGR * H)
+        o_pt = o_rgt + (N_FGR * H) * (N_FGR * H)
+        return o_rt, o_rgt, o_pt, o_pt + N_NET * H * H
 
     # The pointwise math of the CPU kernels (cells/pointwise.py), compiled for the device:
     # g = act(a_g) (lstm97: 4σ − 2), the memory read act(c) (lstm97: 2σ − 1), c_t's update.
@@ -164,7 +166,7 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
         G = N_SLOTS * H
         ki, kf, kg, ko = I_SLOT * H, F_SLOT * H, G_SLOT * H, O_SLOT * H
         last = stop - 1
-        o_rt, o_rgt, o_pt = transposed_offsets(n_in, H)
+        o_rt, o_rgt, o_pt, _ = transposed_offsets(n_in, H)
         acc = cuda.local.array((RB, 4), ACC)
         for u in range(RB):
             acc[u, 0] = p[o_b + ki + j] if HAS_I else zero
@@ -277,7 +279,7 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
         G = N_SLOTS * H
         ko = O_SLOT * H
         last = stop - 1
-        _, _, o_pt = transposed_offsets(n_in, H)
+        _, _, o_pt, _ = transposed_offsets(n_in, H)
         source = (o_c if NET_READOUT else o_fc) + t * B * H  # c_t or f ⊙ c_{t-1}
         acc = cuda.local.array(RB, ACC)
         for u in range(RB):
@@ -313,10 +315,11 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
         H = n_hidden
         O = n_out
         p = params[m]
-        rt = transposed[m]  # Wᵀ, Rᵀ (and R_gatesᵀ or Pᵀ): a warp reads adjacent words
+        rt = transposed[m]  # Wᵀ, Rᵀ (R_gatesᵀ or Pᵀ), W_outᵀ: a warp reads adjacent words
         w = work[m]
         xs = x[m, s]
-        _, _, o_b, o_peep, _, _, o_bu, o_wout, o_bout = param_offsets(n_in, H, O)
+        _, _, o_b, o_peep, _, _, o_bu, _, o_bout = param_offsets(n_in, H, O)
+        o_wout_t = transposed_offsets(n_in, H)[3]
         o_gates, o_c, o_h, o_aux, o_dy, _, _, _, _, _, o_fc = work_offsets(T, B, H, O)
         for rr in range(tid, rows, n_threads):
             loss_rows[m, row0 + rr] = 0
@@ -337,7 +340,7 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
                     read_network(p, rt, w, o_gates, o_h, o_aux, o_c, o_fc, o_bu, t, B, H, n_in,
                                  first, min(first + RB, row0 + rows), e % H)
                 cuda.syncthreads()
-            readout_step(p, w, o_wout, o_bout, o_h, o_dy, t, B, H, O, row0, rows, tid,
+            readout_step(p, rt, w, o_wout_t, o_bout, o_h, o_dy, t, B, H, O, row0, rows, tid,
                          n_threads, mask[m, s, t], target_class[m, s, t], target_value[m, s, t],
                          loss_code, scale[m, s], loss_rows[m])
 

@@ -27,11 +27,14 @@ def make_readout(dtype) -> tuple:
     zero = np.dtype(dtype).type(0)
 
     @cuda.jit(device=True)
-    def readout_step(p, w, o_wout, o_bout, o_h, o_dy, t, B, H, O, row0, rows, tid, n_threads,
-                     mask_t, target_class_t, target_value_t, loss_code, scale, loss_rows):
+    def readout_step(p, rt, w, o_wout_t, o_bout, o_h, o_dy, t, B, H, O, row0, rows, tid,
+                     n_threads, mask_t, target_class_t, target_value_t, loss_code, scale,
+                     loss_rows):
         """Logits, loss and dℓ/dy of step t for the block's rows; ends with a block barrier.
 
-        mask_t [B], target_class_t [B], target_value_t [B,O] are step t's slices; loss_rows [B]
+        W_out is read transposed (W_outᵀ [H, O] at o_wout_t in rt, ablate.cuda.device.
+        TRANSPOSED): a warp's threads (outputs k, k+1, …) read adjacent words. mask_t [B],
+        target_class_t [B], target_value_t [B,O] are step t's slices; loss_rows [B]
         accumulates each row's scaled, masked loss over t.
         """
         # Logits of the scored rows, one (row, output) per thread.
@@ -41,9 +44,8 @@ def make_readout(dtype) -> tuple:
             if mask_t[r] != 0:
                 acc = p[o_bout + k]
                 base_h = o_h + (t * B + r) * H
-                base_w = o_wout + k * H
                 for q in range(H):
-                    acc += p[base_w + q] * w[base_h + q]
+                    acc += rt[o_wout_t + q * O + k] * w[base_h + q]
                 w[o_dy + (t * B + r) * O + k] = acc
         cuda.syncthreads()
         # Loss and its gradient, one row per thread (O is small: classes or targets).

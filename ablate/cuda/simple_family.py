@@ -218,12 +218,13 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
         H = n_hidden
         O = n_out
         p = params[m]
-        rt = transposed[m]  # Wᵀ [I, G], Rᵀ [H, G]: a warp's threads (units j) read adjacent
-        # words (ablate.cuda.device.TRANSPOSED)
+        rt = transposed[m]  # Wᵀ [I, G], Rᵀ [H, G], W_outᵀ [H, O]: a warp's threads (units
+        # j) read adjacent words (ablate.cuda.device.TRANSPOSED)
         w = work[m]
         xs = x[m, s]
-        _, _, o_b, o_bhn, o_wout, o_bout = param_offsets(n_in, H, O)
+        _, _, o_b, o_bhn, _, o_bout = param_offsets(n_in, H, O)
         o_gates, o_hn, o_h, o_dy, o_da, _, _ = work_offsets(T, B, H, O)
+        o_wout_t = N_GATES * H * (n_in + H * N_REC)  # W_outᵀ [H, O] after Wᵀ and Rᵀ
         for rr in range(tid, rows, n_threads):
             loss_rows[m, row0 + rr] = 0
         groups = (rows + RB - 1) // RB  # a thread takes unit j of RB rows at once
@@ -237,7 +238,7 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
                 for r in range(first, stop):
                     unit_forward(w, o_da, o_gates, o_hn, o_h, t, B, H, r, j)
             cuda.syncthreads()  # the readout reads h_t of every unit
-            readout_step(p, w, o_wout, o_bout, o_h, o_dy, t, B, H, O, row0, rows, tid,
+            readout_step(p, rt, w, o_wout_t, o_bout, o_h, o_dy, t, B, H, O, row0, rows, tid,
                          n_threads, mask[m, s, t], target_class[m, s, t], target_value[m, s, t],
                          loss_code, scale[m, s], loss_rows[m])
 
