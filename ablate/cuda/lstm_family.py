@@ -21,17 +21,20 @@ of the block after a barrier.
 
 Row blocking (RB > 1): the sums that read weights load each weight once for the group's
 rows and keep RB accumulators per slot in registers (loops of constant trip count, which
-NVVM unrolls): b + W x_t + R h_{t-1} in the forward (``preactivations``), and in the
-backward Σ_k da_{t+1}[r, k] R[k, j], which also takes GT = min(RB, 4) units per thread
-(``transposed_sum``, its own loop and barrier). W, R and W_out's gradients are summed in
-GT × GT tiles (``outer_sum``); both are ``ablate.cuda.blocking``'s. The pointwise rest runs
-row by row. RB = 1 is one (row, unit) element per thread. bench/load_count.py counts the
-loads per model-step for each RB.
+NVVM unrolls): b + W x_t + R h_{t-1} (fgr's R_gates [i; f; o]_{t-1}, single_net's
+P_c c_{t-1}) in the forward (``preactivations``; net_readout's P_h c_t and use_gate's
+W_u (f ⊙ c_{t-1}) in ``read_network``), and in the backward Σ_k da_{t+1}[r, k] R[k, j]
+(R_gates, P likewise), which also takes GT = min(RB, 4) units per thread
+(``transposed_rows``, its own loop and barrier). Every weight matrix's gradient is summed
+in GT × GT tiles (``outer_sum``); both are ``ablate.cuda.blocking``'s. The pointwise rest
+runs row by row. RB = 1 is one (row, unit) element per thread. bench/load_count.py counts
+the loads per model-step for each RB.
 
 Work vector of one model (``work_size``), row-major:
     gates [T,B,G] post-activation    c, h, aux [T,B,H]   aux = act(c_t) (u_t for use_gate)
     dy [T,B,O]                       da [T,B,G] = dL/da_t (gate pre-activations)
     d_net [T,B,H] (single_net, net_readout, use_gate)   dc, dc_next, d_read [B,H]
+    fc [T,B,H] = f_t ⊙ c_{t-1} (use_gate only: what W_u reads)
 The backward kernel writes each tile's gradient to grad_tiles[model, tile, :]; the Adam
 kernel sums the tiles in a fixed order (deterministic, no atomics).
 """
