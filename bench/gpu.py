@@ -5,7 +5,8 @@ steps), Adam at lr 1e-3, global-norm clipping at 1.0, float32, every model its o
 its own training batches. Measured in one run:
 
   one model  H=128, B=32, T=100 (gap 80) and T=1000 (gap 980): the wall time of a training
-             step and of its forward + backward alone, and both per time step (time / T)
+             step and of its forward + backward alone, and both per time step (time / T);
+             the forward + backward also at the other tilings (as the ensembles' below)
   ensembles  16 and 128 models, H=64, B=32, T=100, trained together by one DeviceEnsemble
              (three launches a step for all models): model-steps/s (models × steps / wall
              seconds) and the 128-model step time over the 16-model one
@@ -178,13 +179,16 @@ class AblateCase:
         self.first_seconds = time.perf_counter() - started
 
     def occupancy(self) -> dict | None:
+        return self.occupancy_of(self.ens)
+
+    @staticmethod
+    def occupancy_of(ens) -> dict | None:
         """The grid, the blocks an SM holds (the driver's answer) and the waves of the
         forward and backward launches; None under the simulator (it has no occupancy)."""
         if simulator_active():
             return None
         from ablate.cuda.occupancy import device_limits, driver_blocks_per_sm, waves
 
-        ens = self.ens
         grid = ens.n_tiles * ens.M
         try:
             per_sm = {role: driver_blocks_per_sm(getattr(ens.kernels, role), ens.threads)
@@ -323,11 +327,50 @@ def single_rows(args, sizes: Sizes, torch) -> list[dict]:
                        cudnn_us_per_time_step=1e6 * best["cuDNN step"] / T,
                        cudnn_fwd_bwd_us_per_time_step=1e6 * best["cuDNN fwd+bwd"] / T,
                        cudnn_over_ablate=best["cuDNN step"] / best["ablate step"])
+        row["tile_rows"] = ours.ens.tile_rows
+        row["rows_per_thread"] = ours.ens.rows_per_thread
+        row["occupancy"] = ours.occupancy()
+        print(f"  one model, T{T}: ablate {row['ablate_step_ms']:.3f} ms a step, fwd+bwd "
+              f"{row['ablate_fwd_bwd_us_per_time_step']:.1f} µs a time step (first launch "
+              f"{ours.first_seconds:.1f} s; {occupancy_words(ours.ens, row['occupancy'])})",
+              flush=True)
+        row["variants"], row["failed_variants"] = [], []
+        for rows_per_thread, tile_rows in variants(args, ours.ens):  # ablate only: fwd+bwd
+            timed = time_variant(args, data, H, O, tile_rows, rows_per_thread,
+                                 "forward_backward", row["failed_variants"])
+            if timed is None:
+                continue
+            seconds, ens = timed
+            occupancy = AblateCase.occupancy_of(ens)
+            row["variants"].append({"tile_rows": ens.tile_rows,
+                                    "rows_per_thread": rows_per_thread,
+                                    "threads": ens.threads, "occupancy": occupancy,
+                                    "fwd_bwd_us_per_time_step": 1e6 * seconds / T})
+            print(f"    {occupancy_words(ens, occupancy)}: fwd+bwd {1e6 * seconds / T:.1f} µs "
+                  "a time step", flush=True)
+            del ens
         rows.append(row)
-        print(f"  one model, T{T}: ablate {row['ablate_step_ms']:.3f} ms a step "
-              f"(first launch {ours.first_seconds:.1f} s)", flush=True)
         del ours, theirs
     return rows
+
+
+def time_variant(args, data: Data, H: int, O: int, tile_rows: int, rows_per_thread: int,
+                 route: str, failed: list) -> tuple | None:
+    """(best seconds a step of ``route`` — "train" or "forward_backward" —, the ensemble) of
+    one other tiling, ablate only; None, with one printed line and an entry in ``failed``,
+    where it fails to build or launch (the other tilings and the JSON are kept)."""
+    try:
+        case = AblateCase(data, H, O, tile_rows, rows_per_thread)
+        seconds = min(measure({"ablate": (getattr(case, route), case.sync)}, args.steps,
+                              args.repeats, args.case_seconds)["ablate"])
+    except Exception as error:  # one tiling failing must not lose the others
+        words = f"{type(error).__name__}: {error}".splitlines()[0]
+        print(f"    tile_rows {tile_rows}, {rows_per_thread} row(s) a thread: failed ({words})",
+              flush=True)
+        failed.append({"tile_rows": tile_rows, "rows_per_thread": rows_per_thread,
+                       "error": words})
+        return None
+    return seconds, case.ens
 
 
 def ensemble_rows(args, sizes: Sizes, torch) -> list[dict]:
@@ -362,26 +405,19 @@ def ensemble_rows(args, sizes: Sizes, torch) -> list[dict]:
               f"({occupancy_words(ours.ens, row['occupancy'])})", flush=True)
         row["variants"], row["failed_variants"] = [], []
         for rows_per_thread, tile_rows in variants(args, ours.ens):  # ablate only
-            try:
-                other = AblateCase(data, H, O, tile_rows, rows_per_thread)
-                seconds = min(measure({"ablate": (other.train, other.sync)}, args.steps,
-                                      args.repeats, args.case_seconds)["ablate"])
-            except Exception as error:  # one tiling failing must not lose the others
-                words = f"{type(error).__name__}: {error}".splitlines()[0]
-                print(f"    tile_rows {tile_rows}, {rows_per_thread} row(s) a thread: "
-                      f"failed ({words})", flush=True)
-                row["failed_variants"].append({"tile_rows": tile_rows,
-                                               "rows_per_thread": rows_per_thread,
-                                               "error": words})
+            timed = time_variant(args, data, H, O, tile_rows, rows_per_thread, "train",
+                                 row["failed_variants"])
+            if timed is None:
                 continue
-            occupancy = other.occupancy()
+            seconds, ens = timed
+            occupancy = AblateCase.occupancy_of(ens)
             row["variants"].append({
-                "tile_rows": other.ens.tile_rows, "rows_per_thread": rows_per_thread,
-                "threads": other.ens.threads, "step_ms": 1e3 * seconds,
+                "tile_rows": ens.tile_rows, "rows_per_thread": rows_per_thread,
+                "threads": ens.threads, "step_ms": 1e3 * seconds,
                 "model_steps_per_second": M / seconds, "occupancy": occupancy})
-            print(f"    {occupancy_words(other.ens, occupancy)}: {M / seconds:.0f} "
+            print(f"    {occupancy_words(ens, occupancy)}: {M / seconds:.0f} "
                   "model-steps/s", flush=True)
-            del other
+            del ens
         rows.append(row)
         del ours, theirs, data
     return rows
@@ -478,6 +514,18 @@ def judge(single: list[dict], ensembles: list[dict]) -> list[dict]:
          "detail": f"{large['ablate_step_ms']:.3f} ms / {small['ablate_step_ms']:.3f} ms = "
                    f"{scaling:.2f}×{waves_words(small, large)}"},
     ]
+    if any(row["variants"] for row in single):
+        fastest = [min([r["ablate_fwd_bwd_us_per_time_step"]]
+                       + [v["fwd_bwd_us_per_time_step"] for v in r["variants"]]) for r in single]
+        words = []
+        for r, best in zip(single, fastest, strict=True):
+            chosen = next((v for v in r["variants"] if v["fwd_bwd_us_per_time_step"] == best),
+                          {"tile_rows": r["tile_rows"], "rows_per_thread": r["rows_per_thread"]})
+            words.append(f"T{r['T']} {best:.1f} µs ({variant_words(chosen)})")
+        targets.insert(1, {
+            "target": "the same at each T's fastest tiling measured",
+            "met": max(fastest) <= TARGET_US_PER_TIME_STEP, "value": max(fastest),
+            "detail": ", ".join(words)})
     if any(row["variants"] for row in ensembles):
         small_best, large_best = (fastest_tiling(row) for row in ensembles)
         best_scaling = large_best["step_ms"] / small_best["step_ms"]

@@ -387,7 +387,11 @@ def test_gpu_benchmark_runs_under_the_simulator(tmp_path):
     assert "SIMULATOR RUN" in result.stdout and "targets (issue 7" in result.stdout
     data = json.loads(out.read_text())
     assert data["simulated"] and len(data["ensembles"]) == 2
-    for row in data["ensembles"]:  # B 3: the default tile is 3 rows at 1 or 2 a thread
+    assert len(data["single"]) == 2
+    for row in data["ensembles"] + data["single"]:  # B 3: the default tile is 3 rows at 1 or
+        # 2 a thread; one model is timed at the other tilings too (fwd+bwd)
         assert {(v["tile_rows"], v["rows_per_thread"]) for v in row["variants"]} == {
             (1, 1), (3, 2)}
-    assert "fastest tiling measured" in result.stdout
+    assert all(v["fwd_bwd_us_per_time_step"] > 0 for v in data["single"][0]["variants"])
+    assert "the same at each T's fastest tiling measured" in result.stdout
+    assert "the same two targets at each size's fastest tiling measured" in result.stdout
