@@ -58,7 +58,7 @@ def threads_for(tile_rows: int, H: int, rows_per_thread: int = 1) -> int:
 
 def transposed_blocks(spec, n_in: int, H: int, O: int) -> list[tuple[int, int, int, int]]:
     """[(offset in the flat parameters, rows, columns, offset in the transposed copy)] of the
-    cell's ``TRANSPOSED`` matrices, in flat-vector order (R, then R_gates or P)."""
+    cell's ``TRANSPOSED`` matrices, in flat-vector order (W, R, R_gates or P, W_out)."""
     blocks, offset, at = [], 0, 0
     for name, shape in spec.block_shapes(n_in, H, O):
         size = math.prod(shape)
