@@ -250,20 +250,28 @@ def test_upload_parts_fit_the_budget():
     assert steps_per_upload(10**6, 10**4, 512, 10, 9, "mse", np.float32) == 1
 
 
-def test_a_diverging_model_stops_and_the_others_go_on():
+def three_adam_steps(cell, params, x, target, mask, H, O, threads):
+    """A DeviceEnsemble of the models in params after three training steps (Adam at lr 1e-2,
+    no clipping) on the same batch, tiles of 2 rows."""
     from ablate.cuda.device import DeviceEnsemble
 
-    rng = np.random.default_rng(3)
-    params, x, target, mask, H, O = random_problem("lstm", "xent", rng, np.float32)
-    params[0, 0] = np.nan  # model 0's loss is not finite from the first step
     M, T, B, n_in = x.shape
-    ens = DeviceEnsemble("lstm", np.float32, M, T, B, n_in, H, O, 3, 2, 5)
+    ens = DeviceEnsemble(cell, np.float32, M, T, B, n_in, H, O, 3, 2, threads)
     ens.set_params(params)
     ens.load_interval(np.repeat(x[:, None], 3, 1), np.repeat(target[:, None], 3, 1),
                       np.zeros((M, 3, T, B, 0), np.float32), np.repeat(mask[:, None], 3, 1),
                       [3, 3], [1, 1], [1e-2, 1e-2], [0.0, 0.0])
     for s in range(3):
         ens.step(s, LOSS_CODES["xent"])
+    return ens
+
+
+def test_a_diverging_model_stops_and_the_others_go_on():
+
+    rng = np.random.default_rng(3)
+    params, x, target, mask, H, O = random_problem("lstm", "xent", rng, np.float32)
+    params[0, 0] = np.nan  # model 0's loss is not finite from the first step
+    ens = three_adam_steps("lstm", params, x, target, mask, H, O, threads=5)
     after, losses, norms, taken = ens.fetch()
     assert list(taken) == [0, 3]
     assert not np.isfinite(losses[0, 0]) and np.isfinite(losses[1]).all()
@@ -274,22 +282,16 @@ def test_a_diverging_model_stops_and_the_others_go_on():
 @pytest.mark.parametrize("cell", ["lstm", "fgr", "single_net", "net_readout", "use_gate",
                                   "gru", "minlstm"])
 def test_adam_keeps_the_transposed_matrices_in_step(cell):
-    """The forward kernels read R (and R_gates, P_c, P_h or W_u) from a transposed copy the
-    Adam kernel rewrites at each update: after three steps it is the updated parameters'
-    blocks, transposed (found by name in the cell's flat layout, not by the kernels'
-    offsets)."""
-    from ablate.cuda.device import TRANSPOSED, DeviceEnsemble
+    """The forward kernels read W, R (R_gates, P_c, P_h or W_u) and W_out from a transposed
+    copy the Adam kernel rewrites at each update: after three steps it is the updated
+    parameters' blocks, transposed (found by name in the cell's flat layout, not by the
+    kernels' offsets)."""
+    from ablate.cuda.device import TRANSPOSED
 
     rng = np.random.default_rng(sum(map(ord, cell)) + 2)
     params, x, target, mask, H, O = random_problem(cell, "xent", rng, np.float32)
     M, T, B, n_in = x.shape
-    ens = DeviceEnsemble(cell, np.float32, M, T, B, n_in, H, O, 3, 2, 7)
-    ens.set_params(params)
-    ens.load_interval(np.repeat(x[:, None], 3, 1), np.repeat(target[:, None], 3, 1),
-                      np.zeros((M, 3, T, B, 0), np.float32), np.repeat(mask[:, None], 3, 1),
-                      [3, 3], [1, 1], [1e-2, 1e-2], [0.0, 0.0])
-    for s in range(3):
-        ens.step(s, LOSS_CODES["xent"])
+    ens = three_adam_steps(cell, params, x, target, mask, H, O, threads=7)
     after, *_ = ens.fetch()
     assert np.abs(after - params).max() > 0
     expected, offset = [], 0
