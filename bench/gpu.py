@@ -9,7 +9,9 @@ its own training batches. Measured in one run:
              the forward + backward also at the other tilings (as the ensembles' below)
   ensembles  16 and 128 models, H=64, B=32, T=100, trained together by one DeviceEnsemble
              (three launches a step for all models): model-steps/s (models × steps / wall
-             seconds) and the 128-model step time over the 16-model one
+             seconds) and the 128-model step time over the 16-model one; also 6 models, a
+             suite's shape group (3 seeds × 2 learning rates), which run_suite.py trains as
+             one ensemble at a time: how much of the GPU one such launch uses
   cuDNN      the same shapes as ``nn.LSTM`` + ``nn.Linear`` + ``torch.optim.Adam`` (fused) +
              ``clip_grad_norm_`` on cuda, cuDNN on, TF32 off unless --tf32 (ablate computes in
              plain float32); an ensemble is its M models as M separate torch models trained
@@ -69,15 +71,17 @@ class Sizes:
     single_gaps: tuple[int, ...]
     ensemble_hidden: int
     ensemble_gap: int
-    models: tuple[int, int]  # the small and the large ensemble
+    models: tuple[int, int]  # the small and the large ensemble (the targets')
+    group_models: int  # a suite's shape group: run_suite.py's ensemble of one cell and gap
     batch: int
     copy: dict
 
 
 FULL = Sizes(single_hidden=128, single_gaps=(80, 980), ensemble_hidden=64, ensemble_gap=80,
-             models=(16, 128), batch=32, copy={})
+             models=(16, 128), group_models=6, batch=32, copy={})
 SIMULATED = Sizes(single_hidden=4, single_gaps=(1, 3), ensemble_hidden=4, ensemble_gap=1,
-                  models=(2, 3), batch=3, copy={"n_symbols": 2, "n_recall": 2})  # T 5, 7
+                  models=(2, 3), group_models=1, batch=3,
+                  copy={"n_symbols": 2, "n_recall": 2})  # T 5, 7
 
 TARGET_US_PER_TIME_STEP = 20.0
 TARGET_MODEL_STEPS = 5000.0
@@ -377,7 +381,7 @@ def ensemble_rows(args, sizes: Sizes, torch) -> list[dict]:
     """Each ensemble size: one DeviceEnsemble against its models run one after another."""
     rows = []
     H = sizes.ensemble_hidden
-    for M in sizes.models:
+    for M in (sizes.group_models, *sizes.models):
         data, O = copy_data(sizes, M, args.steps, sizes.ensemble_gap)
         T = data.shape[2]
         ours = AblateCase(data, H, O)
@@ -674,6 +678,13 @@ def main(argv: list[str] | None = None) -> int:
     single = single_rows(args, sizes, torch)
     ensembles = ensemble_rows(args, sizes, torch)
     print_tables(single, ensembles)
+    group = ensembles[0]
+    fastest = fastest_tiling(group)
+    plural = "s" if group["models"] != 1 else ""
+    print(f"\na shape group of {group['models']} model{plural} (one run_suite.py ensemble): "
+          f"{group['ablate_model_steps_per_second']:,.0f} model-steps/s at the default tiling, "
+          f"{fastest['model_steps_per_second']:,.0f} at the fastest ({variant_words(fastest)})")
+    ensembles = ensembles[1:]  # the targets' sizes
     small, large = ensembles
     scaling = large["ablate_step_ms"] / small["ablate_step_ms"]
     print(f"\nablate step time, {large['models']} models / {small['models']} models: "
@@ -693,7 +704,7 @@ def main(argv: list[str] | None = None) -> int:
                          "numba-cuda": version("numba-cuda"), "numpy": np.__version__,
                          "torch": torch_words},
             "steps": args.steps, "repeats": args.repeats, "tf32": args.tf32,
-            "single": single, "ensembles": ensembles, "scaling": scaling,
+            "single": single, "ensembles": ensembles, "group": group, "scaling": scaling,
             "targets": targets}, indent=2))
         print(f"wrote {args.json}")
     return 0

@@ -267,7 +267,6 @@ def three_adam_steps(cell, params, x, target, mask, H, O, threads):
 
 
 def test_a_diverging_model_stops_and_the_others_go_on():
-
     rng = np.random.default_rng(3)
     params, x, target, mask, H, O = random_problem("lstm", "xent", rng, np.float32)
     params[0, 0] = np.nan  # model 0's loss is not finite from the first step
@@ -389,9 +388,11 @@ def test_gpu_benchmark_runs_under_the_simulator(tmp_path):
     assert "SIMULATOR RUN" in result.stdout and "targets (issue 7" in result.stdout
     data = json.loads(out.read_text())
     assert data["simulated"] and len(data["ensembles"]) == 2
-    assert len(data["single"]) == 2
-    for row in data["ensembles"] + data["single"]:  # B 3: the default tile is 3 rows at 1 or
-        # 2 a thread; one model is timed at the other tilings too (fwd+bwd)
+    assert len(data["single"]) == 2 and data["group"]["models"] == 1
+    assert "a shape group of 1 model (one run_suite.py ensemble)" in result.stdout
+    # B 3: the default tile is 3 rows at 1 or 2 a thread; one model is timed at the other
+    # tilings too (fwd+bwd), and so is the shape group's ensemble
+    for row in data["ensembles"] + data["single"] + [data["group"]]:
         assert {(v["tile_rows"], v["rows_per_thread"]) for v in row["variants"]} == {
             (1, 1), (3, 2)}
     assert all(v["fwd_bwd_us_per_time_step"] > 0 for v in data["single"][0]["variants"])
