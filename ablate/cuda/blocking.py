@@ -2,8 +2,7 @@
 batch rows (or each row value once for several weights), accumulators in registers.
 
 ``make_blocked(dtype, rows_per_thread)`` gives these device functions, for RB =
-rows_per_thread and GT = min(RB, 4) (8 would halve the tiles' loads again but brings
-single_net's backward to 246 of 255 registers), and GT itself:
+rows_per_thread, GT = min(RB, 4) and OT = min(RB, 8), and GT and OT themselves:
 
   transposed_sum  Σ_k left[r, k] M[k, j] for RB rows × GT units a thread: dL/dh_t through
                   R h_t at step t+1 (left = the gradients at step t+1), and the other
@@ -11,8 +10,14 @@ single_net's backward to 246 of 255 registers), and GT itself:
                   RB·GT multiply-adds (2 per 1 unblocked). ``transposed_rows`` runs it over
                   all of a block's rows and units.
   outer_sum       a weight matrix's gradient Σ_t Σ_r left[t, r, k] right[t − lag, r, q],
-                  a GT × GT tile a thread: 2·GT loads per GT² multiply-adds (2 per 1).
+                  an OT × OT tile a thread: 2·OT loads per OT² multiply-adds (2 per 1).
                   ``outer_sum_x`` is the same with x_t ([T, B, I]) on the right.
+
+The sides are what the registers allow (ptxas, every cell at RB 8): 8 × 8 gradient tiles
+fit beside everything else (backward ≤ 229 of 255 registers, no spills) and cut the lstm's
+loads a model-step by 19% against 4 × 4 (bench/load_count.py: 2.49 M → 2.02 M
+warp-loads); 8 units a thread in transposed_sum as well spill (fgr, single_net: 255
+registers and 16–28 B of spills), so it keeps 4.
 
 The loops over the block's rows and units have constant trip counts, so NVVM unrolls them
 and the local arrays become registers (ptxas reports no stack: bench/cuda_resources.txt).
@@ -35,7 +40,8 @@ class Blocked(NamedTuple):
     transposed_rows: object
     outer_sum: object
     outer_sum_x: object
-    units: int  # GT: units a thread takes in transposed_sum, the side of outer_sum's tile
+    units: int  # GT: units a thread takes in transposed_sum
+    tile: int  # OT: the side of outer_sum's tile
 
 
 _BUILT: dict = {}
@@ -64,6 +70,7 @@ def make_blocked(dtype, rows_per_thread: int) -> Blocked:
 
 def _build(dtype: np.dtype, RB: int) -> Blocked:
     GT = min(RB, 4)
+    OT = min(RB, 8)  # the module docstring says why the two differ
     ACC = numba.from_dtype(dtype)
     zero = dtype.type(0)
 
@@ -123,32 +130,32 @@ def _build(dtype: np.dtype, RB: int) -> Blocked:
             R is the gradients at t against h_{t−1} (lag 1), W against x_t, W_out dy_t
             against h_t; a block of a matrix (R_gates' gate pairs) has g_stride > n_cols.
             A thread sums the tile of rows a, a + na, … and columns b, b + nb, …
-            (na = ⌈n_rows/GT⌉, nb = ⌈n_cols/GT⌉), so a warp's threads (consecutive b) read
+            (na = ⌈n_rows/OT⌉, nb = ⌈n_cols/OT⌉), so a warp's threads (consecutive b) read
             adjacent words of right."""
-            na = (n_rows + GT - 1) // GT
-            nb = (n_cols + GT - 1) // GT
-            acc = cuda.local.array((GT, GT), ACC)
-            left_t = cuda.local.array(GT, ACC)
-            right_t = cuda.local.array(GT, ACC)
+            na = (n_rows + OT - 1) // OT
+            nb = (n_cols + OT - 1) // OT
+            acc = cuda.local.array((OT, OT), ACC)
+            left_t = cuda.local.array(OT, ACC)
+            right_t = cuda.local.array(OT, ACC)
             for e in range(tid, na * nb, n_threads):
                 a = e // nb
                 b = e % nb
-                for u in range(GT):
-                    for v in range(GT):
+                for u in range(OT):
+                    for v in range(OT):
                         acc[u, v] = zero
                 for t in range(lag, T):
                     for r in range(row0, row0 + rows):
-                        for u in range(GT):
+                        for u in range(OT):
                             left_t[u] = work_entry(left, l_base, l_width, t, B, r,
                                                    min(a + u * na, n_rows - 1))
-                        for v in range(GT):
+                        for v in range(OT):
                             right_t[v] = right_entry(right, r_base, r_width, t - lag, B, r,
                                                      min(b + v * nb, n_cols - 1))
-                        for u in range(GT):
-                            for v in range(GT):
+                        for u in range(OT):
+                            for v in range(OT):
                                 acc[u, v] += left_t[u] * right_t[v]
-                for u in range(GT):
-                    for v in range(GT):
+                for u in range(OT):
+                    for v in range(OT):
                         k = a + u * na
                         q = b + v * nb
                         if k < n_rows and q < n_cols:
@@ -157,4 +164,4 @@ def _build(dtype: np.dtype, RB: int) -> Blocked:
         return outer_sum
 
     return Blocked(transposed_sum, transposed_rows, make_outer_sum(work_entry),
-                   make_outer_sum(input_entry), GT)
+                   make_outer_sum(input_entry), GT, OT)

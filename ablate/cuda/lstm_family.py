@@ -26,9 +26,9 @@ P_c c_{t-1}) in the forward (``preactivations``; net_readout's P_h c_t and use_g
 W_u (f ⊙ c_{t-1}) in ``read_network``), and in the backward Σ_k da_{t+1}[r, k] R[k, j]
 (R_gates, P likewise), which also takes GT = min(RB, 4) units per thread
 (``transposed_rows``, its own loop and barrier). Every weight matrix's gradient is summed
-in GT × GT tiles (``outer_sum``); both are ``ablate.cuda.blocking``'s. The pointwise rest
-runs row by row. RB = 1 is one (row, unit) element per thread. bench/load_count.py counts
-the loads per model-step for each RB.
+in OT × OT tiles (``outer_sum``, OT = min(RB, 8)); both are ``ablate.cuda.blocking``'s. The
+pointwise rest runs row by row. RB = 1 is one (row, unit) element per thread.
+bench/load_count.py counts the loads per model-step for each RB.
 
 Work vector of one model (``work_size``), row-major:
     gates [T,B,G] post-activation    c, h, aux [T,B,H]   aux = act(c_t) (u_t for use_gate)
@@ -482,7 +482,7 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
                 transposed_rows(w, o_dcn, H, w, o_dnet + here * H, H, H, p, o_p, H, H, row0,
                                 rows, tid, n_threads, False)
         cuda.syncthreads()
-        # This tile's weight gradients: W, R, W_out, R_gates, P_c, P_h, W_u in GT × GT tiles
+        # This tile's weight gradients: W, R, W_out, R_gates, P_c, P_h, W_u in OT × OT tiles
         # (``outer_sum``), the biases and peepholes one parameter per thread at a time.
         g = grad_tiles[m, tile]
         outer_sum_x(g, o_w, n_in, w, o_da, G, G, xs, 0, n_in, n_in, 0, T, B, row0, rows, tid,

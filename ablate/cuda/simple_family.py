@@ -25,8 +25,8 @@ instead of 32). Row blocking, as in ``lstm_family``: the forward's sums b + W x_
 them in the da slots of step t, unused until the backward); the backward's
 Σ_k R[k, j] · (gradient at t+1) takes RB rows × GT = min(RB, 4) units a thread
 (``transposed_sum``, its own loop and barrier, into the da slot 0 of step t, which the
-unit's backward reads before writing it); W, R and W_out's gradients are GT × GT tiles
-(``outer_sum``). RB = 1 is one element a thread.
+unit's backward reads before writing it); W, R and W_out's gradients are OT × OT tiles
+(``outer_sum``, OT = min(RB, 8)). RB = 1 is one element a thread.
 
 Work vector of one model (``work_size``), row-major, G = n_gates·H:
     gates [T,B,G] post-activation (GRU: r, z, n; MIN: z, h̃ or f, i, h̃; none for ELMAN,
@@ -321,7 +321,7 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
             # Step t-1 reads da_t of every unit (through R); also orders the weight
             # gradients below after the last step.
             cuda.syncthreads()
-        # This tile's weight gradients: W, R and W_out in GT × GT tiles (``outer_sum``), the
+        # This tile's weight gradients: W, R and W_out in OT × OT tiles (``outer_sum``), the
         # others one parameter per thread at a time (k skips W, R and W_out).
         g = grad_tiles[m, tile]
         outer_sum_x(g, o_w, n_in, w, o_da, G, G, xs, 0, n_in, n_in, 0, T, B, row0, rows, tid,
