@@ -302,9 +302,9 @@ class TorchModels:
 # ---------------------------------------------------------------- cases
 
 
-def single_rows(args, sizes: Sizes, torch) -> list[dict]:
-    """One model at H=single_hidden for every T: step and forward + backward times."""
-    rows = []
+def single_rows(args, sizes: Sizes, torch, rows: list) -> list[dict]:
+    """One model at H=single_hidden for every T: step and forward + backward times, each
+    appended to ``rows`` as soon as it is measured (``save_partial`` writes them)."""
     H = sizes.single_hidden
     for gap in sizes.single_gaps:
         data, O = copy_data(sizes, 1, args.steps, gap)
@@ -354,6 +354,7 @@ def single_rows(args, sizes: Sizes, torch) -> list[dict]:
                   "a time step", flush=True)
             del ens
         rows.append(row)
+        args.save_partial()
         del ours, theirs
     return rows
 
@@ -377,9 +378,9 @@ def time_variant(args, data: Data, H: int, O: int, tile_rows: int, rows_per_thre
     return seconds, case.ens
 
 
-def ensemble_rows(args, sizes: Sizes, torch) -> list[dict]:
-    """Each ensemble size: one DeviceEnsemble against its models run one after another."""
-    rows = []
+def ensemble_rows(args, sizes: Sizes, torch, rows: list) -> list[dict]:
+    """Each ensemble size: one DeviceEnsemble against its models run one after another,
+    appended to ``rows`` as soon as it is measured."""
     H = sizes.ensemble_hidden
     for M in (sizes.group_models, *sizes.models):
         data, O = copy_data(sizes, M, args.steps, sizes.ensemble_gap)
@@ -423,6 +424,7 @@ def ensemble_rows(args, sizes: Sizes, torch) -> list[dict]:
                   "model-steps/s", flush=True)
             del ens
         rows.append(row)
+        args.save_partial()
         del ours, theirs, data
     return rows
 
@@ -675,8 +677,19 @@ def main(argv: list[str] | None = None) -> int:
         print("SIMULATOR RUN (NUMBA_ENABLE_CUDASIM=1): tiny sizes, every timing below means "
               "nothing; this only checks that the script's code paths work")
     print(flush=True)
-    single = single_rows(args, sizes, torch)
-    ensembles = ensemble_rows(args, sizes, torch)
+    single, ensembles = [], []
+
+    def save_partial() -> None:
+        """The rows measured so far, should a later case hang or the run be cut short (the
+        GPU session has one try); the finished run overwrites it."""
+        if args.json:
+            args.json.write_text(json.dumps({"device": device_line(), "simulated": simulated,
+                                             "complete": False, "single": single,
+                                             "ensembles": ensembles}, indent=2))
+
+    args.save_partial = save_partial
+    single_rows(args, sizes, torch, single)
+    ensemble_rows(args, sizes, torch, ensembles)
     print_tables(single, ensembles)
     group = ensembles[0]
     fastest = fastest_tiling(group)
@@ -704,7 +717,8 @@ def main(argv: list[str] | None = None) -> int:
                          "numba-cuda": version("numba-cuda"), "numpy": np.__version__,
                          "torch": torch_words},
             "steps": args.steps, "repeats": args.repeats, "tf32": args.tf32,
-            "single": single, "ensembles": ensembles, "group": group, "scaling": scaling,
+            "complete": True, "single": single, "ensembles": ensembles, "group": group,
+            "scaling": scaling,
             "targets": targets}, indent=2))
         print(f"wrote {args.json}")
     return 0

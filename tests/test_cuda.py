@@ -396,5 +396,29 @@ def test_gpu_benchmark_runs_under_the_simulator(tmp_path):
         assert {(v["tile_rows"], v["rows_per_thread"]) for v in row["variants"]} == {
             (1, 1), (3, 2)}
     assert all(v["fwd_bwd_us_per_time_step"] > 0 for v in data["single"][0]["variants"])
+    assert data["complete"] is True
     assert "the same at each T's fastest tiling measured" in result.stdout
     assert "the same two targets at each size's fastest tiling measured" in result.stdout
+
+
+@pytest.mark.skipif(ON_GPU, reason="runs bench/gpu.py under the simulator")
+def test_gpu_benchmark_keeps_the_rows_measured_before_a_failure(tmp_path, monkeypatch):
+    """The GPU session has one try: a case that fails or hangs (here the ensembles raise)
+    must not take the single-model rows already measured with it."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_bench", ROOT / "bench" / "gpu.py")
+    gpu = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "gpu_bench", gpu)  # its dataclasses look it up
+    spec.loader.exec_module(gpu)
+
+    def hung(*args):
+        raise RuntimeError("the ensembles hung")
+
+    monkeypatch.setattr(gpu, "ensemble_rows", hung)
+    out = tmp_path / "gpu.json"
+    with pytest.raises(RuntimeError, match="hung"):
+        gpu.main(["--simulate", "--json", str(out)])
+    data = json.loads(out.read_text())
+    assert data["complete"] is False and data["ensembles"] == []
+    assert [row["T"] for row in data["single"]] == [5, 7]
