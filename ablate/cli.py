@@ -31,7 +31,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("suite", help="a suite file, e.g. suites/smoke.toml")
     parser.add_argument("--workers", type=int, default=None,
-                        help="worker processes (default: one per core, at most one per ensemble)")
+                        help="worker processes (default: one per core, at most one per "
+                        "ensemble); cuda: ensembles trained at once on the GPU (default 4)")
     parser.add_argument("--backend", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
                         help="a Dask distributed scheduler, e.g. tcp://10.0.0.5:8786")
@@ -106,7 +107,9 @@ def _run_command(args: argparse.Namespace) -> int:
         f"{summary.suite}: {summary.done} runs recorded, {summary.skipped} already done, "
         f"{summary.failed} failed, {summary.diverged} diverged; "
         f"{summary.wall_seconds:.1f} s"
-        + (f" on {summary.workers} workers" if summary.local else " on the Dask cluster")
+        + (" on the Dask cluster" if not summary.local
+           else f" with {summary.workers} ensemble(s) at once on the GPU"
+           if args.backend == "cuda" else f" on {summary.workers} workers")
         + (f" ({summary.overhead_fraction:.1%} of it outside training)"
            if summary.overhead_fraction is not None else "")
         + f"; ledger {summary.ledger}"
@@ -129,7 +132,7 @@ def dry_run_text(suite, results_root: Path, workers: int | None, max_ensemble: i
     """What --dry-run prints: the grid, what the ledger already holds, an estimated time."""
     from ablate.cost import estimate_suite_seconds, format_duration
     from ablate.store import kernel_version
-    from ablate.sweep import pack, usable_cores
+    from ablate.sweep import CUDA_ENSEMBLES, pack, usable_cores
 
     ledger_path = results_root / suite.name / "ledger.sqlite"
     version = kernel_version(backend)
@@ -138,7 +141,8 @@ def dry_run_text(suite, results_root: Path, workers: int | None, max_ensemble: i
     todo = [spec for spec in suite.specs if spec.key not in done_keys]
     stale = _stale_line(suite, finished, backend)
     groups = pack(todo, max_ensemble) if todo else []
-    workers = workers or (1 if backend == "cuda" else max(1, min(usable_cores(), len(groups))))
+    workers = workers or max(1, min(CUDA_ENSEMBLES if backend == "cuda" else usable_cores(),
+                                    len(groups)))
     cells = sorted({spec.cell for spec in suite.specs})
     tasks = sorted({spec.task for spec in suite.specs})
     lines = [
@@ -149,7 +153,8 @@ def dry_run_text(suite, results_root: Path, workers: int | None, max_ensemble: i
         if ledger_path.exists() or done_keys else f"  ledger: {ledger_path} (new)",
         *([f"  {stale}"] if stale else []),
         f"  to run: {len(todo)} runs in {len(groups)} ensembles on {workers} "
-        f"worker{'' if workers == 1 else 's'}",
+        + (f"GPU thread{'' if workers == 1 else 's'} (ensembles at once)" if backend == "cuda"
+           else f"worker{'' if workers == 1 else 's'}"),
     ]
     if todo and backend == "cuda":
         lines.append("  estimated time: not modelled for the GPU (the cost model is fitted to "

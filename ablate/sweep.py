@@ -21,6 +21,10 @@ them), and one that was in flight at ``_MAX_POOL_BREAKS`` crashes is recorded as
 (retried on the next resume). A local worker dies with the driver (Linux
 ``PR_SET_PDEATHSIG``): killing ``run_suite.py`` leaves no orphans computing results nobody
 will record.
+
+With ``backend="cuda"`` the local pool is one process (one CUDA context) that trains
+``workers`` ensembles at once on threads, a CUDA stream each (``ablate.gpu_worker``;
+default ``CUDA_ENSEMBLES``); a crash there sends its ensembles back to the queue the same way.
 """
 
 from __future__ import annotations
@@ -39,12 +43,17 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ablate.gpu_worker import ThreadedWorker
 from ablate.results import RunResult, RunSpec
 
 __all__ = ["run_suite", "pack", "train_group", "SweepSummary", "BACKENDS", "usable_cores"]
 
 BACKENDS = ("cpu", "cuda")
 CUDA_MAX_ENSEMBLE = 128  # one launch trains them all; 128 × (H64, B32) still fits an H100
+# Ensembles trained at once on the GPU, each on a thread and stream of one process: a shape
+# group of 6 models at 8 rows a thread fills 6 of 132 SMs, and one group's scoring on the
+# CPU between intervals leaves the GPU idle unless another trains meanwhile.
+CUDA_ENSEMBLES = 4
 MAX_ENSEMBLE = 16  # runs per ensemble call: big enough to amortise setup, small enough to balance
 
 
@@ -194,10 +203,12 @@ def run_suite(
         groups = pack(todo, max_ensemble)
         if scheduler is None:
             cores = usable_cores()
-            # One process drives a GPU; its ensembles are already parallel on the device.
-            default_workers = 1 if backend == "cuda" else min(cores, len(groups))
-            summary.workers = workers or default_workers
-            threads = max(1, cores // summary.workers)
+            if backend == "cuda":  # ensembles at once in one process (ablate.gpu_worker)
+                summary.workers = workers or min(CUDA_ENSEMBLES, len(groups))
+                threads = cores  # each scores its models between intervals, at other times
+            else:
+                summary.workers = workers or min(cores, len(groups))
+                threads = max(1, cores // summary.workers)
             stream = _local_results(groups, summary.workers, threads, backend)
         else:
             stream = _dask_results(groups, scheduler, backend)
@@ -291,8 +302,11 @@ def _local_results(
     queue = deque(groups)
     breaks: dict[int, int] = {}
     while queue:
-        pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init,
-                                   initargs=(threads,))
+        if backend == "cuda":  # one process, one CUDA context: workers are its threads
+            pool = ThreadedWorker(workers, context, _worker_init, (threads,))
+        else:
+            pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init,
+                                       initargs=(threads,))
         running: dict[Future, list[RunSpec]] = {}
         try:
             broken = None
@@ -327,8 +341,11 @@ def _local_results(
 _MAX_POOL_BREAKS = 2
 
 
-def _terminate(pool: ProcessPoolExecutor) -> None:
+def _terminate(pool: ProcessPoolExecutor | ThreadedWorker) -> None:
     """Stop a pool now, killing ensembles in flight (the driver is stopping or broken)."""
+    if isinstance(pool, ThreadedWorker):
+        pool.kill()
+        return
     processes = list((getattr(pool, "_processes", None) or {}).values())
     pool.shutdown(wait=False, cancel_futures=True)
     for process in processes:

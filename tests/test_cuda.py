@@ -348,7 +348,8 @@ def test_numbas_built_in_cuda_target_is_refused(monkeypatch):
         require()
 
 
-def test_dry_run_for_the_gpu_uses_one_worker_and_says_the_estimate_is_the_cpus(tmp_path):
+def test_dry_run_for_the_gpu_counts_ensembles_at_once_and_says_the_estimate_is_the_cpus(
+        tmp_path):
     from ablate.cli import dry_run_text
     from ablate.suite import load_suite
 
@@ -356,7 +357,9 @@ def test_dry_run_for_the_gpu_uses_one_worker_and_says_the_estimate_is_the_cpus(t
     suite.write_text('cells = ["lstm", "gru"]\nseeds = 2\nlearning_rates = [1e-2]\n'
                      '[tasks.tv]\ngaps = [2, 4]\n')
     text = dry_run_text(load_suite(suite), tmp_path, None, 128, "cuda")
-    assert "8 runs" in text and "in 4 ensembles on 1 worker\n" in text
+    assert "8 runs" in text and "in 4 ensembles on 4 GPU threads (ensembles at once)\n" in text
+    text = dry_run_text(load_suite(suite), tmp_path, 1, 128, "cuda")
+    assert "in 4 ensembles on 1 GPU thread (ensembles at once)\n" in text
     assert "not modelled for the GPU" in text
 
 

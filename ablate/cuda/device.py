@@ -7,6 +7,14 @@
     for s in range(n_steps): ens.step(s, loss_code)
     params, losses, grad_norms, limit = ens.fetch()
 
+Streams: every copy and launch of an ensemble goes on its own CUDA stream (``stream``) and
+only that stream is waited for, so ensembles driven from different host threads of one
+process run at once on the GPU (the sweep's CUDA worker trains several shape groups so:
+``ablate.gpu_worker``). Nothing touches the legacy default stream, which would serialise
+them, and the interval buffers are reused, not freed and allocated again (a free waits for
+the whole device). Under the simulator, launches and kernel builds from different threads
+take turns (``_simulator_turn``).
+
 Tiling: a block owns ``tile_rows`` batch rows of one model; grid = (ceil(B / tile_rows), M).
 A thread computes one unit of ``rows_per_thread`` rows at once (1 by default). The default
 tile aims at about 256 threads per block, so at one row a thread a model spreads over
@@ -18,15 +26,25 @@ bench/gpu.py times the choices).
 from __future__ import annotations
 
 import math
+import threading
+import weakref
+from contextlib import nullcontext
 
 import numpy as np
 from numba import cuda
 
 from ablate import cells
+from ablate.cuda import memory
 from ablate.cuda.adam import ADAM_THREADS, make_adam
 from ablate.cuda.kernels import kernels
 
 _ADAM: dict = {}
+# Under the simulator ``kernel[grid, block]`` stores the grid on the shared kernel object and
+# a launch rebinds ``cuda`` in the modules of the kernel and its device functions, so two
+# launches at once from two threads would run with each other's grid, and a kernel built
+# meanwhile would call the launch's stand-in for ``cuda.jit``: there launches and builds
+# take turns. On a GPU, no lock.
+_SIMULATOR_LAUNCH = threading.Lock()
 # The largest block launched: 256 threads × up to 255 registers each fit an SM's 65,536
 # registers, so no kernel can fail to launch for lack of registers (ablate.cuda.resources).
 MAX_THREADS = 256
@@ -40,6 +58,13 @@ ROWS_PER_THREAD = (1, 2, 4, 8)
 # ``DeviceEnsemble.transposed``; a cell has W, R (but the min cells), at most one of the
 # next four, and W_out.
 TRANSPOSED = ("W", "R", "R_gates", "P_c", "P_h", "W_u", "W_out")
+
+
+def _simulator_turn():
+    """The simulator's one-at-a-time lock (``_SIMULATOR_LAUNCH``); nothing on a GPU."""
+    from numba.cuda.core import config  # numba-cuda's: what chose the simulator
+
+    return _SIMULATOR_LAUNCH if config.ENABLE_CUDASIM else nullcontext()
 
 
 def default_tiling(B: int, H: int, rows_per_thread: int = 1) -> tuple[int, int]:
@@ -69,16 +94,6 @@ def transposed_blocks(spec, n_in: int, H: int, O: int) -> list[tuple[int, int, i
     return blocks
 
 
-def check_memory(needed: int, n_models: int) -> None:
-    """ValueError in one line when the ensemble cannot fit the GPU's free memory."""
-    free, _ = cuda.current_context().get_memory_info()
-    if needed > free:
-        fit = max(1, int(n_models * free / needed))
-        raise ValueError(f"an ensemble of {n_models} models needs {needed / 2**30:.1f} GiB of "
-                         f"GPU memory, {free / 2**30:.1f} GiB are free; use --max-ensemble "
-                         f"{fit} or fewer")
-
-
 class DeviceEnsemble:
     """Parameters, Adam moments, one interval's batches and the work space of M models."""
 
@@ -92,9 +107,10 @@ class DeviceEnsemble:
             raise ValueError(f"rows_per_thread must be one of {ROWS_PER_THREAD}, "
                              f"got {rows_per_thread}")
         self.rows_per_thread = rows_per_thread
-        self.kernels = kernels(cell, self.dtype, rows_per_thread)
-        if self.dtype.name not in _ADAM:
-            _ADAM[self.dtype.name] = make_adam(self.dtype)
+        with _simulator_turn():  # building runs cuda.jit, which a simulated launch rebinds
+            self.kernels = kernels(cell, self.dtype, rows_per_thread)
+            if self.dtype.name not in _ADAM:
+                _ADAM[self.dtype.name] = make_adam(self.dtype)
         self.adam = _ADAM[self.dtype.name]
         self.tile_rows = tile_rows or default_tiling(B, H, rows_per_thread)[0]
         self.threads = threads or threads_for(self.tile_rows, H, rows_per_thread)
@@ -107,17 +123,31 @@ class DeviceEnsemble:
         self.blocks = transposed_blocks(spec, n_in, H, O)
         self.n_transposed = sum(rows * cols for _, rows, cols, _ in self.blocks)
         M, P, f = n_models, self.P, self.dtype
-        check_memory(self.bytes_needed(), n_models)
-        self.blocks_device = cuda.to_device(np.array(self.blocks, np.int64).reshape(-1, 4))
-        self.params = cuda.to_device(np.zeros((M, P), f))
-        self.transposed = cuda.to_device(np.zeros((M, self.n_transposed), f))
-        self.m1 = cuda.to_device(np.zeros((M, P), f))
-        self.v1 = cuda.to_device(np.zeros((M, P), f))
-        self.work = cuda.device_array((M, self.kernels.work_size(T, B, H, O)), f)
-        self.grad_tiles = cuda.device_array((M, self.n_tiles, P), f)
-        self.loss_rows = cuda.device_array((M, B), np.float64)
-        self.losses = cuda.to_device(np.full((M, interval), np.nan))
-        self.grad_norms = cuda.to_device(np.full((M, interval), np.nan))
+        with memory.admitted(id(self), self.bytes_needed(), self.batch_bytes(), n_models):
+            self.stream = cuda.stream()
+            self._put("blocks_device", np.array(self.blocks, np.int64).reshape(-1, 4))
+            for name, shape in (("params", (M, P)), ("transposed", (M, self.n_transposed)),
+                                ("m1", (M, P)), ("v1", (M, P))):
+                self._put(name, np.zeros(shape, f))
+            self.work = cuda.device_array((M, self.kernels.work_size(T, B, H, O)), f,
+                                          stream=self.stream)
+            self.grad_tiles = cuda.device_array((M, self.n_tiles, P), f, stream=self.stream)
+            self.loss_rows = cuda.device_array((M, B), np.float64, stream=self.stream)
+            self._put("losses", np.full((M, interval), np.nan))
+            self._put("grad_norms", np.full((M, interval), np.nan))
+        self._release = weakref.finalize(self, memory.release, id(self))
+
+    def _put(self, name: str, host: np.ndarray) -> None:
+        """Copy a host array into the device array ``name`` on the ensemble's stream: into
+        the one already there when the shape and type match, else into a new one. (The host
+        side may go at once: a copy from pageable memory is staged before it returns.)"""
+        host = np.ascontiguousarray(host)
+        there = getattr(self, name, None)
+        if there is not None and there.shape == host.shape and there.dtype == host.dtype:
+            there.copy_to_device(host, stream=self.stream)
+        else:
+            setattr(self, name, cuda.to_device(host, stream=self.stream))
+
 
     def bytes_needed(self) -> int:
         """Device memory of the ensemble: parameters, the transposed matrices, Adam moments,
@@ -126,21 +156,36 @@ class DeviceEnsemble:
         M, T, B, H, O, S = self.M, self.T, self.B, self.H, self.O, self.interval
         per_model = (4 * self.P + self.n_transposed + self.kernels.work_size(T, B, H, O)
                      + self.n_tiles * self.P) * f + B * 8 + 2 * S * 8
-        batches = S * T * B * ((self.n_in + 1 + O) * f + 8) + S * 8
-        return M * (per_model + batches)
+        return M * per_model + self.batch_bytes()
+
+    def batch_bytes(self) -> int:
+        """Device memory of one upload of ``interval`` steps of batches (x, targets, mask)."""
+        f = self.dtype.itemsize
+        M, T, B, O, S = self.M, self.T, self.B, self.O, self.interval
+        return M * (S * T * B * ((self.n_in + 1 + O) * f + 8) + S * 8)
+
+    def close(self) -> None:
+        """Free the device memory now (after the work queued on the stream) and let an
+        ensemble waiting for it in another thread start; the ensemble is unusable after."""
+        self.stream.synchronize()
+        for name, value in list(vars(self).items()):
+            if hasattr(value, "copy_to_host"):  # a device array
+                delattr(self, name)
+        memory.free_pending()
+        self._release()
 
     def set_params(self, params: np.ndarray) -> None:
         """Upload [M, P] parameters (and the transposed matrices, which the Adam kernel keeps
         up to date); the Adam moments start at zero."""
         params = np.ascontiguousarray(params, self.dtype)
-        self.params = cuda.to_device(params)
+        self._put("params", params)
         transposed = np.empty((self.M, self.n_transposed), self.dtype)
         for offset, rows, cols, at in self.blocks:
             block = params[:, offset:offset + rows * cols].reshape(self.M, rows, cols)
             transposed[:, at:at + rows * cols] = block.transpose(0, 2, 1).reshape(self.M, -1)
-        self.transposed = cuda.to_device(transposed)
-        self.m1 = cuda.to_device(np.zeros_like(params, self.dtype))
-        self.v1 = cuda.to_device(np.zeros_like(params, self.dtype))
+        self._put("transposed", transposed)
+        self._put("m1", np.zeros_like(params, self.dtype))
+        self._put("v1", np.zeros_like(params, self.dtype))
 
     def load_interval(self, x, target_class, target_value, mask, limit, first_step, lr,
                       clip) -> None:
@@ -149,44 +194,58 @@ class DeviceEnsemble:
         none), first_step (Adam's t of step 0), lr and clip."""
         mask = np.ascontiguousarray(mask, self.dtype)
         weight = mask.sum(axis=(2, 3), dtype=np.float64)
-        self.scale = cuda.to_device(np.where(weight > 0, 1.0 / np.where(weight > 0, weight, 1),
-                                             0.0).astype(self.dtype))
-        self.x = cuda.to_device(np.ascontiguousarray(x, self.dtype))
-        self.target_class = cuda.to_device(np.ascontiguousarray(target_class, np.int64))
-        self.target_value = cuda.to_device(np.ascontiguousarray(target_value, self.dtype))
-        self.mask = cuda.to_device(mask)
-        self.limit = cuda.to_device(np.asarray(limit, np.int64))
-        self.first_step = cuda.to_device(np.asarray(first_step, np.int64))
-        self.lr = cuda.to_device(np.asarray(lr, np.float64))
-        self.clip = cuda.to_device(np.asarray(clip, np.float64))
-        self.losses = cuda.to_device(np.full((self.M, self.interval), np.nan))
-        self.grad_norms = cuda.to_device(np.full((self.M, self.interval), np.nan))
+        self._put("scale", np.where(weight > 0, 1.0 / np.where(weight > 0, weight, 1),
+                                    0.0).astype(self.dtype))
+        self._put("x", np.asarray(x, self.dtype))
+        self._put("target_class", np.asarray(target_class, np.int64))
+        self._put("target_value", np.asarray(target_value, self.dtype))
+        self._put("mask", mask)
+        self._put("limit", np.asarray(limit, np.int64))
+        self._put("first_step", np.asarray(first_step, np.int64))
+        self._put("lr", np.asarray(lr, np.float64))
+        self._put("clip", np.asarray(clip, np.float64))
+        self._put("losses", np.full((self.M, self.interval), np.nan))
+        self._put("grad_norms", np.full((self.M, self.interval), np.nan))
 
     def loss_and_grad(self, s: int, loss_code: int) -> None:
         """Forward and backward of step s: loss_rows and grad_tiles, no update."""
         grid = (self.n_tiles, self.M)
-        self.kernels.forward[grid, self.threads](
+        with _simulator_turn():
+            self._forward_and_backward(grid, s, loss_code)
+
+    def _forward_and_backward(self, grid: tuple[int, int], s: int, loss_code: int) -> None:
+        self.kernels.forward[grid, self.threads, self.stream](
             self.params, self.transposed, self.x, self.target_class, self.target_value,
             self.mask, self.scale, self.limit, s, loss_code, self.H, self.O, self.tile_rows,
             self.work, self.loss_rows)
-        self.kernels.backward[grid, self.threads](
+        self.kernels.backward[grid, self.threads, self.stream](
             self.params, self.x, self.mask, self.limit, s, self.H, self.O, self.tile_rows,
             self.work, self.grad_tiles)
 
     def step(self, s: int, loss_code: int) -> None:
         """Training step s of the loaded interval: three launches."""
         self.loss_and_grad(s, loss_code)
-        self.adam[self.M, ADAM_THREADS](
-            self.params, self.m1, self.v1, self.grad_tiles, self.loss_rows, self.limit,
-            self.first_step, self.lr, self.clip, s, self.losses, self.grad_norms,
-            self.transposed, self.blocks_device)
+        with _simulator_turn():
+            self.adam[self.M, ADAM_THREADS, self.stream](
+                self.params, self.m1, self.v1, self.grad_tiles, self.loss_rows, self.limit,
+                self.first_step, self.lr, self.clip, s, self.losses, self.grad_norms,
+                self.transposed, self.blocks_device)
 
     def fetch_progress(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(losses [M,S], grad_norms [M,S], limit [M]) back on the host; limit[m] is the
         steps model m took (less than loaded where it diverged). No parameters: cheap."""
-        return (self.losses.copy_to_host(), self.grad_norms.copy_to_host(),
-                self.limit.copy_to_host())
+        return self._get(self.losses, self.grad_norms, self.limit)
+
+    def fetch_params(self) -> np.ndarray:
+        """The parameters [M, P] on the host, once the steps launched so far are done."""
+        return self._get(self.params)[0]
 
     def fetch(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(params [M,P], losses, grad_norms, limit): fetch_progress with the parameters."""
-        return (self.params.copy_to_host(), *self.fetch_progress())
+        return (self.fetch_params(), *self.fetch_progress())
+
+    def _get(self, *arrays) -> tuple[np.ndarray, ...]:
+        """Host copies of device arrays, after everything queued on the stream before."""
+        hosts = tuple(array.copy_to_host(stream=self.stream) for array in arrays)
+        self.stream.synchronize()
+        return hosts

@@ -56,18 +56,18 @@ def train_ensemble(
     device = DeviceEnsemble(spec.cell, setup.dtype, len(runs), T, B, setup.n_in, spec.n_hidden,
                             setup.n_out, min(spec.eval_every, upload), tile_rows, block_threads,
                             rows_per_thread)
-    device.set_params(np.stack([run.params for run in runs]))
-    _warm_up(device, setup)
-    compile_seconds = time.perf_counter() - compile_started
-
     eval_threads = max(1, min(threads or n_threads(), len(runs)))
     pool = ThreadPoolExecutor(eval_threads, thread_name_prefix="ablate-eval")
     try:
+        device.set_params(np.stack([run.params for run in runs]))
+        _warm_up(device, setup)
+        compile_seconds = time.perf_counter() - compile_started
         # step 0: diagnostics at initialisation and the first curve point
         list(pool.map(lambda run: run.advance(diagnostics), runs))
         _train(device, setup, runs, pool, diagnostics)
     finally:
         pool.shutdown()
+        device.close()  # its memory, for the next ensemble (the sweep's worker runs several)
 
     wall = time.perf_counter() - started
     total_steps = sum(run.step for run in runs)
@@ -93,7 +93,7 @@ def _train(device, setup: EnsembleSetup, runs: list[RunState], pool: ThreadPoolE
         interval_started = time.perf_counter()
         taken, losses, grad_norms = _run_interval(device, setup, runs, n_steps, pool)
         seconds = (time.perf_counter() - interval_started) / len(running)
-        params = device.params.copy_to_host()
+        params = device.fetch_params()
         finish = partial(_finish_model, runs, params, taken, losses, grad_norms, n_steps,
                          seconds, diagnostics)
         list(pool.map(finish, running))  # evaluation and diagnostics: CPU kernels, nogil
