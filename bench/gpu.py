@@ -12,6 +12,10 @@ its own training batches. Measured in one run:
              seconds) and the 128-model step time over the 16-model one; also 6 models, a
              suite's shape group (3 seeds × 2 learning rates), which run_suite.py trains as
              one ensemble at a time: how much of the GPU one such launch uses
+  groups at once  1, 2, 4 and 8 such shape groups, each its own DeviceEnsemble and CUDA
+             stream, trained at once on as many threads of this process (what run_suite.py's
+             CUDA worker does, --workers of them): total model-steps/s, at the group's
+             fastest tiling measured
   cuDNN      the same shapes as ``nn.LSTM`` + ``nn.Linear`` + ``torch.optim.Adam`` (fused) +
              ``clip_grad_norm_`` on cuda, cuDNN on, TF32 off unless --tf32 (ablate computes in
              plain float32); an ensemble is its M models as M separate torch models trained
@@ -49,6 +53,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,14 +78,16 @@ class Sizes:
     ensemble_gap: int
     models: tuple[int, int]  # the small and the large ensemble (the targets')
     group_models: int  # a suite's shape group: run_suite.py's ensemble of one cell and gap
+    groups_at_once: tuple[int, ...]  # shape groups trained at once on threads, each timed
     batch: int
     copy: dict
 
 
 FULL = Sizes(single_hidden=128, single_gaps=(80, 980), ensemble_hidden=64, ensemble_gap=80,
-             models=(16, 128), group_models=6, batch=32, copy={})
+             models=(16, 128), group_models=6, groups_at_once=(1, 2, 4, 8), batch=32,
+             copy={})
 SIMULATED = Sizes(single_hidden=4, single_gaps=(1, 3), ensemble_hidden=4, ensemble_gap=1,
-                  models=(2, 3), group_models=1, batch=3,
+                  models=(2, 3), group_models=1, groups_at_once=(1, 2), batch=3,
                   copy={"n_symbols": 2, "n_recall": 2})  # T 5, 7
 
 TARGET_US_PER_TIME_STEP = 20.0
@@ -214,6 +221,12 @@ class AblateCase:
     def forward_backward(self) -> None:
         for s in range(self.n_steps):
             self.ens.loss_and_grad(s, self.loss_code)
+
+    def train_and_wait(self) -> None:
+        """The steps, then a wait for this ensemble's stream only (as run_suite.py's CUDA
+        worker does between intervals): for several ensembles trained at once."""
+        self.train()
+        self.ens.stream.synchronize()
 
     def diverged(self) -> int:
         """Models that stopped early (their later steps return at once: timing too short)."""
@@ -426,6 +439,41 @@ def ensemble_rows(args, sizes: Sizes, torch, rows: list) -> list[dict]:
         rows.append(row)
         args.save_partial()
         del ours, theirs, data
+    return rows
+
+
+def groups_at_once_rows(args, sizes: Sizes, group: dict, rows: list) -> list[dict]:
+    """K shape groups at once (K in sizes.groups_at_once), each a DeviceEnsemble on its own
+    stream driven by its own thread, at the group's fastest tiling: a repeat is every
+    thread issuing the steps and waiting for its stream. Appended to ``rows`` as measured;
+    a K that fails prints one line and is recorded with its error."""
+    best = fastest_tiling(group)
+    M, H = group["models"], sizes.ensemble_hidden
+    data, O = copy_data(sizes, M, args.steps, sizes.ensemble_gap)
+    for K in sizes.groups_at_once:
+        row = {"groups": K, "models": K * M, "tile_rows": best["tile_rows"],
+               "rows_per_thread": best["rows_per_thread"]}
+        try:
+            cases = [AblateCase(data, H, O, best["tile_rows"], best["rows_per_thread"])
+                     for _ in range(K)]
+            with ThreadPoolExecutor(K, thread_name_prefix="group") as pool:
+                def train_all(pool=pool, cases=cases) -> None:
+                    list(pool.map(AblateCase.train_and_wait, cases))
+
+                times = measure({"ablate": (train_all, cases[0].sync)}, args.steps,
+                                args.repeats, args.case_seconds)["ablate"]
+        except Exception as error:  # one K failing must not lose the others
+            row["error"] = f"{type(error).__name__}: {error}".splitlines()[0]
+            print(f"  {K} groups at once: failed ({row['error']})", flush=True)
+        else:
+            seconds = min(times)
+            row.update(step_ms=1e3 * seconds, model_steps_per_second=K * M / seconds,
+                       every_repeat_ms=[1e3 * t for t in times])
+            print(f"  {K} group{'s' if K > 1 else ''} of {M} at once: "
+                  f"{row['model_steps_per_second']:,.0f} model-steps/s", flush=True)
+            del cases
+        rows.append(row)
+        args.save_partial()
     return rows
 
 
@@ -677,7 +725,7 @@ def main(argv: list[str] | None = None) -> int:
         print("SIMULATOR RUN (NUMBA_ENABLE_CUDASIM=1): tiny sizes, every timing below means "
               "nothing; this only checks that the script's code paths work")
     print(flush=True)
-    single, ensembles = [], []
+    single, ensembles, at_once = [], [], []
 
     def save_partial() -> None:
         """The rows measured so far, should a later case hang or the run be cut short (the
@@ -685,7 +733,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             args.json.write_text(json.dumps({"device": device_line(), "simulated": simulated,
                                              "complete": False, "single": single,
-                                             "ensembles": ensembles}, indent=2))
+                                             "ensembles": ensembles,
+                                             "groups_at_once": at_once}, indent=2))
 
     args.save_partial = save_partial
     single_rows(args, sizes, torch, single)
@@ -697,6 +746,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\na shape group of {group['models']} model{plural} (one run_suite.py ensemble): "
           f"{group['ablate_model_steps_per_second']:,.0f} model-steps/s at the default tiling, "
           f"{fastest['model_steps_per_second']:,.0f} at the fastest ({variant_words(fastest)})")
+    print(f"\nshape groups at once on threads (run_suite.py --backend cuda --workers K), "
+          f"{variant_words(fastest)}:", flush=True)
+    groups_at_once_rows(args, sizes, group, at_once)
     ensembles = ensembles[1:]  # the targets' sizes
     small, large = ensembles
     scaling = large["ablate_step_ms"] / small["ablate_step_ms"]
@@ -718,6 +770,7 @@ def main(argv: list[str] | None = None) -> int:
                          "torch": torch_words},
             "steps": args.steps, "repeats": args.repeats, "tf32": args.tf32,
             "complete": True, "single": single, "ensembles": ensembles, "group": group,
+            "groups_at_once": at_once,
             "scaling": scaling,
             "targets": targets}, indent=2))
         print(f"wrote {args.json}")

@@ -399,6 +399,9 @@ def test_gpu_benchmark_runs_under_the_simulator(tmp_path):
         assert {(v["tile_rows"], v["rows_per_thread"]) for v in row["variants"]} == {
             (1, 1), (3, 2)}
     assert all(v["fwd_bwd_us_per_time_step"] > 0 for v in data["single"][0]["variants"])
+    assert [(r["groups"], r["models"]) for r in data["groups_at_once"]] == [(1, 1), (2, 2)]
+    assert all(r["model_steps_per_second"] > 0 for r in data["groups_at_once"])
+    assert "2 groups of 1 at once:" in result.stdout
     assert data["complete"] is True
     assert "the same at each T's fastest tiling measured" in result.stdout
     assert "the same two targets at each size's fastest tiling measured" in result.stdout
