@@ -104,7 +104,8 @@ _CUDA_SOURCES = ("cuda/**/*.py",)
 def kernel_version(backend: str = "cpu") -> str:
     """The version a run trained on ``backend`` is recorded under: the CPU kernels' hash, or
     for "cuda" a hash that also covers the CUDA kernels (a run's numbers depend on both:
-    the device trains, the CPU kernels evaluate), prefixed "cuda-"."""
+    the device trains and predicts the validation batch, the CPU kernels score the test
+    batch and diagnose), prefixed "cuda-"."""
     if backend == "cpu":
         return KERNEL_VERSION
     if backend == "cuda":

@@ -333,6 +333,12 @@ class EnsembleSetup:
         y = np.empty((T, B, self.n_out), self.dtype)
         for rows, x in chunks:  # one chunk's states at a time (see EVAL_ROWS)
             y[:, rows] = self.predict(params, x, self.spec.n_hidden, self.n_out)[0]
+        return self.score(y, which)
+
+    def score(self, y: np.ndarray, which: str) -> tuple[float, float]:
+        """(loss, metric) of outputs y [T, N, O] on the validation or the test batch (any
+        engine's: ablate.cuda.evaluation brings them from the GPU)."""
+        batch = self.validation if which == "validation" else self.test
         return masked_loss(y, batch.target, batch.mask, self.loss), float(
             self.task.metric(y, batch))
 
@@ -419,10 +425,12 @@ class RunState:
         return self.finish_interval(done, n_steps, losses, grad_norms, seconds, diagnostics)
 
     def finish_interval(self, done: int, n_steps: int, losses, grad_norms, seconds: float,
-                        diagnostics: bool) -> bool:
+                        diagnostics: bool, validation: tuple[float, float] | None = None
+                        ) -> bool:
         """The bookkeeping after an interval of n_steps of which ``done`` were taken (fewer:
-        the next one diverged): losses and gradient norms [≥ done], the seconds it took.
-        True once the run is over."""
+        the next one diverged): losses and gradient norms [≥ done], the seconds it took,
+        and the (loss, metric) on the validation batch where the engine scored it already
+        (else the CPU kernels do). True once the run is over."""
         self.train_seconds += seconds
         if done < n_steps:
             self.diverged_at = self.step + done + 1
@@ -431,6 +439,7 @@ class RunState:
         self.record(
             float(np.mean(losses[:done])) if done else np.nan,
             float(np.mean(grad_norms[:done])) if done else np.nan,
+            validation,
         )
         return self.conclude(diagnostics)
 
@@ -445,9 +454,11 @@ class RunState:
             self.diagnostics["final"] = self.diagnose()
         return True
 
-    def record(self, train_loss: float, grad_norm: float) -> None:
-        """Append a curve point at the current step; decide solved / diverged."""
-        val_loss, val_metric = self.setup.evaluate(self.params, "validation")
+    def record(self, train_loss: float, grad_norm: float,
+               validation: tuple[float, float] | None = None) -> None:
+        """Append a curve point at the current step (``validation``: its (loss, metric),
+        else scored here); decide solved / diverged."""
+        val_loss, val_metric = validation or self.setup.evaluate(self.params, "validation")
         for name, value in (
             ("step", self.step), ("train_loss", train_loss), ("grad_norm", grad_norm),
             ("val_loss", val_loss), ("val_metric", val_metric),

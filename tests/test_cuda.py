@@ -164,8 +164,9 @@ def small_specs(cell, **changes):
                           ("use_gate", "tv", None, 5, 8)])
 def test_training_equals_the_cpu_engine(cell, task, upload, tile_rows, rows_per_thread,
                                         monkeypatch):
-    """Same batches, Adam, clipping (active at clip 0.5), evaluation and stopping: the same
-    steps, curve and final parameters as the CPU engine, up to float32 rounding; also when
+    """Same batches, Adam, clipping (active at clip 0.5), evaluation (from the device's
+    outputs) and stopping: the same steps, curves and final parameters as the CPU engine,
+    up to float32 rounding; also when
     an interval's batches go up in parts (upload = 2 steps of 3), and with a thread taking
     several rows at once (batch 5 in one tile: a short last group)."""
     from ablate.cuda import engine
@@ -184,6 +185,9 @@ def test_training_equals_the_cpu_engine(cell, task, upload, tile_rows, rows_per_
                                    rtol=1e-5)
         np.testing.assert_allclose(a.curve["grad_norm"][1:], b.curve["grad_norm"][1:],
                                    rtol=1e-4)
+        # the validation batch scored from the device's outputs (ablate.cuda.evaluation)
+        np.testing.assert_allclose(a.curve["val_loss"], b.curve["val_loss"], rtol=1e-4)
+        np.testing.assert_allclose(a.curve["val_metric"], b.curve["val_metric"], atol=1e-12)
     for a, b in zip(cpu.params, gpu.params, strict=True):
         assert np.abs(a - b).max() < 1e-5 * np.abs(a).max()
 
@@ -378,6 +382,20 @@ def test_cli_without_a_gpu_is_one_line_and_exit_2(tmp_path):
     assert "--backend cpu" in lines[0]
 
 
+def test_cpu_share_benchmark_runs():
+    """bench/cpu_share.py at tiny sizes: every figure it prints is there (CPU work only)."""
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run(
+        [sys.executable, str(root / "bench" / "cpu_share.py"), "--gap", "3", "--hidden", "4",
+         "--batch", "4", "--validation-batch", "8", "--test-batch", "8", "--budget", "10",
+         "--eval-every", "5"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    for line in ("CPU training step", "validation evaluation", "test evaluation", "diagnosis",
+                 "scoring the device's outputs", "a run at budget 10:"):
+        assert line in result.stdout, line
+    assert "3 validations" in result.stdout and "predicted on the GPU" in result.stdout
+
+
 @pytest.mark.skipif(ON_GPU, reason="the real benchmark runs on a GPU (bench/gpu_check.sh)")
 def test_gpu_benchmark_runs_under_the_simulator(tmp_path):
     """bench/gpu.py's code paths (tables, targets, JSON) at its --simulate sizes."""
@@ -402,6 +420,8 @@ def test_gpu_benchmark_runs_under_the_simulator(tmp_path):
     assert [(r["groups"], r["models"]) for r in data["groups_at_once"]] == [(1, 1), (2, 2)]
     assert all(r["model_steps_per_second"] > 0 for r in data["groups_at_once"])
     assert "2 groups of 1 at once:" in result.stdout
+    assert data["evaluation"]["rows"] == 5 and data["evaluation"]["predict_ms"] > 0
+    assert "validation of 5 sequences on the device, 1 model:" in result.stdout
     assert data["complete"] is True
     assert "the same at each T's fastest tiling measured" in result.stdout
     assert "the same two targets at each size's fastest tiling measured" in result.stdout

@@ -67,6 +67,18 @@ def _simulator_turn():
     return _SIMULATOR_LAUNCH if config.ENABLE_CUDASIM else nullcontext()
 
 
+def put(owner, name: str, host: np.ndarray, stream) -> None:
+    """Copy a host array into the device array ``owner.name`` on ``stream``: into the one
+    already there when the shape and type match, else into a new one. (The host side may
+    go at once: a copy from pageable memory is staged before it returns.)"""
+    host = np.ascontiguousarray(host)
+    there = getattr(owner, name, None)
+    if there is not None and there.shape == host.shape and there.dtype == host.dtype:
+        there.copy_to_device(host, stream=stream)
+    else:
+        setattr(owner, name, cuda.to_device(host, stream=stream))
+
+
 def default_tiling(B: int, H: int, rows_per_thread: int = 1) -> tuple[int, int]:
     """(tile_rows, threads) for a batch of B rows and H units: about MAX_THREADS threads
     per block, each taking one unit of rows_per_thread rows."""
@@ -138,15 +150,7 @@ class DeviceEnsemble:
         self._release = weakref.finalize(self, memory.release, id(self))
 
     def _put(self, name: str, host: np.ndarray) -> None:
-        """Copy a host array into the device array ``name`` on the ensemble's stream: into
-        the one already there when the shape and type match, else into a new one. (The host
-        side may go at once: a copy from pageable memory is staged before it returns.)"""
-        host = np.ascontiguousarray(host)
-        there = getattr(self, name, None)
-        if there is not None and there.shape == host.shape and there.dtype == host.dtype:
-            there.copy_to_device(host, stream=self.stream)
-        else:
-            setattr(self, name, cuda.to_device(host, stream=self.stream))
+        put(self, name, host, self.stream)
 
 
     def bytes_needed(self) -> int:

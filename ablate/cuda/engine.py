@@ -4,10 +4,11 @@ The protocol is the CPU engine's (same batches, same evaluation, same early stop
 divergence rules, same RunResult), only the training steps run on the device: per interval
 of ``eval_every`` steps the batches of every running model are drawn on a pool of CPU
 threads and uploaded (in parts of at most ``UPLOAD_BYTES``), and each step is three
-launches for the whole ensemble (``DeviceEnsemble.step``). Between intervals the
-parameters come back to the host, where the CPU kernels score the validation batch on the
-same pool and decide who stops — the metric is therefore computed by exactly the code the
-CPU backend uses. Diagnostics (error flow, gates, drift) likewise run on the CPU kernels.
+launches for the whole ensemble (``DeviceEnsemble.step``). Between intervals the device
+runs every model over the validation batch (``ablate.cuda.evaluation``) and the outputs
+and parameters come back to the host, where the pool scores them and decides who stops:
+the loss and metric are computed by exactly the code the CPU backend uses. The test batch
+at a run's end and the diagnostics (error flow, gates, drift) run on the CPU kernels.
 
 The per-run bookkeeping is ``ablate.train``'s own (``EnsembleSetup``, ``RunState``): after
 each interval every model's ``RunState.finish_interval`` gets the steps the device took.
@@ -58,15 +59,19 @@ def train_ensemble(
                             rows_per_thread)
     eval_threads = max(1, min(threads or n_threads(), len(runs)))
     pool = ThreadPoolExecutor(eval_threads, thread_name_prefix="ablate-eval")
+    evaluation = None
     try:
+        evaluation = device_evaluation(device, setup)
         device.set_params(np.stack([run.params for run in runs]))
         _warm_up(device, setup)
         compile_seconds = time.perf_counter() - compile_started
         # step 0: diagnostics at initialisation and the first curve point
         list(pool.map(lambda run: run.advance(diagnostics), runs))
-        _train(device, setup, runs, pool, diagnostics)
+        _train(device, evaluation, setup, runs, pool, diagnostics)
     finally:
         pool.shutdown()
+        if evaluation is not None:
+            evaluation.close()
         device.close()  # its memory, for the next ensemble (the sweep's worker runs several)
 
     wall = time.perf_counter() - started
@@ -83,9 +88,22 @@ def train_ensemble(
     return Trained(results, [run.params for run in runs])
 
 
-def _train(device, setup: EnsembleSetup, runs: list[RunState], pool: ThreadPoolExecutor,
-           diagnostics: bool) -> None:
-    """Intervals until every run has stopped: the device trains, the pool evaluates."""
+def device_evaluation(device, setup: EnsembleSetup):
+    """The validation batch on the device (``ablate.cuda.evaluation``), or None where its
+    sequences differ in length from the training batches' (continual scores more episodes
+    than it trains on), which the device's work vectors are not sized for: the CPU kernels
+    score those."""
+    from ablate.cuda.evaluation import DeviceEvaluation
+
+    if setup.validation.x.shape[0] != device.T:
+        return None
+    return DeviceEvaluation(device, setup.validation.x, setup.validation.mask)
+
+
+def _train(device, evaluation, setup: EnsembleSetup, runs: list[RunState],
+           pool: ThreadPoolExecutor, diagnostics: bool) -> None:
+    """Intervals until every run has stopped: the device trains and predicts the validation
+    batch (``evaluation``; None: the CPU kernels score it), the pool scores and diagnoses."""
     running = [k for k, run in enumerate(runs) if run.stop_reason is None]
     while running:
         n_steps = {k: min(runs[k].spec.eval_every, runs[k].spec.budget - runs[k].step)
@@ -93,10 +111,11 @@ def _train(device, setup: EnsembleSetup, runs: list[RunState], pool: ThreadPoolE
         interval_started = time.perf_counter()
         taken, losses, grad_norms = _run_interval(device, setup, runs, n_steps, pool)
         seconds = (time.perf_counter() - interval_started) / len(running)
+        predicted = evaluation.predict(running) if evaluation is not None else None
         params = device.fetch_params()
         finish = partial(_finish_model, runs, params, taken, losses, grad_norms, n_steps,
-                         seconds, diagnostics)
-        list(pool.map(finish, running))  # evaluation and diagnostics: CPU kernels, nogil
+                         seconds, diagnostics, evaluation, predicted)
+        list(pool.map(finish, running))  # scores, test batch, diagnostics: CPU, nogil
         running = [k for k in running if runs[k].stop_reason is None]
 
 
@@ -172,11 +191,15 @@ def _load(device, setup: EnsembleSetup, runs: list[RunState], n_steps: dict[int,
 
 def _finish_model(runs: list[RunState], params: np.ndarray, taken: dict, losses: dict,
                   grad_norms: dict, n_steps: dict[int, int], seconds: float, diagnostics: bool,
-                  k: int) -> None:
-    """Model k's parameters back from the device, then the interval's bookkeeping."""
+                  evaluation, predicted: np.ndarray | None, k: int) -> None:
+    """Model k's parameters back from the device, its validation outputs scored, then the
+    interval's bookkeeping."""
     runs[k].params = params[k].copy()
+    validation = None
+    if predicted is not None:
+        validation = runs[k].setup.score(evaluation.outputs_of(predicted, k), "validation")
     runs[k].finish_interval(taken[k], n_steps[k], np.asarray(losses[k]),
-                            np.asarray(grad_norms[k]), seconds, diagnostics)
+                            np.asarray(grad_norms[k]), seconds, diagnostics, validation)
 
 
 def _warm_up(device, setup: EnsembleSetup) -> None:

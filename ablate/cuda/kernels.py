@@ -12,10 +12,11 @@ from ablate import cells
 class CudaCell(NamedTuple):
     forward: object  # forward[grid, block](params, transposed, x, target_class, target_value,
     #                   mask, scale, limit, s, loss_code, n_hidden, n_out, tile_rows, work,
-    #                   loss_rows)
+    #                   loss_rows); x and the targets [M or 1, S, …]: one for all models
     backward: object  # backward[grid, block](params, x, mask, limit, s, n_hidden, n_out,
     #                    tile_rows, work, grad_tiles)
     work_size: object  # work_size(T, B, H, O) -> elements of one model's work vector
+    output_offset: object  # output_offset(T, B, H, O) -> where y [T,B,O] starts in it
 
 
 _KERNELS: dict = {}
@@ -40,5 +41,8 @@ def kernels(cell: str, dtype, rows_per_thread: int = 1) -> CudaCell:
         def size(T, B, H, O, variant=variant, family=family):
             return family.work_size(variant, T, B, H, O)
 
-        _KERNELS[key] = CudaCell(forward, backward, size)
+        def outputs(T, B, H, O, variant=variant, family=family):
+            return family.output_offset(variant, T, B, H, O)
+
+        _KERNELS[key] = CudaCell(forward, backward, size, outputs)
     return _KERNELS[key]

@@ -52,7 +52,7 @@ from ablate.cuda.blocking import make_blocked
 from ablate.cuda.readout import make_readout
 from ablate.cuda.tiles import block_rows
 
-__all__ = ["VARIANTS", "make_kernels", "work_size"]
+__all__ = ["VARIANTS", "make_kernels", "output_offset", "work_size"]
 
 
 def work_size(variant: Variant, T: int, B: int, H: int, O: int) -> int:
@@ -60,6 +60,12 @@ def work_size(variant: Variant, T: int, B: int, H: int, O: int) -> int:
     G = len(variant.gates) * H
     fc = H if variant.use_gate else 0
     return T * B * (2 * G + 4 * H + O + fc) + 3 * B * H
+
+
+def output_offset(variant: Variant, T: int, B: int, H: int, O: int) -> int:
+    """Where y (then dy) [T,B,O] starts in the work vector: after the gates [T,B,G] and c,
+    h and aux [T,B,H] (``work_offsets``' o_dy)."""
+    return T * B * (len(variant.gates) * H + 3 * H)
 
 
 def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) -> tuple:
@@ -309,7 +315,9 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
         """Step s of the interval: the cell over x[m, s] [T,B,I], the readout and the loss.
 
         Writes the states, dy and loss_rows[m, r] (Σ_t scale·mask·ℓ of row r) of the
-        block's rows; a model runs step s only while s < limit[m].
+        block's rows; a model runs step s only while s < limit[m]. With x [1,S,T,B,I] (and
+        targets, mask and scale for one) every model reads the same inputs: evaluation
+        chunks, loss code PREDICT (ablate.cuda.evaluation).
         """
         m = cuda.blockIdx.y
         if s >= limit[m]:  # the model has stopped, or its interval is shorter
@@ -320,7 +328,8 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
         p = params[m]
         rt = transposed[m]  # Wᵀ, Rᵀ (R_gatesᵀ or Pᵀ), W_outᵀ: a warp reads adjacent words
         w = work[m]
-        xs = x[m, s]
+        xm = m if x.shape[0] > 1 else 0  # one x for every model: evaluation inputs
+        xs = x[xm, s]
         _, _, o_b, o_peep, _, _, o_bu, _, o_bout = param_offsets(n_in, H, O)
         o_wout_t = transposed_offsets(n_in, H)[3]
         o_gates, o_c, o_h, o_aux, o_dy, _, _, _, _, _, o_fc = work_offsets(T, B, H, O)
@@ -344,8 +353,8 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
                                  first, min(first + RB, row0 + rows), e % H)
                 cuda.syncthreads()
             readout_step(p, rt, w, o_wout_t, o_bout, o_h, o_dy, t, B, H, O, row0, rows, tid,
-                         n_threads, mask[m, s, t], target_class[m, s, t], target_value[m, s, t],
-                         loss_code, scale[m, s], loss_rows[m])
+                         n_threads, mask[xm, s, t], target_class[xm, s, t],
+                         target_value[xm, s, t], loss_code, scale[xm, s], loss_rows[m])
 
     @cuda.jit
     def backward(params, x, mask, limit, s, n_hidden, n_out, tile_rows, work, grad_tiles):

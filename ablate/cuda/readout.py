@@ -9,6 +9,8 @@ of the block's batch rows is written (ablate.kernels.readout is the CPU twin):
     loss_rows[r] += scale · mask · ℓ;       dy = scale · mask · dℓ/dy   (0 where mask = 0)
 
 dy [T,B,O] lives in the model's work vector at ``o_dy``; it first holds y, then dℓ/dy.
+With loss code ``PREDICT`` (evaluation: ablate.cuda.evaluation) it keeps y, of every row
+whatever its mask, and no loss is computed.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 from numba import cuda
 
 XENT, MSE = 0, 1  # as ablate.kernels.driver.LOSS_CODES
+PREDICT = 2  # outputs only: y of every row stays in dy
 
 
 def make_readout(dtype) -> tuple:
@@ -37,17 +40,19 @@ def make_readout(dtype) -> tuple:
         target_class_t [B], target_value_t [B,O] are step t's slices; loss_rows [B]
         accumulates each row's scaled, masked loss over t.
         """
-        # Logits of the scored rows, one (row, output) per thread.
+        # Logits of the scored rows (of all when predicting), one (row, output) per thread.
         for e in range(tid, rows * O, n_threads):
             r = row0 + e // O
             k = e % O
-            if mask_t[r] != 0:
+            if mask_t[r] != 0 or loss_code == PREDICT:
                 acc = p[o_bout + k]
                 base_h = o_h + (t * B + r) * H
                 for q in range(H):
                     acc += rt[o_wout_t + q * O + k] * w[base_h + q]
                 w[o_dy + (t * B + r) * O + k] = acc
         cuda.syncthreads()
+        if loss_code == PREDICT:
+            return  # the barrier above ends the step: y stays for the host
         # Loss and its gradient, one row per thread (O is small: classes or targets).
         for rr in range(tid, rows, n_threads):
             r = row0 + rr

@@ -54,7 +54,7 @@ from ablate.cuda.blocking import make_blocked
 from ablate.cuda.readout import make_readout
 from ablate.cuda.tiles import block_rows
 
-__all__ = ["VARIANTS", "make_kernels", "work_size"]
+__all__ = ["VARIANTS", "make_kernels", "output_offset", "work_size"]
 
 
 def _layout(variant: Variant) -> tuple[int, int, int]:
@@ -71,6 +71,13 @@ def work_size(variant: Variant, T: int, B: int, H: int, O: int) -> int:
     stored, hidden, carry = _layout(variant)
     G = len(variant.gates) * H
     return T * B * (stored * H + 2 * hidden * H + H + O + G) + carry * B * H
+
+
+def output_offset(variant: Variant, T: int, B: int, H: int, O: int) -> int:
+    """Where y (then dy) [T,B,O] starts in the work vector: after the stored gates, GRU's
+    hidden_n and h, [T,B,H] each (``work_offsets``' o_dy)."""
+    stored, hidden, _ = _layout(variant)
+    return T * B * (stored + hidden + 1) * H
 
 
 def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) -> tuple:
@@ -209,7 +216,9 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
         """Step s of the interval: the cell over x[m, s] [T,B,I], the readout and the loss.
 
         Writes the states, dy and loss_rows[m, r] (Σ_t scale·mask·ℓ of row r) of the
-        block's rows; a model runs step s only while s < limit[m].
+        block's rows; a model runs step s only while s < limit[m]. With x [1,S,T,B,I] (and
+        targets, mask and scale for one) every model reads the same inputs: evaluation
+        chunks, loss code PREDICT (ablate.cuda.evaluation).
         """
         m = cuda.blockIdx.y
         if s >= limit[m]:  # the model has stopped, or its interval is shorter
@@ -221,7 +230,8 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
         rt = transposed[m]  # Wᵀ [I, G], Rᵀ [H, G], W_outᵀ [H, O]: a warp's threads (units
         # j) read adjacent words (ablate.cuda.device.TRANSPOSED)
         w = work[m]
-        xs = x[m, s]
+        xm = m if x.shape[0] > 1 else 0  # one x for every model: evaluation inputs
+        xs = x[xm, s]
         _, _, o_b, o_bhn, _, o_bout = param_offsets(n_in, H, O)
         o_gates, o_hn, o_h, o_dy, o_da, _, _ = work_offsets(T, B, H, O)
         o_wout_t = N_GATES * H * (n_in + H * N_REC)  # W_outᵀ [H, O] after Wᵀ and Rᵀ
@@ -239,8 +249,8 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
                     unit_forward(w, o_da, o_gates, o_hn, o_h, t, B, H, r, j)
             cuda.syncthreads()  # the readout reads h_t of every unit
             readout_step(p, rt, w, o_wout_t, o_bout, o_h, o_dy, t, B, H, O, row0, rows, tid,
-                         n_threads, mask[m, s, t], target_class[m, s, t], target_value[m, s, t],
-                         loss_code, scale[m, s], loss_rows[m])
+                         n_threads, mask[xm, s, t], target_class[xm, s, t],
+                         target_value[xm, s, t], loss_code, scale[xm, s], loss_rows[m])
 
     @cuda.jit(device=True)
     def unit_backward(p, w, o_wout, o_dy, o_gates, o_hn, o_h, o_da, o_dhn, o_carry, t, T, B,
