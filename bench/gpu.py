@@ -16,6 +16,8 @@ its own training batches. Measured in one run:
              stream, trained at once on as many threads of this process (what run_suite.py's
              CUDA worker does, --workers of them): total model-steps/s, at the group's
              fastest tiling measured
+  validation  the validation batch (512 sequences) of such a group scored on the device, as
+             run_suite.py's CUDA engine does between intervals: ms, and in training steps
   cuDNN      the same shapes as ``nn.LSTM`` + ``nn.Linear`` + ``torch.optim.Adam`` (fused) +
              ``clip_grad_norm_`` on cuda, cuDNN on, TF32 off unless --tf32 (ablate computes in
              plain float32); an ensemble is its M models as M separate torch models trained
@@ -49,6 +51,7 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import json
+import math
 import platform
 import sys
 import time
@@ -79,15 +82,18 @@ class Sizes:
     models: tuple[int, int]  # the small and the large ensemble (the targets')
     group_models: int  # a suite's shape group: run_suite.py's ensemble of one cell and gap
     groups_at_once: tuple[int, ...]  # shape groups trained at once on threads, each timed
+    validation_rows: int  # sequences of the validation batch scored on the device
     batch: int
     copy: dict
 
 
 FULL = Sizes(single_hidden=128, single_gaps=(80, 980), ensemble_hidden=64, ensemble_gap=80,
-             models=(16, 128), group_models=6, groups_at_once=(1, 2, 4, 8), batch=32,
+             models=(16, 128), group_models=6, groups_at_once=(1, 2, 4, 8),
+             validation_rows=512, batch=32,
              copy={})
 SIMULATED = Sizes(single_hidden=4, single_gaps=(1, 3), ensemble_hidden=4, ensemble_gap=1,
-                  models=(2, 3), group_models=1, groups_at_once=(1, 2), batch=3,
+                  models=(2, 3), group_models=1, groups_at_once=(1, 2),
+                  validation_rows=5, batch=3,
                   copy={"n_symbols": 2, "n_recall": 2})  # T 5, 7
 
 TARGET_US_PER_TIME_STEP = 20.0
@@ -477,6 +483,46 @@ def groups_at_once_rows(args, sizes: Sizes, group: dict, rows: list) -> list[dic
     return rows
 
 
+def evaluation_row(args, sizes: Sizes, group: dict) -> dict:
+    """The validation batch (sizes.validation_rows copy sequences) scored on the device for
+    the shape group at its fastest tiling, outputs back on the host (what run_suite.py's
+    CUDA engine does between intervals: ablate.cuda.evaluation), against the group's
+    training step. A failure prints one line and is recorded with its error."""
+    from ablate.cuda.evaluation import DeviceEvaluation
+
+    best = fastest_tiling(group)
+    M, H, N, B = group["models"], sizes.ensemble_hidden, sizes.validation_rows, sizes.batch
+    row = {"models": M, "rows": N, "tile_rows": best["tile_rows"],
+           "rows_per_thread": best["rows_per_thread"]}
+    try:
+        data, O = copy_data(sizes, M, args.steps, sizes.ensemble_gap)
+        case = AblateCase(data, H, O, best["tile_rows"], best["rows_per_thread"])
+        chunks = math.ceil(N / B)
+        rows, _ = copy_data(sizes, 1, chunks, sizes.ensemble_gap)  # x [1, chunks, T, B, I]
+        _, _, T, _, I = rows.shape
+        x = rows.x[0].transpose(1, 0, 2, 3).reshape(T, chunks * B, I)[:, :N]
+        mask = rows.mask[0].transpose(1, 0, 2).reshape(T, chunks * B)[:, :N]
+        evaluation = DeviceEvaluation(case.ens, x, mask)
+        everyone = list(range(M))
+        evaluation.predict(everyone)  # warm-up: the gather kernel compiles
+        predict, train = [], []
+        for _ in range(args.repeats):
+            predict.append(time_repeat(lambda: evaluation.predict(everyone), case.sync, 1))
+            train.append(time_repeat(case.train, case.sync, args.steps))
+        evaluation.close()
+    except Exception as error:  # a diagnostic beside the targets: never lose them for it
+        row["error"] = f"{type(error).__name__}: {error}".splitlines()[0]
+        print(f"  validation on the device: failed ({row['error']})", flush=True)
+        return row
+    row.update(predict_ms=1e3 * min(predict), train_step_ms=1e3 * min(train),
+               every_predict_ms=[1e3 * t for t in predict])
+    row["training_steps"] = row["predict_ms"] / row["train_step_ms"]
+    print(f"  validation of {N} sequences on the device, {M} model{'s' if M > 1 else ''}: "
+          f"{row['predict_ms']:.2f} ms = {row['training_steps']:.1f} training steps "
+          f"({row['predict_ms'] / M:.2f} ms a model, outputs on the host)", flush=True)
+    return row
+
+
 # ---------------------------------------------------------------- report
 
 
@@ -725,7 +771,7 @@ def main(argv: list[str] | None = None) -> int:
         print("SIMULATOR RUN (NUMBA_ENABLE_CUDASIM=1): tiny sizes, every timing below means "
               "nothing; this only checks that the script's code paths work")
     print(flush=True)
-    single, ensembles, at_once = [], [], []
+    single, ensembles, at_once, evaluation = [], [], [], {}
 
     def save_partial() -> None:
         """The rows measured so far, should a later case hang or the run be cut short (the
@@ -734,7 +780,8 @@ def main(argv: list[str] | None = None) -> int:
             args.json.write_text(json.dumps({"device": device_line(), "simulated": simulated,
                                              "complete": False, "single": single,
                                              "ensembles": ensembles,
-                                             "groups_at_once": at_once}, indent=2))
+                                             "groups_at_once": at_once,
+                                             "evaluation": evaluation}, indent=2))
 
     args.save_partial = save_partial
     single_rows(args, sizes, torch, single)
@@ -749,6 +796,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nshape groups at once on threads (run_suite.py --backend cuda --workers K), "
           f"{variant_words(fastest)}:", flush=True)
     groups_at_once_rows(args, sizes, group, at_once)
+    evaluation.update(evaluation_row(args, sizes, group))
+    args.save_partial()
     ensembles = ensembles[1:]  # the targets' sizes
     small, large = ensembles
     scaling = large["ablate_step_ms"] / small["ablate_step_ms"]
@@ -770,7 +819,7 @@ def main(argv: list[str] | None = None) -> int:
                          "torch": torch_words},
             "steps": args.steps, "repeats": args.repeats, "tf32": args.tf32,
             "complete": True, "single": single, "ensembles": ensembles, "group": group,
-            "groups_at_once": at_once,
+            "groups_at_once": at_once, "evaluation": evaluation,
             "scaling": scaling,
             "targets": targets}, indent=2))
         print(f"wrote {args.json}")
