@@ -3,7 +3,7 @@
 #   1. bench/gpu.py (--quick unless FULL=1) over tilings and rows per thread, first: the
 #      figures the issue asks for; its JSON and markdown kept;
 #   2. the CUDA tests on the real GPU (ABLATE_TEST_GPU=1: no simulator), tiny sizes, with
-#      ensembles trained at once on threads and streams;
+#      ensembles trained at once on threads and streams and the validation on the device;
 #   3. beside them, the resource report (ptxas -v for sm_90) with the GPU's own numba-cuda.
 # Output goes to $OUT (the device tool's folder) or ./gpu_out; every step runs even if an
 # earlier one failed, and the script's status is the first failure's.
@@ -35,6 +35,7 @@ python -c "import xdist" 2> /dev/null && parallel="-n 8"
 # Ensembles at once on streams too; not the sweeps, whose workers compile the kernels again.
 ABLATE_TEST_GPU=1 timeout 240 python -m pytest -q $parallel tests/test_cuda.py \
     tests/test_cuda_occupancy.py tests/test_cuda_concurrent.py tests/test_gpu_worker.py \
+    tests/test_cuda_evaluation.py \
     -k "not sweep" \
     > "$out/tests.log" 2>&1 || [ "$status" != 0 ] || status=1
 wait "$resources" || [ "$status" != 0 ] || status=2

@@ -6,7 +6,6 @@ even when its worker process is killed."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -274,7 +273,7 @@ def test_a_killed_cuda_worker_is_retried_and_nothing_is_lost(tmp_path, one_at_a_
     """SIGKILL the GPU worker process while its ensembles train: they train again in a new
     one, every run lands once with the same bytes, and the driver says so."""
     sys.path.insert(0, str(ROOT / "tests"))
-    from test_sweep import _children, _command, _done_count
+    from test_sweep import _kill_a_worker
 
     (tmp_path / "kc.toml").write_text(SUITE)
     ledger = tmp_path / "results" / "kc" / "ledger.sqlite"
@@ -283,15 +282,7 @@ def test_a_killed_cuda_worker_is_retried_and_nothing_is_lost(tmp_path, one_at_a_
          "cuda", "--workers", "2", "--max-ensemble", "1", "--results", str(tmp_path / "results"),
          "--no-report", "--quiet"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    killed = None
-    deadline = time.monotonic() + 300
-    while killed is None and driver.poll() is None and time.monotonic() < deadline:
-        if _done_count(ledger) >= 1:
-            workers = [pid for pid in _children(driver.pid) if "spawn_main" in _command(pid)]
-            if workers:
-                killed = workers[0]
-                os.kill(killed, signal.SIGKILL)
-        time.sleep(0.005)
+    killed = _kill_a_worker(driver, ledger, after_done=1, seconds=300)
     out, err = driver.communicate(timeout=600)
     assert killed is not None, "no worker was there to kill"
     assert driver.returncode == 0, err

@@ -164,15 +164,7 @@ def test_a_dead_pool_worker_is_retried_and_said_so(tmp_path, reference):
          "--max-ensemble", "1", "--no-report", "--quiet"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    killed = None
-    deadline = time.monotonic() + 240
-    while killed is None and driver.poll() is None and time.monotonic() < deadline:
-        if _done_count(ledger) >= 2:  # the pool is up and training
-            workers = [pid for pid in _children(driver.pid) if "spawn_main" in _command(pid)]
-            if workers:
-                killed = workers[0]
-                os.kill(killed, signal.SIGKILL)
-        time.sleep(0.005)
+    killed = _kill_a_worker(driver, ledger, after_done=2, seconds=240)  # the pool is training
     out, err = driver.communicate(timeout=300)
     assert killed is not None, "no pool worker was there to kill"
     assert driver.returncode == 0, err
@@ -200,6 +192,21 @@ def _done_count(ledger: Path) -> int:
             return db.execute("SELECT count(*) FROM runs WHERE status = 'done'").fetchone()[0]
     except sqlite3.Error:  # the driver is creating it right now
         return 0
+
+
+def _kill_a_worker(driver: subprocess.Popen, ledger: Path, after_done: int,
+                   seconds: float) -> int | None:
+    """SIGKILL one worker process of the running ``driver`` once its ledger has
+    ``after_done`` finished runs; the killed pid, or None if none was there in time."""
+    deadline = time.monotonic() + seconds
+    while driver.poll() is None and time.monotonic() < deadline:
+        if _done_count(ledger) >= after_done:
+            workers = [pid for pid in _children(driver.pid) if "spawn_main" in _command(pid)]
+            if workers:
+                os.kill(workers[0], signal.SIGKILL)
+                return workers[0]
+        time.sleep(0.005)
+    return None
 
 
 def _children(pid: int) -> list[int]:
