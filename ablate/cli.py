@@ -132,7 +132,7 @@ def dry_run_text(suite, results_root: Path, workers: int | None, max_ensemble: i
     """What --dry-run prints: the grid, what the ledger already holds, an estimated time."""
     from ablate.cost import estimate_suite_seconds, format_duration
     from ablate.store import kernel_version
-    from ablate.sweep import CUDA_ENSEMBLES, pack, usable_cores
+    from ablate.sweep import default_workers, pack, usable_cores
 
     ledger_path = results_root / suite.name / "ledger.sqlite"
     version = kernel_version(backend)
@@ -141,8 +141,7 @@ def dry_run_text(suite, results_root: Path, workers: int | None, max_ensemble: i
     todo = [spec for spec in suite.specs if spec.key not in done_keys]
     stale = _stale_line(suite, finished, backend)
     groups = pack(todo, max_ensemble) if todo else []
-    workers = workers or max(1, min(CUDA_ENSEMBLES if backend == "cuda" else usable_cores(),
-                                    len(groups)))
+    workers = workers or default_workers(backend, len(groups))
     cells = sorted({spec.cell for spec in suite.specs})
     tasks = sorted({spec.task for spec in suite.specs})
     lines = [

@@ -63,6 +63,13 @@ def usable_cores() -> int:
     return max(1, os.cpu_count() or 1)
 
 
+def default_workers(backend: str, n_ensembles: int) -> int:
+    """Local workers when --workers is not given: on the CPU a process per core, on the GPU
+    CUDA_ENSEMBLES ensembles at once; never more than there are ensembles."""
+    most = CUDA_ENSEMBLES if backend == "cuda" else usable_cores()
+    return max(1, min(most, n_ensembles))
+
+
 # ---------------------------------------------------------------- packing
 
 
@@ -203,11 +210,10 @@ def run_suite(
         groups = pack(todo, max_ensemble)
         if scheduler is None:
             cores = usable_cores()
+            summary.workers = workers or default_workers(backend, len(groups))
             if backend == "cuda":  # ensembles at once in one process (ablate.gpu_worker)
-                summary.workers = workers or min(CUDA_ENSEMBLES, len(groups))
                 threads = cores  # each scores its models between intervals, at other times
             else:
-                summary.workers = workers or min(cores, len(groups))
                 threads = max(1, cores // summary.workers)
             stream = _local_results(groups, summary.workers, threads, backend)
         else:

@@ -79,6 +79,18 @@ def put(owner, name: str, host: np.ndarray, stream) -> None:
         setattr(owner, name, cuda.to_device(host, stream=stream))
 
 
+def free_device_arrays(owner) -> None:
+    """Drop every device array ``owner`` holds, once the work queued on its stream is done,
+    free them now, and give its claim back (``owner._release``) so that an ensemble waiting
+    for the memory in another thread can start."""
+    owner.stream.synchronize()
+    for name, value in list(vars(owner).items()):
+        if hasattr(value, "copy_to_host"):  # a device array
+            delattr(owner, name)
+    memory.free_pending()
+    owner._release()
+
+
 def default_tiling(B: int, H: int, rows_per_thread: int = 1) -> tuple[int, int]:
     """(tile_rows, threads) for a batch of B rows and H units: about MAX_THREADS threads
     per block, each taking one unit of rows_per_thread rows."""
@@ -152,7 +164,6 @@ class DeviceEnsemble:
     def _put(self, name: str, host: np.ndarray) -> None:
         put(self, name, host, self.stream)
 
-
     def bytes_needed(self) -> int:
         """Device memory of the ensemble: parameters, the transposed matrices, Adam moments,
         work vectors, tile gradients and one upload of ``interval`` steps of batches."""
@@ -171,12 +182,7 @@ class DeviceEnsemble:
     def close(self) -> None:
         """Free the device memory now (after the work queued on the stream) and let an
         ensemble waiting for it in another thread start; the ensemble is unusable after."""
-        self.stream.synchronize()
-        for name, value in list(vars(self).items()):
-            if hasattr(value, "copy_to_host"):  # a device array
-                delattr(self, name)
-        memory.free_pending()
-        self._release()
+        free_device_arrays(self)
 
     def set_params(self, params: np.ndarray) -> None:
         """Upload [M, P] parameters (and the transposed matrices, which the Adam kernel keeps
@@ -215,16 +221,13 @@ class DeviceEnsemble:
         """Forward and backward of step s: loss_rows and grad_tiles, no update."""
         grid = (self.n_tiles, self.M)
         with _simulator_turn():
-            self._forward_and_backward(grid, s, loss_code)
-
-    def _forward_and_backward(self, grid: tuple[int, int], s: int, loss_code: int) -> None:
-        self.kernels.forward[grid, self.threads, self.stream](
-            self.params, self.transposed, self.x, self.target_class, self.target_value,
-            self.mask, self.scale, self.limit, s, loss_code, self.H, self.O, self.tile_rows,
-            self.work, self.loss_rows)
-        self.kernels.backward[grid, self.threads, self.stream](
-            self.params, self.x, self.mask, self.limit, s, self.H, self.O, self.tile_rows,
-            self.work, self.grad_tiles)
+            self.kernels.forward[grid, self.threads, self.stream](
+                self.params, self.transposed, self.x, self.target_class, self.target_value,
+                self.mask, self.scale, self.limit, s, loss_code, self.H, self.O,
+                self.tile_rows, self.work, self.loss_rows)
+            self.kernels.backward[grid, self.threads, self.stream](
+                self.params, self.x, self.mask, self.limit, s, self.H, self.O, self.tile_rows,
+                self.work, self.grad_tiles)
 
     def step(self, s: int, loss_code: int) -> None:
         """Training step s of the loaded interval: three launches."""

@@ -26,7 +26,7 @@ import numpy as np
 from numba import cuda
 
 from ablate.cuda import memory
-from ablate.cuda.device import _simulator_turn, put
+from ablate.cuda.device import _simulator_turn, free_device_arrays, put
 from ablate.cuda.readout import PREDICT
 
 GATHER_THREADS = 256
@@ -128,9 +128,4 @@ class DeviceEvaluation:
 
     def close(self) -> None:
         """Free the device buffers now (after the stream's work)."""
-        self.stream.synchronize()
-        for name in ("x", "mask", "target_class", "target_value", "scale", "steps_device",
-                     "limit", "outputs"):
-            self.__dict__.pop(name, None)
-        memory.free_pending()
-        self._release()
+        free_device_arrays(self)
