@@ -25,8 +25,8 @@ import weakref
 import numpy as np
 from numba import cuda
 
-from ablate.cuda import memory
-from ablate.cuda.device import _simulator_turn, free_device_arrays, put
+from ablate.cuda import memory, simulator
+from ablate.cuda.device import free_device_arrays, put
 from ablate.cuda.readout import PREDICT
 
 GATHER_THREADS = 256
@@ -110,7 +110,7 @@ class DeviceEvaluation:
         grid = (e.n_tiles, e.M)
         blocks = max(1, min(64, math.ceil(len(self.steps) * e.B * e.O / GATHER_THREADS)))
         for chunk in range(self.chunks):
-            with _simulator_turn():
+            with simulator.turn():
                 e.kernels.forward[grid, e.threads, self.stream](
                     e.params, e.transposed, self.x, self.target_class, self.target_value,
                     self.mask, self.scale, self.limit, chunk, PREDICT, e.H, e.O, e.tile_rows,
