@@ -16,8 +16,10 @@ export PYTHONUNBUFFERED=1
 status=0
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv || true; } \
     > "$out/device.txt" 2>&1
-# The device machine reaches no package index: use what its image has (numba, numba-cuda).
-pip install -q --no-deps -e . > "$out/install.log" 2>&1
+# The device machine reaches no package index: use what its image has (numba, numba-cuda,
+# setuptools), and fail at once rather than retry an index (everything below also runs
+# from the checkout without the install).
+pip install -q --no-index --no-build-isolation --no-deps -e . > "$out/install.log" 2>&1
 python -c "import numba, numba.cuda, numpy; print(numba.__version__)" >> "$out/install.log" 2>&1
 
 quick="--quick"
