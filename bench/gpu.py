@@ -680,11 +680,9 @@ def print_targets(targets: list[dict], simulated: bool) -> None:
 
 
 def simulator_active() -> bool:
-    try:
-        from numba.cuda.core import config
-    except ImportError:  # numba's own CUDA target
-        from numba import config
-    return bool(getattr(config, "ENABLE_CUDASIM", 0))
+    from ablate.cuda import simulator
+
+    return simulator.active()
 
 
 def device_line() -> str:

@@ -30,9 +30,11 @@ _LAUNCH = threading.Lock()
 
 def active() -> bool:
     """Whether numba-cuda runs kernels under its simulator."""
-    from numba.cuda.core import config  # numba-cuda's: what chose the simulator
-
-    return bool(config.ENABLE_CUDASIM)
+    try:
+        from numba.cuda.core import config  # numba-cuda's own config, where it has one
+    except ImportError:  # an older numba-cuda reads Numba's
+        from numba import config
+    return bool(getattr(config, "ENABLE_CUDASIM", 0))
 
 
 def turn():
