@@ -166,7 +166,31 @@ def dry_run_text(suite, results_root: Path, workers: int | None, max_ensemble: i
             "budget; runs that solve early stop sooner)"
         )
         lines.append(f"  where it goes (core time): {_cost_by_task(todo)}")
+    lines += [f"  {note}" for note in _no_early_stop(suite.specs)]
     return "\n".join(lines)
+
+
+def _no_early_stop(specs) -> list[str]:
+    """One line per task whose validation batch is too small to ever stop a run early
+    (fewer scored trials than ``fewest_to_stop``): its runs all train their budget."""
+    from ablate import tasks
+    from ablate.tasks.task import fewest_to_stop
+
+    notes, seen = [], set()
+    for spec in sorted(specs, key=lambda s: s.gap):
+        what = (spec.task, spec.task_options, spec.eval_batch, spec.eval_seed)
+        if what in seen:
+            continue
+        seen.add(what)
+        task = tasks.get(spec.task, **spec.options)
+        scored = task.scored(task.batch(spec.gap, spec.eval_batch, spec.eval_seed,
+                                        "validation", 0))
+        if scored < fewest_to_stop():
+            notes.append(f"no early stop on {spec.task}: its validation batch scores {scored} "
+                         f"trials, and 99% at 95% confidence takes {fewest_to_stop()}, all "
+                         "right; every run trains its whole budget (raise [evaluation] "
+                         "validation_batch)")
+    return notes
 
 
 def _finished_rows(ledger_path: Path) -> list[tuple[str, str]]:

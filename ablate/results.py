@@ -57,7 +57,9 @@ class RunSpec:
     clip: float = 1.0  # global gradient-norm threshold; 0 turns clipping off
     dtype: str = "float32"
     task_options: tuple = ()  # (key, value) pairs, sorted; a dict is accepted and converted
-    eval_batch: int = 256  # validation sequences (one fixed batch)
+    # validation sequences (one fixed batch); 512 so that a task with one answer a sequence
+    # can stop early: that needs 99% at 95% confidence, 381+ answers (Task.surely_solved)
+    eval_batch: int = 512
     test_batch: int = 1024  # test sequences (one fixed batch) for the final metric
     eval_seed: int = 0  # seed of the validation and test batches, shared by every run
     # the forget-gate bias shift at init (see ablate.init_params); None: the cell's default.
@@ -189,8 +191,9 @@ class RunResult:
     chance: float | None  # the task's chance level in units of the metric
     score: float | None  # (metric − chance) / (1 − chance): 0 at chance, 1 perfect
     solved: bool  # the task criterion on the test batch
-    # the step of the first evaluation whose validation met the criterion (with
-    # spec.solve_patience > 1: the first of the streak that stopped the run)
+    # the step of the first evaluation whose validation met the criterion at 95% confidence
+    # (Task.surely_solved; with spec.solve_patience > 1: the first of the streak that
+    # stopped the run); None where no evaluation did, though the test may still pass
     steps_to_solve: int | None
     diverged: bool  # a loss or gradient turned non-finite; training stopped there
     diverged_at: int | None  # the step whose loss or gradient was non-finite

@@ -33,8 +33,9 @@ over a long gap made a step up to 10× slower on x86):
     θ ← Adam(θ, g, lr, t)                               (ablate.kernels.adam.adam_step)
 Every ``eval_every`` steps (and at step 0 and at the budget) the validation batch
 (``eval_seed``, stream "validation", index 0) is scored; the criterion ``task.solved`` met
-there ``solve_patience`` evaluations in a row (default 1: at the first) stops the run
-("solved"; its steps to solve are the first evaluation of that streak). At the end the
+there at 95% confidence (``Task.surely_solved``: the Wilson lower bound of the validation
+metric at least 99%) ``solve_patience`` evaluations in a row (default 1: at the first)
+stops the run ("solved"; its steps to solve are the first evaluation of that streak). At the end the
 test batch (stream "test", index 0) gives the final metric. ``ablate.diagnostics``
 measures error flow, gates and state drift at initialisation and at the end.
 """
@@ -284,6 +285,7 @@ class EnsembleSetup:
             spec.gap, spec.eval_batch, spec.eval_seed, "validation", 0
         )
         self.test = self.task.batch(spec.gap, spec.test_batch, spec.eval_seed, "test", 0)
+        self.validation_scored = self.task.scored(self.validation)  # answers: the early stop
         self.validation_x = _row_chunks(self.validation.x, self.dtype)
         self.test_x = _row_chunks(self.test.x, self.dtype)
         self.chance = float(self.task.chance(spec.gap))
@@ -469,9 +471,12 @@ class RunState:
         if not np.isfinite(val_loss):
             self.stop_reason, self.diverged_at = "diverged", self.step
             return
-        # Solved once spec.solve_patience evaluations in a row met the criterion; the run's
-        # steps to solve are the first of them (the step it had learned the task by).
-        self.solved_streak = self.solved_streak + 1 if self.setup.task.solved(val_metric) else 0
+        # Solved once spec.solve_patience evaluations in a row met the criterion at 95%
+        # confidence (Task.surely_solved: a bare 99% on validation is a coin toss on the
+        # test); the run's steps to solve are the first of them (the step it had learned
+        # the task by).
+        surely = self.setup.task.surely_solved(val_metric, self.setup.validation_scored)
+        self.solved_streak = self.solved_streak + 1 if surely else 0
         if self.solved_streak >= self.spec.solve_patience:
             first = self.curve["step"][-self.spec.solve_patience]
             self.stop_reason, self.steps_to_solve = "solved", first

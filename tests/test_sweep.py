@@ -320,6 +320,19 @@ def test_dry_run_counts_and_estimates(tmp_path, reference):
     assert "24 already done" in again.stdout and "to run: 0 runs" in again.stdout
 
 
+def test_dry_run_says_where_a_validation_batch_is_too_small_to_stop_early(tmp_path):
+    """tiny validates tv on 64 sequences: 99% at 95% confidence takes 381, all right, so no
+    run of it can stop early; the bundled science suites' batches can."""
+    from ablate.cli import dry_run_text
+
+    tiny = dry_run_text(load_suite(ROOT / "suites" / "tiny.toml"), tmp_path, 2, 16)
+    assert ("no early stop on tv: its validation batch scores 64 trials, and 99% at 95% "
+            "confidence takes 381") in tiny
+    for name in ("smoke", "why_gates", "hochreiter97"):
+        text = dry_run_text(load_suite(ROOT / "suites" / f"{name}.toml"), tmp_path, 2, 16)
+        assert "no early stop" not in text, name
+
+
 def test_fresh_moves_the_old_ledger_aside(tmp_path):
     text = SUITE.replace('["lstm", "rnn", "gru"]', '["rnn"]').replace("gaps = [5, 8]", "gaps = [5]")
     suite = load_suite(write_suite(tmp_path, text=text))

@@ -249,6 +249,42 @@ def test_metric_counts_diverged_outputs_wrong(name, options):
         task.metric(y[:, :, :1] if task.n_out(9) > 1 else y[:-1], batch)
 
 
+@each_config
+def test_scored_trials_are_the_sequences_but_continual_counts_its_late_queries(name, options):
+    task = tasks.get(name, **options)
+    batch = task.batch(9, 16, seed=0, stream="validation")
+    if name != "continual":
+        assert task.scored(batch) == 16  # answers within a sequence share its state
+        return
+    episode = np.cumsum(batch.mask, axis=0) - 1
+    late = (batch.mask > 0) & (episode >= task.options["n_episodes"])
+    assert task.scored(batch) == late.sum() > 16
+    y = solve(task, batch.x)
+    steps, rows = np.nonzero(late)
+    y[steps[0], rows[0]] = np.roll(y[steps[0], rows[0]], 1)  # one late query wrong
+    assert task.metric(y, batch) == pytest.approx(1 - 1 / task.scored(batch))
+
+
+@pytest.mark.parametrize("right, scored, sure", [
+    (381, 381, True),     # n / (n + z²) = 0.990018: the fewest trials that can stop a run
+    (380, 380, False),    # 0.989993
+    (511, 512, False),    # one wrong in 512 is already too many
+    (997, 1000, True),    # Wilson lower bound 0.99126
+    (995, 1000, False),   # 0.98836, though 99.5% right
+    (2048, 2048, True),
+])
+def test_surely_solved_is_the_wilson_lower_bound_at_99_percent(right, scored, sure):
+    task = tasks.get("tv")
+    assert task.surely_solved(right / scored, scored) is sure
+    assert task.solved(right / scored)  # every case meets the bare criterion
+
+
+def test_surely_solved_refuses_nothing_scored_and_non_finite_metrics():
+    task = tasks.get("tv")
+    assert not task.surely_solved(1.0, 0)
+    assert not task.surely_solved(float("nan"), 1000)
+
+
 def test_adding_counts_a_sequence_right_only_within_0_04():
     task = tasks.get("adding")
     batch = task.batch(50, 400, seed=0, stream="test")

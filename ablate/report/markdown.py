@@ -115,14 +115,14 @@ def _edge(success: pd.DataFrame) -> list[str]:
               f"{r.runs}, test {r.solved}/{r.runs}, test metric {r.test_metric_min:.3f}–"
               f"{r.test_metric_max:.3f})" for r in edge.itertuples()]
     return [
-        "**Solved on validation, not on test.** A run stops at the first evaluation whose "
-        "validation batch meets the criterion (or the first streak of `solve_patience` such "
-        "evaluations), so it stops at the criterion's edge, and its score on the larger test "
-        "batch falls either side of it. Where most runs of a point met the criterion on "
-        "validation but fewer than half pass it on test, the table above counts the point as "
-        "not solved (the rule reads the test batch only): " + "; ".join(points) + ". "
-        "A suite's `solve_patience` (evaluations in a row that must meet the criterion) "
-        "trains such runs past the edge.",
+        "**Solved on validation, not on test.** Where most runs of a point stopped as "
+        "solved on validation but fewer than half pass the criterion on test, the table "
+        "above counts the point as not solved (the rule reads the test batch only): "
+        + "; ".join(points) + ". Runs of code before 2026-12-04 stopped at the first "
+        "evaluation whose validation batch met the criterion, at its edge, and the test "
+        "batch fell either side of it; since then a run stops only once validation shows "
+        "the criterion at 95% confidence (suites/README.md, \"Stopping at the criterion's "
+        "edge\").",
         "",
     ]
 

@@ -13,40 +13,17 @@ entirely below the other; with 3 seeds 0/3 and 3/3 still overlap ([0, 0.562] and
 [0.438, 1]), so 4 seeds per point is the fewest that can separate a total failure from a
 total success.
 
-Exponential decay: ``decay_fit`` (defined in ``ablate.decay``, which training imports
-without the report's plotting stack) and ``attenuation``.
+``wilson`` is defined in ``ablate.wilson`` (training's early stop uses it too, without the
+report's plotting stack). Exponential decay: ``decay_fit`` (defined in ``ablate.decay``,
+likewise) and ``attenuation``.
 """
 
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
 
 from ablate.decay import DecayFit, decay_fit  # noqa: F401  (re-exported)
-
-Z95 = 1.959963984540054  # Φ⁻¹(0.975)
-
-
-class Interval(NamedTuple):
-    low: float
-    high: float
-
-
-def wilson(successes: int, trials: int, z: float = Z95) -> Interval:
-    """Wilson score interval of ``successes``/``trials``; (nan, nan) for no trials."""
-    if trials <= 0:
-        return Interval(math.nan, math.nan)
-    if not 0 <= successes <= trials:
-        raise ValueError(f"successes must be in [0, {trials}], got {successes}")
-    p = successes / trials
-    z2 = z * z
-    denominator = 1.0 + z2 / trials
-    centre = (p + z2 / (2 * trials)) / denominator
-    half = z / denominator * math.sqrt(p * (1 - p) / trials + z2 / (4 * trials * trials))
-    # p = 0 or 1 puts a bound exactly on 0 or 1; rounding must not move it off
-    low = 0.0 if successes == 0 else max(0.0, centre - half)
-    high = 1.0 if successes == trials else min(1.0, centre + half)
-    return Interval(low, high)
+from ablate.wilson import Z95, Interval, wilson  # noqa: F401  (re-exported)
 
 
 def below(a: Interval, b: Interval) -> bool:

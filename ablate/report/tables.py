@@ -64,9 +64,9 @@ def success(runs: pd.DataFrame, protocol: str = "best_lr") -> pd.DataFrame:
 
 def edge_of_criterion(success_table: pd.DataFrame) -> pd.DataFrame:
     """The points a cell solves on validation (≥ 50% of its runs met the criterion there
-    and stopped) but not on test (< 50% pass): runs stopped at the first evaluation that
-    crossed the criterion (solve_patience 1) sit at its edge, and the larger test batch
-    falls either side."""
+    and stopped) but not on test (< 50% pass): runs that stopped at the first evaluation
+    crossing the bare criterion (the stop rule before ``Task.surely_solved``) sit at its
+    edge, and the larger test batch falls either side."""
     if success_table.empty:
         return success_table
     validated = success_table["validated"] >= SOLVES_AT * success_table["runs"]

@@ -4,6 +4,8 @@
     batch = task.batch(gap=100, batch_size=64, seed=0, stream="train", index=0)
     batch.x [T,B,I] float32, batch.target, batch.mask [T,B] float32
     task.metric(y, batch) -> fraction right;  task.solved(value) -> at least 99% right
+    task.scored(batch) -> the independent trials the metric rests on (sequences);
+    task.surely_solved(value, scored) -> 99% at 95% confidence (the early stop)
     task.chance(gap), task.chance_loss(gap): what an input-blind predictor scores
 
 One file per task; its docstring gives the definition, its source, a worked example, the

@@ -52,9 +52,15 @@ class Continual(TV):
         return self.options["n_episodes" if stream == "train" else "eval_episodes"]
 
     def metric(self, y: np.ndarray, batch: Batch) -> float:
-        y = self.check_output(y, batch)
+        return masked_accuracy(self.check_output(y, batch), batch, where=self._late(batch))
+
+    def scored(self, batch: Batch) -> int:
+        return int(np.count_nonzero(self._late(batch)))
+
+    def _late(self, batch: Batch) -> np.ndarray:
+        """The queries scored: those of episodes beyond the training length, where a batch
+        has any (a test stream), else every query."""
         n_train = self.options["n_episodes"]
         # the k-th masked step of a sequence is the query of its episode k
         episode = np.cumsum(batch.mask, axis=0) - 1
-        late = batch.mask * (episode >= n_train) if episode.max() >= n_train else batch.mask
-        return masked_accuracy(y, batch, where=late)
+        return batch.mask * (episode >= n_train) if episode.max() >= n_train else batch.mask
