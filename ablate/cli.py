@@ -176,7 +176,7 @@ def _no_early_stop(specs) -> list[str]:
     from ablate import tasks
     from ablate.tasks.task import fewest_to_stop
 
-    notes, seen = [], set()
+    notes, seen, fewest = [], set(), fewest_to_stop()
     for spec in sorted(specs, key=lambda s: s.gap):
         what = (spec.task, spec.task_options, spec.eval_batch, spec.eval_seed)
         if what in seen:
@@ -185,9 +185,9 @@ def _no_early_stop(specs) -> list[str]:
         task = tasks.get(spec.task, **spec.options)
         scored = task.scored(task.batch(spec.gap, spec.eval_batch, spec.eval_seed,
                                         "validation", 0))
-        if scored < fewest_to_stop():
+        if scored < fewest:
             notes.append(f"no early stop on {spec.task}: its validation batch scores {scored} "
-                         f"trials, and 99% at 95% confidence takes {fewest_to_stop()}, all "
+                         f"trials, and 99% at 95% confidence takes {fewest}, all "
                          "right; every run trains its whole budget (raise [evaluation] "
                          "validation_batch)")
     return notes

@@ -35,8 +35,8 @@ Every ``eval_every`` steps (and at step 0 and at the budget) the validation batc
 (``eval_seed``, stream "validation", index 0) is scored; the criterion ``task.solved`` met
 there at 95% confidence (``Task.surely_solved``: the Wilson lower bound of the validation
 metric at least 99%) ``solve_patience`` evaluations in a row (default 1: at the first)
-stops the run ("solved"; its steps to solve are the first evaluation of that streak). At the end the
-test batch (stream "test", index 0) gives the final metric. ``ablate.diagnostics``
+stops the run ("solved"; its steps to solve are the first evaluation of that streak). At
+the end the test batch (stream "test", index 0) gives the final metric. ``ablate.diagnostics``
 measures error flow, gates and state drift at initialisation and at the end.
 """
 
@@ -285,7 +285,7 @@ class EnsembleSetup:
             spec.gap, spec.eval_batch, spec.eval_seed, "validation", 0
         )
         self.test = self.task.batch(spec.gap, spec.test_batch, spec.eval_seed, "test", 0)
-        self.validation_scored = self.task.scored(self.validation)  # answers: the early stop
+        self.validation_scored = self.task.scored(self.validation)  # trials, for the early stop
         self.validation_x = _row_chunks(self.validation.x, self.dtype)
         self.test_x = _row_chunks(self.test.x, self.dtype)
         self.chance = float(self.task.chance(spec.gap))

@@ -65,6 +65,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout
 
+from ablate.cuda import simulator  # noqa: E402  (imports numba only when asked)
+
 CELL = "lstm"
 CLIP = 1.0
 LR = 1e-3
@@ -202,7 +204,7 @@ class AblateCase:
     def occupancy_of(ens) -> dict | None:
         """The grid, the blocks an SM holds (the driver's answer) and the waves of the
         forward and backward launches; None under the simulator (it has no occupancy)."""
-        if simulator_active():
+        if simulator.active():
             return None
         from ablate.cuda.occupancy import device_limits, driver_blocks_per_sm, waves
 
@@ -679,12 +681,6 @@ def print_targets(targets: list[dict], simulated: bool) -> None:
 # ---------------------------------------------------------------- main
 
 
-def simulator_active() -> bool:
-    from ablate.cuda import simulator
-
-    return simulator.active()
-
-
 def device_line() -> str:
     from numba import cuda
 
@@ -748,7 +744,7 @@ def main(argv: list[str] | None = None) -> int:
         hint = " (--simulate needs NUMBA_ENABLE_CUDASIM=1 exported)" if args.simulate else ""
         print(f"bench/gpu.py: {error}{hint}", file=sys.stderr)
         return 2
-    simulated = simulator_active()
+    simulated = simulator.active()
     if simulated != args.simulate:
         print("bench/gpu.py: " + ("NUMBA_ENABLE_CUDASIM=1 is set: pass --simulate to check the "
                                   "code paths, or unset it to time the GPU" if simulated else
