@@ -448,15 +448,3 @@ def test_gpu_benchmark_keeps_the_rows_measured_before_a_failure(tmp_path, monkey
     data = json.loads(out.read_text())
     assert data["complete"] is False and data["ensembles"] == []
     assert [row["T"] for row in data["single"]] == [5, 7]
-
-
-@pytest.mark.skipif(ON_GPU, reason="the simulator's setting")
-def test_the_simulator_hands_the_gil_over_sooner():
-    """Under the simulator the launching thread polls the block's threads without waiting;
-    at Python's 5 ms switch interval they queue behind it (ablate.cuda.simulator: the
-    simulated CUDA tests take half the time at 0.1 ms)."""
-    import ablate.cuda.device  # noqa: F401  (sets it on import)
-    from ablate.cuda import simulator
-
-    assert simulator.active()
-    assert sys.getswitchinterval() <= simulator.SWITCH_INTERVAL_S

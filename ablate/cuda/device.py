@@ -38,6 +38,7 @@ from ablate.cuda.kernels import kernels
 
 _ADAM: dict = {}
 simulator.hand_over_sooner()  # a no-op on a GPU; under the simulator, 2× faster
+simulator.shared_arrays_made_once()  # a no-op on a GPU; under the simulator, no race
 # The largest block launched: 256 threads × up to 255 registers each fit an SM's 65,536
 # registers, so no kernel can fail to launch for lack of registers (ablate.cuda.resources).
 MAX_THREADS = 256
@@ -63,6 +64,13 @@ def put(owner, name: str, host: np.ndarray, stream) -> None:
         there.copy_to_device(host, stream=stream)
     else:
         setattr(owner, name, cuda.to_device(host, stream=stream))
+
+
+def empty(shape: tuple, dtype, stream):
+    """An uninitialised device array on ``stream``, for modules that define kernels: under
+    the simulator a launch rebinds ``cuda`` in those while it runs (ablate.cuda.simulator),
+    so their host code allocates here."""
+    return cuda.device_array(shape, dtype, stream=stream)
 
 
 def free_device_arrays(owner) -> None:

@@ -26,7 +26,7 @@ import numpy as np
 from numba import cuda
 
 from ablate.cuda import memory, simulator
-from ablate.cuda.device import free_device_arrays, put
+from ablate.cuda.device import empty, free_device_arrays, put
 from ablate.cuda.readout import PREDICT
 
 GATHER_THREADS = 256
@@ -84,8 +84,7 @@ class DeviceEvaluation:
             self._put("scale", np.zeros((1, self.chunks), dtype))
             self._put("steps_device", self.steps.astype(np.int64))
             self._put("limit", np.zeros(M, np.int64))
-            self.outputs = cuda.device_array((M, self.chunks, len(self.steps), B, O), dtype,
-                                             stream=self.stream)
+            self.outputs = empty((M, self.chunks, len(self.steps), B, O), dtype, self.stream)
         self._release = weakref.finalize(self, memory.release, id(self))
 
     def _put(self, name: str, host: np.ndarray) -> None:

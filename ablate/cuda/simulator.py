@@ -1,13 +1,15 @@
 """What the CUDA kernels need when they run under Numba's CUDA simulator
 (``NUMBA_ENABLE_CUDASIM=1``: the tests on a machine without a GPU); nothing on a GPU.
 
-Two things, both process-wide:
+Three things, all process-wide:
 
 - **Launches take turns.** Under the simulator ``kernel[grid, block]`` stores the grid on
   the shared kernel object and a launch rebinds ``cuda`` in the modules of the kernel and
   its device functions, so two launches at once from two threads would run with each
   other's grid, and a kernel built meanwhile would call the launch's stand-in for
-  ``cuda.jit``: launches and builds hold ``turn()``.
+  ``cuda.jit``: launches and builds hold ``turn()``. Host code on another thread would meet
+  the stand-in too, which cannot allocate, so modules that define kernels or device
+  functions leave allocations and copies to ablate.cuda.device.
 - **The GIL changes hands sooner.** The simulator runs every CUDA thread of a block as a
   Python thread while the launching thread polls them in a loop that never waits; by
   default a thread keeps the GIL for Python's 5 ms switch interval before a waiting one
@@ -15,6 +17,13 @@ Two things, both process-wide:
   waiting behind the poller. With 0.1 ms, one simulated lstm training check
   (tests/test_cuda.py, lstm-tv-None-2-1) took 14.4 s instead of 30.3 s here (1e-5 s: 15.3 s,
   1 ms: 19.0 s).
+- **A block's threads get one shared array.** ``cuda.shared.array`` looks the call site up
+  in the launch's table and, where it is missing, makes the array and stores it: two
+  simulated threads switched between the lookup and the store each keep an array of their
+  own, and the slots one writes are missing from the other's. The Adam kernel's reduction
+  (ablate.cuda.adam) then sums unwritten memory into the gradient norm it clips by: with
+  that window widened, a gru ensemble's parameters ended 1.5e-3 away from the CPU engine's
+  after two steps. ``shared_arrays_made_once`` does the lookup and the store under a lock.
 """
 
 from __future__ import annotations
@@ -22,6 +31,8 @@ from __future__ import annotations
 import sys
 import threading
 from contextlib import nullcontext
+
+import numpy as np
 
 SWITCH_INTERVAL_S = 1e-4
 
@@ -47,3 +58,35 @@ def hand_over_sooner() -> None:
     doc); on a GPU leave it alone."""
     if active() and sys.getswitchinterval() > SWITCH_INTERVAL_S:
         sys.setswitchinterval(SWITCH_INTERVAL_S)
+
+
+_SHARED = threading.Lock()
+
+
+def shared_arrays_made_once() -> None:
+    """Under the simulator, make ``cuda.shared.array`` give every thread of a launch the
+    one array of its call site (module doc); on a GPU, or done already, nothing."""
+    if not active():
+        return
+    from numba.cuda.simulator import kernelapi
+
+    made = kernelapi.FakeCUDAShared
+    if getattr(made.array, "made_once", False):
+        return
+    original = made.array
+
+    def array(self, shape, dtype, alignment=None):
+        if alignment is not None or shape == 0:  # refused, or the one dynamic buffer
+            return original(self, shape, dtype, alignment)
+        caller = sys._getframe(1)  # the simulator keys an array by (file, line) of its call
+        key = (caller.f_code.co_filename, caller.f_lineno)
+        if isinstance(dtype, kernelapi.types.Type):
+            dtype = kernelapi.numpy_support.as_dtype(dtype)
+        with _SHARED:
+            there = self._allocations.get(key)
+            if there is None:
+                there = self._allocations[key] = np.empty(shape, dtype)
+        return there
+
+    array.made_once = True
+    made.array = array

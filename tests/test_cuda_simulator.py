@@ -1,0 +1,108 @@
+"""What ablate.cuda.simulator changes under Numba's CUDA simulator, checked where it matters:
+the switch interval, one shared array per call site for every thread of a launch, and no
+host code that reads ``cuda`` in a module whose globals a simulated launch rebinds."""
+
+from __future__ import annotations
+
+import ast
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("numba.cuda")
+
+from numba import cuda, float64  # noqa: E402  (module globals: a launch rebinds ``cuda``)
+
+ROOT = Path(__file__).resolve().parent.parent
+ON_GPU = os.environ.get("ABLATE_TEST_GPU") == "1"
+pytestmark = pytest.mark.skipif(ON_GPU, reason="the simulator's own behaviour")
+
+
+def test_the_simulator_hands_the_gil_over_sooner():
+    """Under the simulator the launching thread polls the block's threads without waiting;
+    at Python's 5 ms switch interval they queue behind it (ablate.cuda.simulator: the
+    simulated CUDA tests take half the time at 0.1 ms)."""
+    import ablate.cuda.device  # noqa: F401  (sets it on import)
+    from ablate.cuda import simulator
+
+    assert simulator.active()
+    assert sys.getswitchinterval() <= simulator.SWITCH_INTERVAL_S
+
+
+THREADS = 32
+
+
+def block_sum(out):
+    """out[0] = Σ_tid (tid + 1) through a shared array, as the Adam kernel sums squares."""
+    partial = cuda.shared.array(THREADS, float64)
+    tid = cuda.threadIdx.x
+    partial[tid] = tid + 1
+    cuda.syncthreads()
+    if tid == 0:
+        total = 0.0
+        for k in range(THREADS):
+            total += partial[k]
+        out[0] = total
+
+
+def test_every_thread_of_a_block_gets_the_one_shared_array(monkeypatch):
+    """A simulated thread switched out between the simulator's lookup of a shared array and
+    its store kept an array of its own: here np.empty sleeps in that window, so without
+    ``shared_arrays_made_once`` thread 0 sums the others' unwritten slots."""
+    import ablate.cuda.device  # noqa: F401  (installs it on import)
+
+    kernel = cuda.jit(block_sum)
+    make = np.empty
+
+    def slow(*args, **kwargs):
+        time.sleep(0.002)  # a switch to another simulated thread, for certain
+        return make(*args, **kwargs)
+
+    out = np.zeros(1)
+    monkeypatch.setattr(np, "empty", slow)
+    kernel[1, THREADS](out)
+    monkeypatch.setattr(np, "empty", make)
+    assert out[0] == THREADS * (THREADS + 1) / 2
+
+
+def _kernel_modules() -> list[Path]:
+    """ablate/cuda's modules that define anything with cuda.jit (kernels or device
+    functions): a simulated launch rebinds their ``cuda`` to a stand-in while it runs."""
+    found = []
+    for path in sorted((ROOT / "ablate" / "cuda").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef) and any(
+                    "cuda.jit" in ast.unparse(d) for d in node.decorator_list):
+                found.append(path)
+                break
+    return found
+
+
+def test_no_host_code_reads_cuda_where_a_launch_rebinds_it():
+    """While a simulated kernel runs, ``cuda`` in its module (and in its device functions')
+    is the simulator's stand-in, which has no device_array or to_device: host code there
+    on another thread would fail. So outside the compiled functions those modules may only
+    build kernels (``cuda.jit``, under ``simulator.turn()``); allocations and copies live in
+    ablate.cuda.device."""
+    modules = _kernel_modules()
+    assert {p.name for p in modules} >= {"adam.py", "evaluation.py", "lstm_family.py",
+                                         "simple_family.py", "readout.py"}
+    strays = []
+    for path in modules:
+        tree = ast.parse(path.read_text())
+        compiled = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef) and any(
+                    "cuda.jit" in ast.unparse(d) for d in node.decorator_list):
+                compiled.update(id(inner) for inner in ast.walk(node))
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                    and node.value.id == "cuda" and id(node) not in compiled
+                    and node.attr != "jit"):
+                strays.append(f"{path.name}:{node.lineno} cuda.{node.attr}")
+    assert not strays, strays
