@@ -135,9 +135,11 @@ def _training(frame: pd.DataFrame) -> list[str]:
         *_table(list(table.columns), table.values.tolist()),
         "",
         "A run stops at its budget or, earlier, once its validation batch meets the task's "
-        "criterion (at as many evaluations in a row as the table says). Every \"fails at gap "
-        "g\" below means: not solved within this budget; a longer training might still solve "
-        "it.",
+        "criterion at 95% confidence (the Wilson lower bound over the sequences scored, at as "
+        "many evaluations in a row as the table says; runs of code before 2026-12-04 stopped "
+        "at the criterion itself). \"Solved\" is decided on the test batch by the criterion "
+        "itself. Every \"fails at gap g\" below means: not solved within this budget; a longer "
+        "training might still solve it.",
     ]
 
 
