@@ -73,6 +73,9 @@ def shared_arrays_made_once() -> None:
     made = kernelapi.FakeCUDAShared
     if getattr(made.array, "made_once", False):
         return
+    known = hasattr(kernelapi, "types") and hasattr(kernelapi, "numpy_support")
+    if not known or not isinstance(getattr(made(0), "_allocations", None), dict):
+        return  # a simulator built otherwise: leave it as it is
     original = made.array
 
     def array(self, shape, dtype, alignment=None):
