@@ -69,17 +69,20 @@ def test_every_thread_of_a_block_gets_the_one_shared_array(monkeypatch):
     assert out[0] == THREADS * (THREADS + 1) / 2
 
 
-def _kernel_modules() -> list[Path]:
-    """ablate/cuda's modules that define anything with cuda.jit (kernels or device
-    functions): a simulated launch rebinds their ``cuda`` to a stand-in while it runs."""
-    found = []
+def _compiled(tree: ast.Module) -> list[ast.FunctionDef]:
+    """The functions decorated with cuda.jit (kernels or device functions) in a module."""
+    return [node for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)
+            and any("cuda.jit" in ast.unparse(d) for d in node.decorator_list)]
+
+
+def _kernel_modules() -> dict[str, tuple[ast.Module, list[ast.FunctionDef]]]:
+    """ablate/cuda's modules that define anything with cuda.jit, with their syntax trees and
+    those functions: a simulated launch rebinds their ``cuda`` to a stand-in while it runs."""
+    found = {}
     for path in sorted((ROOT / "ablate" / "cuda").glob("*.py")):
         tree = ast.parse(path.read_text())
-        for node in ast.walk(tree):
-            if isinstance(node, ast.FunctionDef) and any(
-                    "cuda.jit" in ast.unparse(d) for d in node.decorator_list):
-                found.append(path)
-                break
+        if functions := _compiled(tree):
+            found[path.name] = tree, functions
     return found
 
 
@@ -90,19 +93,14 @@ def test_no_host_code_reads_cuda_where_a_launch_rebinds_it():
     build kernels (``cuda.jit``, under ``simulator.turn()``); allocations and copies live in
     ablate.cuda.device."""
     modules = _kernel_modules()
-    assert {p.name for p in modules} >= {"adam.py", "evaluation.py", "lstm_family.py",
-                                         "simple_family.py", "readout.py"}
+    assert set(modules) >= {"adam.py", "evaluation.py", "lstm_family.py", "simple_family.py",
+                            "readout.py"}
     strays = []
-    for path in modules:
-        tree = ast.parse(path.read_text())
-        compiled = set()
-        for node in ast.walk(tree):
-            if isinstance(node, ast.FunctionDef) and any(
-                    "cuda.jit" in ast.unparse(d) for d in node.decorator_list):
-                compiled.update(id(inner) for inner in ast.walk(node))
+    for name, (tree, functions) in modules.items():
+        compiled = {id(inner) for function in functions for inner in ast.walk(function)}
         for node in ast.walk(tree):
             if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
                     and node.value.id == "cuda" and id(node) not in compiled
                     and node.attr != "jit"):
-                strays.append(f"{path.name}:{node.lineno} cuda.{node.attr}")
+                strays.append(f"{name}:{node.lineno} cuda.{node.attr}")
     assert not strays, strays

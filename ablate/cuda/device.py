@@ -67,9 +67,9 @@ def put(owner, name: str, host: np.ndarray, stream) -> None:
 
 
 def empty(shape: tuple, dtype, stream):
-    """An uninitialised device array on ``stream``, for modules that define kernels: under
-    the simulator a launch rebinds ``cuda`` in those while it runs (ablate.cuda.simulator),
-    so their host code allocates here."""
+    """An uninitialised device array on ``stream``. Every allocation goes through here (and
+    ``put``), in a module that defines no kernel: under the simulator a launch rebinds
+    ``cuda`` in a kernel's module while it runs (ablate.cuda.simulator)."""
     return cuda.device_array(shape, dtype, stream=stream)
 
 
@@ -147,10 +147,9 @@ class DeviceEnsemble:
             for name, shape in (("params", (M, P)), ("transposed", (M, self.n_transposed)),
                                 ("m1", (M, P)), ("v1", (M, P))):
                 self._put(name, np.zeros(shape, f))
-            self.work = cuda.device_array((M, self.kernels.work_size(T, B, H, O)), f,
-                                          stream=self.stream)
-            self.grad_tiles = cuda.device_array((M, self.n_tiles, P), f, stream=self.stream)
-            self.loss_rows = cuda.device_array((M, B), np.float64, stream=self.stream)
+            self.work = empty((M, self.kernels.work_size(T, B, H, O)), f, self.stream)
+            self.grad_tiles = empty((M, self.n_tiles, P), f, self.stream)
+            self.loss_rows = empty((M, B), np.float64, self.stream)
             self._put("losses", np.full((M, interval), np.nan))
             self._put("grad_norms", np.full((M, interval), np.nan))
         self._release = weakref.finalize(self, memory.release, id(self))
