@@ -13,29 +13,31 @@ set -u
 out="${OUT:-gpu_out}"
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
+# The device image's interpreter is python3 (its PyTorch venv); a plain "python" may be absent.
+py="$(command -v python3 || command -v python)"
 status=0
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv || true; } \
     > "$out/device.txt" 2>&1
 # The device machine reaches no package index: use what its image has (numba, numba-cuda,
 # setuptools), and fail at once rather than retry an index (everything below also runs
 # from the checkout without the install).
-pip install -q --no-index --no-build-isolation --no-deps -e . > "$out/install.log" 2>&1
-python -c "import numba, numba.cuda, numpy; print(numba.__version__)" >> "$out/install.log" 2>&1
+"$py" -m pip install -q --no-index --no-build-isolation --no-deps -e . > "$out/install.log" 2>&1
+"$py" -c "import numba, numba.cuda, numpy; print(numba.__version__)" >> "$out/install.log" 2>&1
 
 quick="--quick"
 [ "${FULL:-0}" = 1 ] && quick=""
-timeout 270 python bench/gpu.py $quick --tile-rows 1,2,8,32 --rows-per-thread 1,2,4,8 \
+timeout 270 "$py" bench/gpu.py $quick --tile-rows 1,2,8,32 --rows-per-thread 1,2,4,8 \
     --json "$out/gpu.json" > "$out/gpu.md" 2>&1 || status=3
 
 # The resource report compiles 161 kernels on the CPU: beside the tests, on other cores.
-timeout 240 python -m ablate.cuda.resources --jobs 6 --out "$out/cuda_resources.txt" \
+timeout 240 "$py" -m ablate.cuda.resources --jobs 6 --out "$out/cuda_resources.txt" \
     > "$out/resources.log" 2>&1 &
 resources=$!
 # Each cell compiles its CPU kernels too (an empty cache there): spread over the cores.
 parallel=""
-python -c "import xdist" 2> /dev/null && parallel="-n 8"
+"$py" -c "import xdist" 2> /dev/null && parallel="-n 8"
 # Ensembles at once on streams too; not the sweeps, whose workers compile the kernels again.
-ABLATE_TEST_GPU=1 timeout 240 python -m pytest -q $parallel tests/test_cuda.py \
+ABLATE_TEST_GPU=1 timeout 240 "$py" -m pytest -q $parallel tests/test_cuda.py \
     tests/test_cuda_occupancy.py tests/test_cuda_concurrent.py tests/test_gpu_worker.py \
     tests/test_cuda_evaluation.py \
     -k "not sweep" \
