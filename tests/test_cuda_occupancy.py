@@ -146,7 +146,10 @@ def test_blocks_per_sm_equals_the_drivers_for_the_compiled_kernels():
             ens.step(0, 0)  # compiles forward and backward
             threads = threads_for(tile_rows, 64)
             assert ens.threads == threads
-            for kernel in (ens.kernels.forward, ens.kernels.backward):
-                ours = blocks_per_sm(kernel.get_regs_per_thread(), threads,
-                                     kernel.get_shared_mem_per_block(), limits)
-                assert ours == driver_blocks_per_sm(kernel, threads), (cell, tile_rows)
+            for dispatcher in (ens.kernels.forward, ens.kernels.backward):
+                # A dispatcher without a signature answers {signature: value}; the one
+                # specialisation compiled here is the launch's.
+                kernel = next(iter(dispatcher.overloads.values()))
+                ours = blocks_per_sm(kernel.regs_per_thread, threads,
+                                     kernel.shared_mem_per_block, limits)
+                assert ours == driver_blocks_per_sm(dispatcher, threads), (cell, tile_rows)

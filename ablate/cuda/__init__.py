@@ -21,6 +21,10 @@ simulator (``NUMBA_ENABLE_CUDASIM=1``) and compile them to PTX for sm_90.
 
 from __future__ import annotations
 
+from ablate.cuda.compat import restore_numpy_aliases
+
+restore_numpy_aliases()  # before numba-cuda's first compile loads its registries
+
 
 class CudaUnavailable(RuntimeError):
     """The CUDA backend cannot run here; the message says why in one line."""

@@ -34,6 +34,8 @@ import numba
 import numpy as np
 from numba import cuda
 
+from ablate.cuda.index import at
+
 
 class Blocked(NamedTuple):
     transposed_sum: object
@@ -50,13 +52,13 @@ _BUILT: dict = {}
 @cuda.jit(device=True)
 def work_entry(work_vector, base, width, t, B, r, q):
     """A [T, B, width] block of the work vector at ``base``: entry [t, r, q]."""
-    return work_vector[base + (t * B + r) * width + q]
+    return work_vector[at(base + (t * B + r) * width + q)]
 
 
 @cuda.jit(device=True)
 def input_entry(xs, base, width, t, B, r, q):
     """x_t of row r, input q (xs [T, B, I]; base and width are unused)."""
-    return xs[t, r, q]
+    return xs[at(t), at(r), at(q)]
 
 
 def make_blocked(dtype, rows_per_thread: int) -> Blocked:
@@ -89,17 +91,17 @@ def _build(dtype: np.dtype, RB: int) -> Blocked:
                 acc[u, v] = zero
         for k in range(n_k):
             for v in range(GT):
-                m_k[v] = p[m_base + k * stride + min(b + v * nu, n_units - 1)]
+                m_k[v] = p[at(m_base + k * stride + min(b + v * nu, n_units - 1))]
             for u in range(RB):
-                value = left[l_base + min(first + u, last) * l_width + k]
+                value = left[at(l_base + min(first + u, last) * l_width + k)]
                 for v in range(GT):
                     acc[u, v] += value * m_k[v]
         for u in range(RB):
             for v in range(GT):
                 j = b + v * nu
                 if first + u < stop and j < n_units:
-                    at = d_base + (first + u) * d_width + j
-                    dest[at] = dest[at] + acc[u, v] if accumulate else acc[u, v]
+                    spot = d_base + (first + u) * d_width + j
+                    dest[spot] = dest[spot] + acc[u, v] if accumulate else acc[u, v]
 
     @cuda.jit(device=True)
     def transposed_rows(dest, d_base, d_width, left, l_base, l_width, n_k, p, m_base, stride,

@@ -49,6 +49,7 @@ from ablate.cells import pointwise
 from ablate.cells.lstm_family import TANH, VARIANTS, Variant
 from ablate.cuda.activations import for_dtype
 from ablate.cuda.blocking import make_blocked
+from ablate.cuda.index import at
 from ablate.cuda.readout import make_readout
 from ablate.cuda.tiles import block_rows
 
@@ -184,42 +185,43 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
             acc[u, 3] = p[o_b + ko + j] if O_ROWS else zero
         for i in range(n_in):  # Wᵀ [I, G] at 0
             base_i = i * G
-            w_i = rt[base_i + ki + j] if HAS_I else zero
-            w_f = rt[base_i + kf + j] if HAS_F else zero
-            w_g = rt[base_i + kg + j]
-            w_o = rt[base_i + ko + j] if O_ROWS else zero
+            w_i = rt[at(base_i + ki + j)] if HAS_I else zero
+            w_f = rt[at(base_i + kf + j)] if HAS_F else zero
+            w_g = rt[at(base_i + kg + j)]
+            w_o = rt[at(base_i + ko + j)] if O_ROWS else zero
             for u in range(RB):
-                add_to_slots(acc, u, w_i, w_f, w_g, w_o, xs[t, min(first + u, last), i])
+                add_to_slots(acc, u, w_i, w_f, w_g, w_o, xs[at(t), at(min(first + u, last)), at(i)])
         if t > 0:
             prev = o_h + (t - 1) * B * H
             for q in range(H):
                 base_q = o_rt + q * G
-                r_i = rt[base_q + ki + j] if HAS_I else zero
-                r_f = rt[base_q + kf + j] if HAS_F else zero
-                r_g = rt[base_q + kg + j]
-                r_o = rt[base_q + ko + j] if O_ROWS else zero
+                r_i = rt[at(base_q + ki + j)] if HAS_I else zero
+                r_f = rt[at(base_q + kf + j)] if HAS_F else zero
+                r_g = rt[at(base_q + kg + j)]
+                r_o = rt[at(base_q + ko + j)] if O_ROWS else zero
                 for u in range(RB):
-                    add_to_slots(acc, u, r_i, r_f, r_g, r_o, w[prev + min(first + u, last) * H + q])
+                    h_q = w[at(prev + min(first + u, last) * H + q)]
+                    add_to_slots(acc, u, r_i, r_f, r_g, r_o, h_q)
             if FGR:  # R_gatesᵀ row q: the weights of [i; f; o]_{t-1}[q] into a_i, a_f, a_o
                 width = 3 * H
                 prev_g = o_gates + (t - 1) * B * G
                 for q in range(width):
-                    at = o_rgt + q * width + j
-                    m_i = rt[at]
-                    m_f = rt[at + H]
-                    m_o = rt[at + 2 * H]
+                    here = o_rgt + q * width + j
+                    m_i = rt[at(here)]
+                    m_f = rt[at(here + H)]
+                    m_o = rt[at(here + 2 * H)]
                     slot = q if q < 2 * H else ko + q - 2 * H  # [i; f] are slots 0, 1
                     for u in range(RB):
-                        value = w[prev_g + min(first + u, last) * G + slot]
+                        value = w[at(prev_g + min(first + u, last) * G + slot)]
                         acc[u, 0] += m_i * value
                         acc[u, 1] += m_f * value
                         acc[u, 3] += m_o * value
             if SINGLE:  # a_c + P_c c_{t-1}
                 prev_c = o_c + (t - 1) * B * H
                 for q in range(H):
-                    m_c = rt[o_pt + q * H + j]
+                    m_c = rt[at(o_pt + q * H + j)]
                     for u in range(RB):
-                        acc[u, 2] += m_c * w[prev_c + min(first + u, last) * H + q]
+                        acc[u, 2] += m_c * w[at(prev_c + min(first + u, last) * H + q)]
         for u in range(RB):
             if first + u < stop:
                 base = o_gates + (t * B + first + u) * G
@@ -295,9 +297,9 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
             row = t * B + min(first + u, last)
             acc[u] = w[o_gates + row * G + ko + j] if NET_READOUT else p[o_bu + j]
         for q in range(H):
-            m_q = rt[o_pt + q * H + j]
+            m_q = rt[at(o_pt + q * H + j)]
             for u in range(RB):
-                acc[u] += m_q * w[source + min(first + u, last) * H + q]
+                acc[u] += m_q * w[at(source + min(first + u, last) * H + q)]
         for u in range(RB):
             if first + u < stop:
                 row = t * B + first + u
@@ -529,7 +531,7 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
                 row = k - o_b
                 for t in range(T):
                     for r in range(row0, row0 + rows):
-                        acc += w[o_da + (t * B + r) * G + row]
+                        acc += w[at(o_da + (t * B + r) * G + row)]
             elif k < o_rg:  # peep [3, H]: p_i, p_f against c_{t-1}; p_o against c_t
                 which = (k - o_peep) // H
                 j = (k - o_peep) % H
@@ -537,22 +539,22 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
                 for t in range(T):
                     for r in range(row0, row0 + rows):
                         if which == 2:
-                            cv = w[o_c + (t * B + r) * H + j]
+                            cv = w[at(o_c + (t * B + r) * H + j)]
                         elif t > 0:
-                            cv = w[o_c + ((t - 1) * B + r) * H + j]
+                            cv = w[at(o_c + ((t - 1) * B + r) * H + j)]
                         else:
                             cv = zero
-                        acc += w[o_da + (t * B + r) * G + gate + j] * cv
+                        acc += w[at(o_da + (t * B + r) * G + gate + j)] * cv
             elif k < o_wout:  # b_u [H]
                 j = k - o_bu
                 for t in range(T):
                     for r in range(row0, row0 + rows):
-                        acc += w[o_dnet + (t * B + r) * H + j]
+                        acc += w[at(o_dnet + (t * B + r) * H + j)]
             else:  # b_out [O]
                 row = k - o_bout
                 for t in range(T):
                     for r in range(row0, row0 + rows):
-                        acc += w[o_dy + (t * B + r) * O + row]
+                        acc += w[at(o_dy + (t * B + r) * O + row)]
             g[k] = acc
 
     return forward, backward

@@ -20,6 +20,8 @@ import math
 import numpy as np
 from numba import cuda
 
+from ablate.cuda.index import at
+
 XENT, MSE = 0, 1  # as ablate.kernels.driver.LOSS_CODES
 PREDICT = 2  # outputs only: y of every row stays in dy
 
@@ -48,7 +50,7 @@ def make_readout(dtype) -> tuple:
                 acc = p[o_bout + k]
                 base_h = o_h + (t * B + r) * H
                 for q in range(H):
-                    acc += rt[o_wout_t + q * O + k] * w[base_h + q]
+                    acc += rt[at(o_wout_t + q * O + k)] * w[at(base_h + q)]
                 w[o_dy + (t * B + r) * O + k] = acc
         cuda.syncthreads()
         if loss_code == PREDICT:
@@ -91,7 +93,7 @@ def make_readout(dtype) -> tuple:
         if mask_t[r] != 0:
             base = o_dy + (t * B + r) * O
             for k in range(O):
-                acc += w[base + k] * p[o_wout + k * H + j]
+                acc += w[at(base + k)] * p[at(o_wout + k * H + j)]
         return acc
 
     return readout_step, readout_grad

@@ -51,6 +51,7 @@ from ablate.cells import pointwise
 from ablate.cells.simple_family import ELMAN, GRU, MIN, VARIANTS, Variant
 from ablate.cuda.activations import for_dtype
 from ablate.cuda.blocking import make_blocked
+from ablate.cuda.index import at
 from ablate.cuda.readout import make_readout
 from ablate.cuda.tiles import block_rows
 
@@ -156,20 +157,20 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
         w_i = cuda.local.array(N_GATES, ACC)
         for i in range(n_in):
             for k in range(N_GATES):
-                w_i[k] = rt[i * G + k * H + j]  # Wᵀ [I, G] at 0
+                w_i[k] = rt[at(i * G + k * H + j)]  # Wᵀ [I, G] at 0
             for u in range(RB):
-                xv = xs[t, min(first + u, last), i]
+                xv = xs[at(t), at(min(first + u, last)), at(i)]
                 for k in range(N_GATES):
                     acc[u, k] += w_i[k] * xv
         if t > 0 and KIND != MIN:
             prev = o_h + (t - 1) * B * H
             for q in range(H):
                 base_q = G * n_in + q * G  # Rᵀ [H, G] after Wᵀ
-                r_0 = rt[base_q + j]
-                r_1 = rt[base_q + H + j] if KIND == GRU else zero
-                r_n = rt[base_q + 2 * H + j] if KIND == GRU else zero
+                r_0 = rt[at(base_q + j)]
+                r_1 = rt[at(base_q + H + j)] if KIND == GRU else zero
+                r_n = rt[at(base_q + 2 * H + j)] if KIND == GRU else zero
                 for u in range(RB):
-                    hq = w[prev + min(first + u, last) * H + q]
+                    hq = w[at(prev + min(first + u, last) * H + q)]
                     acc[u, 0] += r_0 * hq
                     if KIND == GRU:
                         acc[u, 1] += r_1 * hq
@@ -352,17 +353,17 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
                 row = k - o_b
                 for t in range(T):
                     for r in range(row0, row0 + rows):
-                        acc += w[o_da + (t * B + r) * G + row]
+                        acc += w[at(o_da + (t * B + r) * G + row)]
             elif k < o_wout:  # b_hn [H] (GRU): beside R_n h_{t-1}, so t = 0 included
                 j = k - o_bhn
                 for t in range(T):
                     for r in range(row0, row0 + rows):
-                        acc += w[o_dhn + (t * B + r) * H + j]
+                        acc += w[at(o_dhn + (t * B + r) * H + j)]
             else:  # b_out [O]
                 row = k - o_bout
                 for t in range(T):
                     for r in range(row0, row0 + rows):
-                        acc += w[o_dy + (t * B + r) * O + row]
+                        acc += w[at(o_dy + (t * B + r) * O + row)]
             g[k] = acc
 
     return forward, backward

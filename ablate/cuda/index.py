@@ -1,0 +1,22 @@
+"""Unsigned indices for the CUDA kernels' inner loops.
+
+Numba indexes with int64 and, for a signed index, adds the array's length where the index
+is negative (Python's wraparound): per access a 64-bit shift, an and and an add, which
+also keep LLVM from turning a loop's addresses into running pointers. With an unsigned
+index Numba skips that. In the forward's recurrent sum (lstm, 4 gates, PTX for sm_90) the
+body of NVVM's 4-times-unrolled loop shrinks from 204 to 112 lines.
+
+Every kernel index is ≥ 0 by construction; a negative one would become a huge unsigned one
+and fail loudly under the simulator (IndexError) instead of wrapping.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import cuda
+
+
+@cuda.jit(device=True)
+def at(i):
+    """``i`` (≥ 0) as an unsigned index: no wraparound code for the access it indexes."""
+    return np.uint64(i)
