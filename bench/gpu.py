@@ -18,6 +18,9 @@ its own training batches. Measured in one run:
              fastest tiling measured
   validation  the validation batch (512 sequences) of such a group scored on the device, as
              run_suite.py's CUDA engine does between intervals: ms, and in training steps
+  phases     each default-tiling case's step split into its three launches: the forward
+             alone, forward + backward, the whole step (the backward and Adam by
+             difference), so a GPU run says which kernel the time goes to
   cuDNN      the same shapes as ``nn.LSTM`` + ``nn.Linear`` + ``torch.optim.Adam`` (fused) +
              ``clip_grad_norm_`` on cuda, cuDNN on, TF32 off unless --tf32 (ablate computes in
              plain float32); an ensemble is its M models as M separate torch models trained
@@ -230,6 +233,10 @@ class AblateCase:
         for s in range(self.n_steps):
             self.ens.loss_and_grad(s, self.loss_code)
 
+    def forward(self) -> None:
+        for s in range(self.n_steps):
+            self.ens.forward(s, self.loss_code)
+
     def train_and_wait(self) -> None:
         """The steps, then a wait for this ensemble's stream only (as run_suite.py's CUDA
         worker does between intervals): for several ensembles trained at once."""
@@ -332,7 +339,8 @@ def single_rows(args, sizes: Sizes, torch, rows: list) -> list[dict]:
         T = data.shape[2]
         ours = AblateCase(data, H, O)
         routes = {"ablate step": (ours.train, ours.sync),
-                  "ablate fwd+bwd": (ours.forward_backward, ours.sync)}
+                  "ablate fwd+bwd": (ours.forward_backward, ours.sync),
+                  "ablate fwd": (ours.forward, ours.sync)}
         theirs = TorchModels(torch, data, H, O) if torch else None
         if theirs:
             routes["cuDNN step"] = (theirs.train, theirs.sync)
@@ -344,6 +352,7 @@ def single_rows(args, sizes: Sizes, torch, rows: list) -> list[dict]:
                "ablate_step_ms": 1e3 * best["ablate step"],
                "ablate_us_per_time_step": 1e6 * best["ablate step"] / T,
                "ablate_fwd_bwd_us_per_time_step": 1e6 * best["ablate fwd+bwd"] / T,
+               "ablate_phases_us_per_time_step": phases(best, "ablate step", T, 1e6),
                "cudnn_step_ms": None, "cudnn_us_per_time_step": None,
                "cudnn_fwd_bwd_us_per_time_step": None, "cudnn_over_ablate": None,
                "every_repeat_ms": {k: [1e3 * v for v in vs] for k, vs in times.items()}}
@@ -358,6 +367,8 @@ def single_rows(args, sizes: Sizes, torch, rows: list) -> list[dict]:
         print(f"  one model, T{T}: ablate {row['ablate_step_ms']:.3f} ms a step, fwd+bwd "
               f"{row['ablate_fwd_bwd_us_per_time_step']:.1f} µs a time step (first launch "
               f"{ours.first_seconds:.1f} s; {occupancy_words(ours.ens, row['occupancy'])})",
+              flush=True)
+        print(f"    µs a time step: {phase_words(row['ablate_phases_us_per_time_step'])}",
               flush=True)
         row["variants"], row["failed_variants"] = [], []
         for rows_per_thread, tile_rows in variants(args, ours.ens):  # ablate only: fwd+bwd
@@ -378,6 +389,22 @@ def single_rows(args, sizes: Sizes, torch, rows: list) -> list[dict]:
         args.save_partial()
         del ours, theirs
     return rows
+
+
+def phases(best: dict, step: str, T: int, unit: float) -> dict:
+    """A step's time split by kernel, from routes that stop after the forward, after the
+    backward and after Adam (their best repeats; a difference can come out slightly
+    negative where it is within the noise): forward, backward, Adam, in ``unit`` per time
+    step (T) or per step (T = 1)."""
+    forward, both, whole = best["ablate fwd"], best["ablate fwd+bwd"], best[step]
+    return {"forward": unit * forward / T, "backward": unit * (both - forward) / T,
+            "adam": unit * (whole - both) / T}
+
+
+def phase_words(split: dict) -> str:
+    total = sum(split.values())
+    return ", ".join(f"{name} {value:.1f} ({value / total:.0%})" if total > 0 else
+                     f"{name} {value:.1f}" for name, value in split.items())
 
 
 def time_variant(args, data: Data, H: int, O: int, tile_rows: int, rows_per_thread: int,
@@ -407,7 +434,9 @@ def ensemble_rows(args, sizes: Sizes, torch, rows: list) -> list[dict]:
         data, O = copy_data(sizes, M, args.steps, sizes.ensemble_gap)
         T = data.shape[2]
         ours = AblateCase(data, H, O)
-        routes = {"ablate": (ours.train, ours.sync)}
+        routes = {"ablate": (ours.train, ours.sync),
+                  "ablate fwd+bwd": (ours.forward_backward, ours.sync),
+                  "ablate fwd": (ours.forward, ours.sync)}
         theirs = TorchModels(torch, data, H, O) if torch else None
         if theirs:
             routes["cuDNN"] = (theirs.train, theirs.sync)
@@ -417,6 +446,7 @@ def ensemble_rows(args, sizes: Sizes, torch, rows: list) -> list[dict]:
                "repeats": len(times["ablate"]), "diverged": ours.diverged(),
                "ablate_step_ms": 1e3 * best["ablate"],
                "ablate_model_steps_per_second": M / best["ablate"],
+               "ablate_phases_ms": phases(best, "ablate", 1, 1e3),
                "cudnn_step_ms": None, "cudnn_model_steps_per_second": None,
                "cudnn_over_ablate": None,
                "every_repeat_ms": {k: [1e3 * v for v in vs] for k, vs in times.items()}}
@@ -429,6 +459,7 @@ def ensemble_rows(args, sizes: Sizes, torch, rows: list) -> list[dict]:
         row["occupancy"] = ours.occupancy()
         print(f"  {M} models: ablate {row['ablate_model_steps_per_second']:.0f} model-steps/s "
               f"({occupancy_words(ours.ens, row['occupancy'])})", flush=True)
+        print(f"    ms a step: {phase_words(row['ablate_phases_ms'])}", flush=True)
         row["variants"], row["failed_variants"] = [], []
         for rows_per_thread, tile_rows in variants(args, ours.ens):  # ablate only
             timed = time_variant(args, data, H, O, tile_rows, rows_per_thread, "train",

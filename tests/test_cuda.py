@@ -417,6 +417,15 @@ def test_gpu_benchmark_runs_under_the_simulator(tmp_path):
         assert {(v["tile_rows"], v["rows_per_thread"]) for v in row["variants"]} == {
             (1, 1), (3, 2)}
     assert all(v["fwd_bwd_us_per_time_step"] > 0 for v in data["single"][0]["variants"])
+    # every default-tiling case split by kernel: the forward alone is timed, and the three
+    # parts add up to the step (by construction of the differences)
+    for row in data["single"]:
+        split = row["ablate_phases_us_per_time_step"]
+        assert split["forward"] > 0
+        assert sum(split.values()) == pytest.approx(row["ablate_us_per_time_step"])
+    for row in data["ensembles"] + [data["group"]]:
+        assert sum(row["ablate_phases_ms"].values()) == pytest.approx(row["ablate_step_ms"])
+    assert result.stdout.count("ms a step: forward ") == 3
     assert [(r["groups"], r["models"]) for r in data["groups_at_once"]] == [(1, 1), (2, 2)]
     assert all(r["model_steps_per_second"] > 0 for r in data["groups_at_once"])
     assert "2 groups of 1 at once:" in result.stdout

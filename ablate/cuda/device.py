@@ -212,13 +212,22 @@ class DeviceEnsemble:
 
     def loss_and_grad(self, s: int, loss_code: int) -> None:
         """Forward and backward of step s: loss_rows and grad_tiles, no update."""
-        grid = (self.n_tiles, self.M)
+        self.forward(s, loss_code)
+        self.backward(s)
+
+    def forward(self, s: int, loss_code: int) -> None:
+        """The forward kernel of step s alone: states, outputs and loss_rows in the work
+        vectors (bench/gpu.py times it apart from the backward)."""
         with simulator.turn():
-            self.kernels.forward[grid, self.threads, self.stream](
+            self.kernels.forward[(self.n_tiles, self.M), self.threads, self.stream](
                 self.params, self.transposed, self.x, self.target_class, self.target_value,
                 self.mask, self.scale, self.limit, s, loss_code, self.H, self.O,
                 self.tile_rows, self.work, self.loss_rows)
-            self.kernels.backward[grid, self.threads, self.stream](
+
+    def backward(self, s: int) -> None:
+        """The backward kernel of step s: grad_tiles from the forward's work vectors."""
+        with simulator.turn():
+            self.kernels.backward[(self.n_tiles, self.M), self.threads, self.stream](
                 self.params, self.x, self.mask, self.limit, s, self.H, self.O, self.tile_rows,
                 self.work, self.grad_tiles)
 
