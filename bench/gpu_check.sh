@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # The GPU session's checks in one run (issue 7), sized for one device command (< 10 min):
 #   1. bench/gpu.py (--quick unless FULL=1) over tilings and rows per thread, first: the
-#      figures the issue asks for; its JSON and markdown kept;
+#      figures the issue asks for, each default case split by kernel; JSON and markdown kept;
 #   2. the CUDA tests on the real GPU (ABLATE_TEST_GPU=1: no simulator), tiny sizes, with
 #      ensembles trained at once on threads and streams and the validation on the device;
-#   3. beside them, the resource report (ptxas -v for sm_90) with the GPU's own numba-cuda.
-# Output goes to $OUT (the device tool's folder) or ./gpu_out; every step runs even if an
-# earlier one failed, and the script's status is the first failure's.
+#   3. beside them, the resource report (ptxas -v for sm_90) with the GPU's own numba-cuda;
+#   4. Nsight Compute (ncu) on one training step of the ensemble and single-model targets
+#      (bench/profile_step.py): where the cycles go, stall reasons, memory traffic.
+# Output goes to $OUT (the device tool's folder) or ./gpu_out, at most 8 files (the device
+# tool brings back no more); every step runs even if an earlier one failed, and the
+# script's status is the first failure's. First run there (2026-12-04, H200): 338 s
+# without step 4.
 #
 #     OUT=/tmp/gpu bash bench/gpu_check.sh        # FULL=1 for the full benchmark
 set -u
@@ -17,12 +21,12 @@ export PYTHONUNBUFFERED=1
 py="$(command -v python3 || command -v python)"
 status=0
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv || true; } \
-    > "$out/device.txt" 2>&1
+    > "$out/setup.log" 2>&1
 # The device machine reaches no package index: use what its image has (numba, numba-cuda,
 # setuptools), and fail at once rather than retry an index (everything below also runs
 # from the checkout without the install).
-"$py" -m pip install -q --no-index --no-build-isolation --no-deps -e . > "$out/install.log" 2>&1
-"$py" -c "import numba, numba.cuda, numpy; print(numba.__version__)" >> "$out/install.log" 2>&1
+"$py" -m pip install -q --no-index --no-build-isolation --no-deps -e . >> "$out/setup.log" 2>&1
+"$py" -c "import numba, numba.cuda, numpy; print(numba.__version__)" >> "$out/setup.log" 2>&1
 
 quick="--quick"
 [ "${FULL:-0}" = 1 ] && quick=""
@@ -43,6 +47,21 @@ ABLATE_TEST_GPU=1 timeout 240 "$py" -m pytest -q $parallel tests/test_cuda.py \
     -k "not sweep" \
     > "$out/tests.log" 2>&1 || [ "$status" != 0 ] || status=1
 wait "$resources" || [ "$status" != 0 ] || status=2
+
+# ncu on PATH, else the newest Nsight Compute under /opt/nvidia; clocks left as they are.
+ncu="$(command -v ncu || ls -d /opt/nvidia/nsight-compute/*/ncu 2> /dev/null | tail -n 1)"
+if [ -n "$ncu" ]; then
+    for case in ensemble16 single; do
+        echo "=== $case" >> "$out/ncu.txt"
+        timeout 150 "$ncu" --clock-control none --profile-from-start off \
+            --section SpeedOfLight --section MemoryWorkloadAnalysis \
+            --section WarpStateStats --section SchedulerStats --section Occupancy \
+            --section LaunchStats "$py" bench/profile_step.py --case "$case" \
+            >> "$out/ncu.txt" 2>&1 || [ "$status" != 0 ] || status=5
+    done
+else
+    echo "no ncu found" > "$out/ncu.txt"
+fi
 tail -n 3 "$out/tests.log"
 cat "$out/gpu.md"
 exit "$status"

@@ -396,6 +396,25 @@ def test_cpu_share_benchmark_runs():
     assert "3 validations" in result.stdout and "predicted on the GPU" in result.stdout
 
 
+@pytest.mark.skipif(ON_GPU, reason="the profiler runs it on a GPU (bench/gpu_check.sh)")
+def test_profile_step_runs_under_the_simulator():
+    """bench/profile_step.py builds its case and runs the one step ncu is to profile; it
+    refuses a run whose --simulate disagrees with the simulator switch, in one line."""
+    simulated = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
+    script = str(ROOT / "bench" / "profile_step.py")
+    result = subprocess.run([sys.executable, script, "--simulate"], capture_output=True,
+                            text=True, env=simulated, cwd=ROOT, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "case simulated: 2 model(s), H 4" in result.stdout
+    assert result.stdout.rstrip().endswith("profiled one step: 3 launches")
+    refused = subprocess.run([sys.executable, script, "--case", "single"],
+                             capture_output=True, text=True, env=simulated, cwd=ROOT,
+                             timeout=600)
+    assert refused.returncode == 2
+    assert refused.stderr.strip().splitlines() == [
+        "bench/profile_step.py: --simulate goes with NUMBA_ENABLE_CUDASIM=1, and only with it"]
+
+
 @pytest.mark.skipif(ON_GPU, reason="the real benchmark runs on a GPU (bench/gpu_check.sh)")
 def test_gpu_benchmark_runs_under_the_simulator(tmp_path):
     """bench/gpu.py's code paths (tables, targets, JSON) at its --simulate sizes."""

@@ -1,0 +1,74 @@
+"""One training step of ablate's CUDA kernels for a profiler: Nsight Compute (ncu) reads the
+hardware counters of its three launches (forward, backward, Adam), and only those.
+
+The case is built and compiled first (bench/gpu.py's AblateCase: lstm on copy, float32, the
+default tiling), then one step runs between ``cuda.profile_start()`` and
+``cuda.profile_stop()``, so ``ncu --profile-from-start off`` skips the compiles, the
+uploads and the warm-up. Cases: the issue's ensemble target (16 × H64, B32, T100) and its
+single-model target (H128, B32, T100). bench/gpu_check.sh runs both under ncu:
+
+    ncu --clock-control none --profile-from-start off --section WarpStateStats \\
+        python bench/profile_step.py --case ensemble16
+    NUMBA_ENABLE_CUDASIM=1 python bench/profile_step.py --simulate   # code paths only
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/gpu.py beside this
+
+import gpu  # noqa: E402  (puts the checkout on the path too)
+
+CASES = {  # name: (models, H, copy gap); T = gap + 20 recall and query steps
+    "ensemble16": (16, 64, 80),
+    "single": (1, 128, 80),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--case", choices=sorted(CASES), default="ensemble16")
+    parser.add_argument("--simulate", action="store_true",
+                        help="tiny sizes under the CUDA simulator (NUMBA_ENABLE_CUDASIM=1)")
+    args = parser.parse_args(argv)
+    from ablate import cuda as ablate_cuda
+
+    try:
+        ablate_cuda.require()
+    except ablate_cuda.CudaUnavailable as error:
+        print(f"bench/profile_step.py: {error}", file=sys.stderr)
+        return 2
+    from numba import cuda
+
+    simulated = gpu.simulator.active()
+    if simulated != args.simulate:
+        print("bench/profile_step.py: --simulate goes with NUMBA_ENABLE_CUDASIM=1, and only "
+              "with it", file=sys.stderr)
+        return 2
+    if simulated:
+        sizes, (models, hidden, gap) = gpu.SIMULATED, (2, 4, 1)
+    else:
+        sizes, (models, hidden, gap) = gpu.FULL, CASES[args.case]
+    data, n_out = gpu.copy_data(sizes, models, 2, gap)
+    case = gpu.AblateCase(data, hidden, n_out)  # compiles; steps 0 and the warm-up
+    case.sync()
+    ens = case.ens
+    name = "simulated" if simulated else args.case
+    print(f"case {name}: {models} model(s), H {hidden}, B {sizes.batch}, "
+          f"T {data.shape[2]}; tile_rows {ens.tile_rows}, {ens.rows_per_thread} row(s) a "
+          f"thread, {ens.threads} threads a block, {ens.n_tiles * ens.M} blocks", flush=True)
+    if not simulated:  # the simulator has no profiler API
+        cuda.profile_start()
+    ens.step(1, case.loss_code)  # the profiled launches: forward, backward, Adam
+    case.sync()
+    if not simulated:
+        cuda.profile_stop()
+    print("profiled one step: 3 launches")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
