@@ -32,7 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("suite", help="a suite file, e.g. suites/smoke.toml")
     parser.add_argument("--workers", type=int, default=None,
                         help="worker processes (default: one per core, at most one per "
-                        "ensemble); cuda: ensembles trained at once on the GPU (default 4)")
+                        "ensemble); cuda: ensembles trained at once on the GPU (default 8)")
     parser.add_argument("--backend", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
                         help="a Dask distributed scheduler, e.g. tcp://10.0.0.5:8786")

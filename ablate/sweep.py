@@ -50,10 +50,11 @@ __all__ = ["run_suite", "pack", "train_group", "SweepSummary", "BACKENDS", "usab
 
 BACKENDS = ("cpu", "cuda")
 CUDA_MAX_ENSEMBLE = 128  # one launch trains them all; 128 × (H64, B32) still fits an H100
-# Ensembles trained at once on the GPU, each on a thread and stream of one process: a shape
-# group of 6 models at 8 rows a thread fills 6 of 132 SMs, and one group's scoring on the
-# CPU between intervals leaves the GPU idle unless another trains meanwhile.
-CUDA_ENSEMBLES = 4
+# Ensembles trained at once on the GPU, each on a thread and stream of one process: one
+# shape group (6-15 models) leaves most of a GPU idle. Measured on an H200 (bench/gpu.py,
+# groups of 6 lstm models, H64 B32 T100): 1, 2, 4 and 8 at once gave 1,122, 1,990, 2,995
+# and 3,504 model-steps/s, so 8 (bench/RESULTS.md, 2026-12-04).
+CUDA_ENSEMBLES = 8
 MAX_ENSEMBLE = 16  # runs per ensemble call: big enough to amortise setup, small enough to balance
 
 
