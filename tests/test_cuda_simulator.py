@@ -104,3 +104,17 @@ def test_no_host_code_reads_cuda_where_a_launch_rebinds_it():
                     and node.attr != "jit"):
                 strays.append(f"{name}:{node.lineno} cuda.{node.attr}")
     assert not strays, strays
+
+
+def test_the_kernels_index_through_a_plain_function_under_the_simulator():
+    """ablate.cuda.index.at is the device function on a GPU; under the simulator the plain
+    one, since each simulated device-function call costs a swap of the module's globals
+    (the CUDA tests ran 4× slower, and CI neared its 20 minutes). Same values, and a
+    negative index still fails instead of wrapping."""
+    from ablate.cuda import index
+
+    assert index.at is index.unsigned
+    data = np.arange(5.0)
+    assert data[index.at(np.int64(3))] == 3.0
+    with pytest.raises((IndexError, OverflowError)):
+        data[index.at(np.int64(-1))]
