@@ -729,6 +729,23 @@ def version(package: str) -> str:
         return "not installed"
 
 
+def unusable(script: str, simulate: bool) -> str | None:
+    """One line on why ``script`` cannot run here (no numba-cuda or GPU, or --simulate
+    without the simulator switch or the switch without --simulate), or None."""
+    from ablate import cuda as ablate_cuda
+
+    try:
+        ablate_cuda.require()
+    except ablate_cuda.CudaUnavailable as error:
+        hint = " (--simulate needs NUMBA_ENABLE_CUDASIM=1 exported)" if simulate else ""
+        return f"{script}: {error}{hint}"
+    if simulator.active() == simulate:
+        return None
+    return f"{script}: " + ("--simulate needs NUMBA_ENABLE_CUDASIM=1 exported" if simulate else
+                            "NUMBA_ENABLE_CUDASIM=1 is set: pass --simulate to check the code "
+                            "paths, or unset it to use the GPU")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
@@ -767,21 +784,11 @@ def main(argv: list[str] | None = None) -> int:
     if min(args.steps, args.repeats) < 1:
         parser.error("--steps and --repeats must be positive")
 
-    from ablate import cuda as ablate_cuda
-
-    try:
-        ablate_cuda.require()
-    except ablate_cuda.CudaUnavailable as error:
-        hint = " (--simulate needs NUMBA_ENABLE_CUDASIM=1 exported)" if args.simulate else ""
-        print(f"bench/gpu.py: {error}{hint}", file=sys.stderr)
+    problem = unusable("bench/gpu.py", args.simulate)
+    if problem:
+        print(problem, file=sys.stderr)
         return 2
-    simulated = simulator.active()
-    if simulated != args.simulate:
-        print("bench/gpu.py: " + ("NUMBA_ENABLE_CUDASIM=1 is set: pass --simulate to check the "
-                                  "code paths, or unset it to time the GPU" if simulated else
-                                  "--simulate needs NUMBA_ENABLE_CUDASIM=1 exported"),
-              file=sys.stderr)
-        return 2
+    simulated = args.simulate
 
     import numba
 

@@ -34,20 +34,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--simulate", action="store_true",
                         help="tiny sizes under the CUDA simulator (NUMBA_ENABLE_CUDASIM=1)")
     args = parser.parse_args(argv)
-    from ablate import cuda as ablate_cuda
-
-    try:
-        ablate_cuda.require()
-    except ablate_cuda.CudaUnavailable as error:
-        print(f"bench/profile_step.py: {error}", file=sys.stderr)
+    problem = gpu.unusable("bench/profile_step.py", args.simulate)
+    if problem:
+        print(problem, file=sys.stderr)
         return 2
     from numba import cuda
 
-    simulated = gpu.simulator.active()
-    if simulated != args.simulate:
-        print("bench/profile_step.py: --simulate goes with NUMBA_ENABLE_CUDASIM=1, and only "
-              "with it", file=sys.stderr)
-        return 2
+    simulated = args.simulate
     if simulated:
         sizes, (models, hidden, gap) = gpu.SIMULATED, (2, 4, 1)
     else:

@@ -412,7 +412,8 @@ def test_profile_step_runs_under_the_simulator():
                              timeout=600)
     assert refused.returncode == 2
     assert refused.stderr.strip().splitlines() == [
-        "bench/profile_step.py: --simulate goes with NUMBA_ENABLE_CUDASIM=1, and only with it"]
+        "bench/profile_step.py: NUMBA_ENABLE_CUDASIM=1 is set: pass --simulate to check the "
+        "code paths, or unset it to use the GPU"]
 
 
 @pytest.mark.skipif(ON_GPU, reason="the real benchmark runs on a GPU (bench/gpu_check.sh)")

@@ -9,6 +9,8 @@ rows_per_thread, GT = min(RB, 4) and OT = min(RB, 8), and GT and OT themselves:
                   matrices the backward reads by column (R_gates, P). RB + GT loads per
                   RB·GT multiply-adds (2 per 1 unblocked). ``transposed_rows`` runs it over
                   all of a block's rows and units.
+  column_sum      a bias's gradient Σ_t Σ_r left[t, r, col] over the block's rows, one
+                  column of a [T, B, width] block of the work vector (1 load a term).
   outer_sum       a weight matrix's gradient Σ_t Σ_r left[t, r, k] right[t − lag, r, q],
                   an OT × OT tile a thread: 2·OT loads per OT² multiply-adds (2 per 1).
                   ``outer_sum_x`` is the same with x_t ([T, B, I]) on the right.
@@ -42,6 +44,7 @@ class Blocked(NamedTuple):
     transposed_rows: object
     outer_sum: object
     outer_sum_x: object
+    column_sum: object
     units: int  # GT: units a thread takes in transposed_sum
     tile: int  # OT: the side of outer_sum's tile
 
@@ -165,5 +168,16 @@ def _build(dtype: np.dtype, RB: int) -> Blocked:
 
         return outer_sum
 
+    @cuda.jit(device=True)
+    def column_sum(work_vector, base, width, col, T, B, row0, rows):
+        """Σ_t Σ_r work_vector[base + (t·B + r)·width + col] over the block's rows
+        row0 … row0 + rows − 1, t before r: a bias's gradient (b against da, b_out against
+        dy, …)."""
+        acc = zero
+        for t in range(T):
+            for r in range(row0, row0 + rows):
+                acc += work_vector[at(base + (t * B + r) * width + col)]
+        return acc
+
     return Blocked(transposed_sum, transposed_rows, make_outer_sum(work_entry),
-                   make_outer_sum(input_entry), GT, OT)
+                   make_outer_sum(input_entry), column_sum, GT, OT)

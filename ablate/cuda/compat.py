@@ -10,7 +10,11 @@ itself used to export under that name.
 
 from __future__ import annotations
 
+import warnings
 from types import ModuleType
+
+# Removed from NumPy, still registered by numba-cuda: alias -> the function it named.
+REMOVED_ALIASES = {"row_stack": "vstack"}
 
 
 def restore_numpy_aliases(numpy: ModuleType | None = None) -> list[str]:
@@ -19,7 +23,7 @@ def restore_numpy_aliases(numpy: ModuleType | None = None) -> list[str]:
     if numpy is None:
         import numpy
     added = []
-    for alias, target in (("row_stack", "vstack"),):
+    for alias, target in REMOVED_ALIASES.items():
         if not _has(numpy, alias):
             setattr(numpy, alias, getattr(numpy, target))
             added.append(alias)
@@ -28,8 +32,6 @@ def restore_numpy_aliases(numpy: ModuleType | None = None) -> list[str]:
 
 def _has(module: ModuleType, name: str) -> bool:
     """hasattr without NumPy's deprecation warning for an alias it still has."""
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return hasattr(module, name)

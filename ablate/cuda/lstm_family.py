@@ -76,8 +76,8 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
     RB = rows_per_thread
     ACC = numba.from_dtype(dtype)
     blocked = make_blocked(dtype, RB)
-    transposed_rows, outer_sum, outer_sum_x = (blocked.transposed_rows, blocked.outer_sum,
-                                               blocked.outer_sum_x)
+    transposed_rows, outer_sum, outer_sum_x, column_sum = (
+        blocked.transposed_rows, blocked.outer_sum, blocked.outer_sum_x, blocked.column_sum)
     tanh, sigmoid = for_dtype(dtype)
     readout_step, readout_grad = make_readout(dtype)
     zero, one = dtype.type(0), dtype.type(1)
@@ -528,10 +528,7 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
                 k = o_bout + slot - n_bias - n_bu
             acc = zero
             if k < o_peep:  # b [G]
-                row = k - o_b
-                for t in range(T):
-                    for r in range(row0, row0 + rows):
-                        acc += w[at(o_da + (t * B + r) * G + row)]
+                acc = column_sum(w, o_da, G, k - o_b, T, B, row0, rows)
             elif k < o_rg:  # peep [3, H]: p_i, p_f against c_{t-1}; p_o against c_t
                 which = (k - o_peep) // H
                 j = (k - o_peep) % H
@@ -546,15 +543,9 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
                             cv = zero
                         acc += w[at(o_da + (t * B + r) * G + gate + j)] * cv
             elif k < o_wout:  # b_u [H]
-                j = k - o_bu
-                for t in range(T):
-                    for r in range(row0, row0 + rows):
-                        acc += w[at(o_dnet + (t * B + r) * H + j)]
+                acc = column_sum(w, o_dnet, H, k - o_bu, T, B, row0, rows)
             else:  # b_out [O]
-                row = k - o_bout
-                for t in range(T):
-                    for r in range(row0, row0 + rows):
-                        acc += w[at(o_dy + (t * B + r) * O + row)]
+                acc = column_sum(w, o_dy, O, k - o_bout, T, B, row0, rows)
             g[k] = acc
 
     return forward, backward

@@ -88,8 +88,8 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
     RB = rows_per_thread
     ACC = numba.from_dtype(dtype)
     blocked = make_blocked(dtype, RB)
-    transposed_rows, outer_sum, outer_sum_x = (blocked.transposed_rows, blocked.outer_sum,
-                                               blocked.outer_sum_x)
+    transposed_rows, outer_sum, outer_sum_x, column_sum = (
+        blocked.transposed_rows, blocked.outer_sum, blocked.outer_sum_x, blocked.column_sum)
     tanh, sigmoid = for_dtype(dtype)
     readout_step, readout_grad = make_readout(dtype)
     zero = dtype.type(0)
@@ -348,22 +348,11 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
         n_middle = o_wout - o_b  # b, b_hn
         for slot in range(tid, n_middle + O, n_threads):
             k = o_b + slot if slot < n_middle else o_bout + slot - n_middle
-            acc = zero
             if k < o_bhn:  # b [G]
-                row = k - o_b
-                for t in range(T):
-                    for r in range(row0, row0 + rows):
-                        acc += w[at(o_da + (t * B + r) * G + row)]
+                g[k] = column_sum(w, o_da, G, k - o_b, T, B, row0, rows)
             elif k < o_wout:  # b_hn [H] (GRU): beside R_n h_{t-1}, so t = 0 included
-                j = k - o_bhn
-                for t in range(T):
-                    for r in range(row0, row0 + rows):
-                        acc += w[at(o_dhn + (t * B + r) * H + j)]
+                g[k] = column_sum(w, o_dhn, H, k - o_bhn, T, B, row0, rows)
             else:  # b_out [O]
-                row = k - o_bout
-                for t in range(T):
-                    for r in range(row0, row0 + rows):
-                        acc += w[at(o_dy + (t * B + r) * O + row)]
-            g[k] = acc
+                g[k] = column_sum(w, o_dy, O, k - o_bout, T, B, row0, rows)
 
     return forward, backward
