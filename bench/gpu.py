@@ -176,7 +176,7 @@ class AblateCase:
     """A DeviceEnsemble of M models with S steps of batches loaded (compiled on creation)."""
 
     def __init__(self, data: Data, H: int, O: int, tile_rows: int | None = None,
-                 rows_per_thread: int = 1) -> None:
+                 rows_per_thread: int = 1, resident: bool = False) -> None:
         from numba import cuda
 
         from ablate import init_params
@@ -187,7 +187,9 @@ class AblateCase:
         M, S, T, B, n_in = data.shape
         self.n_steps = S
         self.ens = DeviceEnsemble(CELL, np.float32, M, T, B, n_in, H, O, interval=S,
-                                  tile_rows=tile_rows, rows_per_thread=rows_per_thread)
+                                  tile_rows=tile_rows, rows_per_thread=rows_per_thread,
+                                  threads=resident_threads() if resident else None,
+                                  resident=resident)
         self.ens.set_params(np.stack([init_params(CELL, n_in, H, O, seed=m, dtype=np.float32)
                                       for m in range(M)]))
         self.ens.load_interval(
@@ -371,15 +373,15 @@ def single_rows(args, sizes: Sizes, torch, rows: list) -> list[dict]:
         print(f"    µs a time step: {phase_words(row['ablate_phases_us_per_time_step'])}",
               flush=True)
         row["variants"], row["failed_variants"] = [], []
-        for rows_per_thread, tile_rows in variants(args, ours.ens):  # ablate only: fwd+bwd
+        for rows_per_thread, tile_rows, resident in variants(args, ours.ens):  # fwd+bwd
             timed = time_variant(args, data, H, O, tile_rows, rows_per_thread,
-                                 "forward_backward", row["failed_variants"])
+                                 "forward_backward", row["failed_variants"], resident)
             if timed is None:
                 continue
             seconds, ens = timed
             occupancy = AblateCase.occupancy_of(ens)
             row["variants"].append({"tile_rows": ens.tile_rows,
-                                    "rows_per_thread": rows_per_thread,
+                                    "rows_per_thread": rows_per_thread, "resident": resident,
                                     "threads": ens.threads, "occupancy": occupancy,
                                     "fwd_bwd_us_per_time_step": 1e6 * seconds / T})
             print(f"    {occupancy_words(ens, occupancy)}: fwd+bwd {1e6 * seconds / T:.1f} µs "
@@ -408,20 +410,20 @@ def phase_words(split: dict) -> str:
 
 
 def time_variant(args, data: Data, H: int, O: int, tile_rows: int, rows_per_thread: int,
-                 route: str, failed: list) -> tuple | None:
+                 route: str, failed: list, resident: bool = False) -> tuple | None:
     """(best seconds a step of ``route`` — "train" or "forward_backward" —, the ensemble) of
     one other tiling, ablate only; None, with one printed line and an entry in ``failed``,
     where it fails to build or launch (the other tilings and the JSON are kept)."""
     try:
-        case = AblateCase(data, H, O, tile_rows, rows_per_thread)
+        case = AblateCase(data, H, O, tile_rows, rows_per_thread, resident)
         seconds = min(measure({"ablate": (getattr(case, route), case.sync)}, args.steps,
                               args.repeats, args.case_seconds)["ablate"])
     except Exception as error:  # one tiling failing must not lose the others
         words = f"{type(error).__name__}: {error}".splitlines()[0]
-        print(f"    tile_rows {tile_rows}, {rows_per_thread} row(s) a thread: failed ({words})",
-              flush=True)
-        failed.append({"tile_rows": tile_rows, "rows_per_thread": rows_per_thread,
-                       "error": words})
+        chosen = {"tile_rows": tile_rows, "rows_per_thread": rows_per_thread,
+                  "resident": resident}
+        print(f"    {variant_words(chosen)}: failed ({words})", flush=True)
+        failed.append({**chosen, "error": words})
         return None
     return seconds, case.ens
 
@@ -461,15 +463,16 @@ def ensemble_rows(args, sizes: Sizes, torch, rows: list) -> list[dict]:
               f"({occupancy_words(ours.ens, row['occupancy'])})", flush=True)
         print(f"    ms a step: {phase_words(row['ablate_phases_ms'])}", flush=True)
         row["variants"], row["failed_variants"] = [], []
-        for rows_per_thread, tile_rows in variants(args, ours.ens):  # ablate only
+        for rows_per_thread, tile_rows, resident in variants(args, ours.ens):  # ablate only
             timed = time_variant(args, data, H, O, tile_rows, rows_per_thread, "train",
-                                 row["failed_variants"])
+                                 row["failed_variants"], resident)
             if timed is None:
                 continue
             seconds, ens = timed
             occupancy = AblateCase.occupancy_of(ens)
             row["variants"].append({
                 "tile_rows": ens.tile_rows, "rows_per_thread": rows_per_thread,
+                "resident": resident,
                 "threads": ens.threads, "step_ms": 1e3 * seconds,
                 "model_steps_per_second": M / seconds, "occupancy": occupancy})
             print(f"    {occupancy_words(ens, occupancy)}: {M / seconds:.0f} "
@@ -491,10 +494,10 @@ def groups_at_once_rows(args, sizes: Sizes, group: dict, rows: list) -> list[dic
     data, O = copy_data(sizes, M, args.steps, sizes.ensemble_gap)
     for K in sizes.groups_at_once:
         row = {"groups": K, "models": K * M, "tile_rows": best["tile_rows"],
-               "rows_per_thread": best["rows_per_thread"]}
+               "rows_per_thread": best["rows_per_thread"], "resident": best["resident"]}
         try:
-            cases = [AblateCase(data, H, O, best["tile_rows"], best["rows_per_thread"])
-                     for _ in range(K)]
+            cases = [AblateCase(data, H, O, best["tile_rows"], best["rows_per_thread"],
+                                best["resident"]) for _ in range(K)]
             with ThreadPoolExecutor(K, thread_name_prefix="group") as pool:
                 def train_all(pool=pool, cases=cases) -> None:
                     list(pool.map(AblateCase.train_and_wait, cases))
@@ -526,10 +529,11 @@ def evaluation_row(args, sizes: Sizes, group: dict) -> dict:
     best = fastest_tiling(group)
     M, H, N, B = group["models"], sizes.ensemble_hidden, sizes.validation_rows, sizes.batch
     row = {"models": M, "rows": N, "tile_rows": best["tile_rows"],
-           "rows_per_thread": best["rows_per_thread"]}
+           "rows_per_thread": best["rows_per_thread"], "resident": best["resident"]}
     try:
         data, O = copy_data(sizes, M, args.steps, sizes.ensemble_gap)
-        case = AblateCase(data, H, O, best["tile_rows"], best["rows_per_thread"])
+        case = AblateCase(data, H, O, best["tile_rows"], best["rows_per_thread"],
+                          best["resident"])
         chunks = math.ceil(N / B)
         rows, _ = copy_data(sizes, 1, chunks, sizes.ensemble_gap)  # x [1, chunks, T, B, I]
         _, _, T, _, I = rows.shape
@@ -559,23 +563,44 @@ def evaluation_row(args, sizes: Sizes, group: dict) -> dict:
 # ---------------------------------------------------------------- report
 
 
-def variants(args, default) -> list[tuple[int, int]]:
-    """(rows_per_thread, tile_rows) of the other tilings to time: every --rows-per-thread
-    with its default tile and every --tile-rows, less the default ensemble's own, tiles
-    larger than the batch and tiles smaller than the rows a thread takes (which would
-    compute the same row several times)."""
-    from ablate.cuda.device import default_tiling
+def variants(args, default) -> list[tuple[int, int, bool]]:
+    """(rows_per_thread, tile_rows, resident) of the other tilings to time: every
+    --rows-per-thread with its default tile and every --tile-rows, less the default
+    ensemble's own, tiles larger than the batch and tiles smaller than the rows a thread
+    takes (which would compute the same row several times); with --resident each also with
+    R resident in registers, where its layout allows (one line says where it does not)."""
+    from ablate.cuda.device import default_tiling, resident_layout
 
-    chosen = []
+    chosen, refused = [], set()
     for rows_per_thread in args.rows_per_thread:
         for tile_rows in [None, *args.tile_rows]:
             if tile_rows is not None and not rows_per_thread <= tile_rows <= default.B:
                 continue
             tile = tile_rows or default_tiling(default.B, default.H, rows_per_thread)[0]
-            key = (rows_per_thread, tile)
-            if key != (default.rows_per_thread, default.tile_rows) and key not in chosen:
-                chosen.append(key)
+            for resident in (False, True) if args.resident else (False,):
+                if resident:
+                    try:
+                        resident_layout(CELL, default.H, resident_threads(), tile,
+                                        default.dtype, rows_per_thread)
+                    except ValueError as error:
+                        refused.add(str(error))
+                        continue
+                key = (rows_per_thread, tile, resident)
+                if key != (default.rows_per_thread, default.tile_rows, False) and (
+                        key not in chosen):
+                    chosen.append(key)
+    for words in sorted(refused):
+        print(f"    not timed: {words}", flush=True)
     return chosen
+
+
+def resident_threads() -> int:
+    """Threads a block with R resident in registers: the largest block on a GPU (the
+    fewest weights a thread), one warp under the simulator (which runs every thread as a
+    Python thread; its sizes need no more)."""
+    from ablate.cuda.device import MAX_THREADS
+
+    return 32 if simulator.active() else MAX_THREADS
 
 
 def occupancy_words(ens, occupancy: dict | None) -> str:
@@ -584,6 +609,8 @@ def occupancy_words(ens, occupancy: dict | None) -> str:
     rows = ens.rows_per_thread
     text = (f"tile_rows {ens.tile_rows}, {rows} row{'s' if rows > 1 else ''} a thread, "
             f"{ens.threads} threads a block")
+    if ens.resident is not None:
+        text += ", R resident in registers"
     if occupancy is None:
         return text
     per_sm, waves = occupancy["blocks_per_sm"], occupancy["waves"]
@@ -686,7 +713,7 @@ def judge(single: list[dict], ensembles: list[dict]) -> list[dict]:
 def default_variant(row: dict) -> dict:
     """An ensemble row's default tiling in the form of its variants."""
     return {"tile_rows": row["tile_rows"], "rows_per_thread": row["rows_per_thread"],
-            "step_ms": row["ablate_step_ms"],
+            "resident": False, "step_ms": row["ablate_step_ms"],
             "model_steps_per_second": row["ablate_model_steps_per_second"]}
 
 
@@ -697,7 +724,8 @@ def fastest_tiling(row: dict) -> dict:
 
 
 def variant_words(variant: dict) -> str:
-    return f"tile_rows {variant['tile_rows']}, {variant['rows_per_thread']} row(s) a thread"
+    return (f"tile_rows {variant['tile_rows']}, {variant['rows_per_thread']} row(s) a thread"
+            + (", R resident" if variant.get("resident") else ""))
 
 
 def print_targets(targets: list[dict], simulated: bool) -> None:
@@ -765,6 +793,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated rows a thread computes at once (1, 2, 4, 8) to "
                              "time the ensembles with, each at its default tile and every "
                              "--tile-rows (ablate only); default 1")
+    parser.add_argument("--resident", action="store_true",
+                        help="time every tiling also with R resident in registers "
+                             "(ablate.cuda.resident), where its layout allows")
     args = parser.parse_args(argv)
     from ablate.cuda.device import ROWS_PER_THREAD
 

@@ -5,7 +5,9 @@ The case is built and compiled first (bench/gpu.py's AblateCase: lstm on copy, f
 default tiling), then one step runs between ``cuda.profile_start()`` and
 ``cuda.profile_stop()``, so ``ncu --profile-from-start off`` skips the compiles, the
 uploads and the warm-up. Cases: the issue's ensemble target (16 × H64, B32, T100) and its
-single-model target (H128, B32, T100). bench/gpu_check.sh runs both under ncu:
+single-model target (H128, B32, T100); ``--resident`` holds R in registers
+(ablate.cuda.resident, the ensemble case only: H128's R does not fit a block).
+bench/gpu_check.sh runs the ensemble both ways and the single model under ncu:
 
     ncu --clock-control none --profile-from-start off --section WarpStateStats \\
         python bench/profile_step.py --case ensemble16
@@ -31,6 +33,8 @@ CASES = {  # name: (models, H, copy gap); T = gap + 20 recall and query steps
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--case", choices=sorted(CASES), default="ensemble16")
+    parser.add_argument("--resident", action="store_true",
+                        help="R resident in registers (ablate.cuda.resident; H ≤ 64)")
     parser.add_argument("--simulate", action="store_true",
                         help="tiny sizes under the CUDA simulator (NUMBA_ENABLE_CUDASIM=1)")
     args = parser.parse_args(argv)
@@ -46,13 +50,14 @@ def main(argv: list[str] | None = None) -> int:
     else:
         sizes, (models, hidden, gap) = gpu.FULL, CASES[args.case]
     data, n_out = gpu.copy_data(sizes, models, 2, gap)
-    case = gpu.AblateCase(data, hidden, n_out)  # compiles; steps 0 and the warm-up
+    case = gpu.AblateCase(data, hidden, n_out, resident=args.resident)  # compiles, warms up
     case.sync()
     ens = case.ens
     name = "simulated" if simulated else args.case
     print(f"case {name}: {models} model(s), H {hidden}, B {sizes.batch}, "
           f"T {data.shape[2]}; tile_rows {ens.tile_rows}, {ens.rows_per_thread} row(s) a "
-          f"thread, {ens.threads} threads a block, {ens.n_tiles * ens.M} blocks", flush=True)
+          f"thread, {ens.threads} threads a block, {ens.n_tiles * ens.M} blocks"
+          + (", R resident in registers" if ens.resident else ""), flush=True)
     if not simulated:  # the simulator has no profiler API
         cuda.profile_start()
     ens.step(1, case.loss_code)  # the profiled launches: forward, backward, Adam

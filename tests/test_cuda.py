@@ -29,13 +29,13 @@ ON_GPU = os.environ.get("ABLATE_TEST_GPU") == "1"
 
 
 def device_loss_and_grad(cell, params, x, target, mask, loss, H, O, tile_rows, threads,
-                         dtype=np.float32, rows_per_thread=1):
+                         dtype=np.float32, rows_per_thread=1, resident=False):
     """(loss per row [M,B], grad [M,P]) of one step on the device for M models at once."""
     from ablate.cuda.device import DeviceEnsemble
 
     M, T, B, n_in = x.shape
     ens = DeviceEnsemble(cell, dtype, M, T, B, n_in, H, O, 1, tile_rows, threads,
-                         rows_per_thread)
+                         rows_per_thread, resident)
     ens.set_params(params)
     classes = target if loss == "xent" else np.zeros((M, T, B), np.int64)
     values = target if loss == "mse" else np.zeros((M, T, B, 0), dtype)
@@ -131,6 +131,81 @@ def test_row_blocked_kernels_give_the_same_gradients(cell):
         np.testing.assert_array_equal(grads[:, block], unblocked[:, block])
 
 
+LSTM_FAMILY = ["lstm", "lstm_peephole", "nig", "nfg", "nog", "niaf", "noaf", "cifg", "fgr",
+               "single_net", "net_readout", "sigmoid_input", "sigmoid_readout", "use_gate",
+               "lstm97"]
+SPILLING_BESIDE_R = ("fgr", "net_readout", "use_gate")  # resident at one row a thread only
+
+
+def test_the_lstm_family_list_is_the_kernels_own():
+    from ablate.cuda.lstm_family import VARIANTS
+
+    assert LSTM_FAMILY == list(VARIANTS)
+
+
+@pytest.mark.parametrize("cell", LSTM_FAMILY)
+def test_resident_weights_give_the_cpu_kernels_gradients(cell):
+    """R held in registers (ablate.cuda.resident): at these sizes a row of R is split over
+    2–16 lanes in the forward and a column over 8–16 in the backward, whose partial sums
+    meet across lanes, and R's gradient is summed in registers over the time loop. The loss
+    and every gradient equal the CPU kernels', for both losses, ragged tiles and every
+    rows_per_thread the cell allows."""
+    from ablate.cuda.device import ROWS_PER_THREAD, resident_layout
+
+    rng = np.random.default_rng(sum(map(ord, cell)) + 2)
+    for loss in ("xent", "mse"):
+        params, x, target, mask, H, O = random_problem(cell, loss, rng, np.float32)
+        B = x.shape[2]
+        tile_rows = int(rng.integers(1, B + 1))
+        threads = int(rng.choice([32, 64]))
+        allowed = [1] if cell in SPILLING_BESIDE_R else list(ROWS_PER_THREAD)
+        rows_per_thread = int(rng.choice(allowed))
+        shape = resident_layout(cell, H, threads, tile_rows, np.float32, rows_per_thread)
+        assert shape.SF > 1 and shape.SB > 1  # the lanes' partial sums are exercised
+        losses, grads = device_loss_and_grad(cell, params, x, target, mask, loss, H, O,
+                                             tile_rows, threads, np.float32, rows_per_thread,
+                                             resident=True)
+        for k in range(len(params)):
+            expected_loss, expected = loss_and_grad(cell, params[k], x[k], target[k], mask[k],
+                                                    loss, H, O)
+            error = np.abs(grads[k] - expected).max() / np.abs(expected).max()
+            assert error < 1e-4, (cell, loss, k, error, tile_rows, threads, rows_per_thread)
+            assert abs(losses[k].sum() - expected_loss) < 1e-4 * abs(expected_loss)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "fgr"])
+def test_resident_weights_in_float64_equal_the_cpu_kernels(cell):
+    rng = np.random.default_rng(sum(map(ord, cell)) + 3)
+    params, x, target, mask, H, O = random_problem(cell, "xent", rng, np.float64)
+    _, grads = device_loss_and_grad(cell, params, x, target, mask, "xent", H, O, 2, 32,
+                                    np.float64, resident=True)
+    for k in range(len(params)):
+        _, expected = loss_and_grad(cell, params[k], x[k], target[k], mask[k], "xent", H, O)
+        assert np.abs(grads[k] - expected).max() < 1e-10 * np.abs(expected).max()
+
+
+@pytest.mark.parametrize("cell, H, threads, tile_rows, dtype, rows, message", [
+    ("gru", 4, 32, 2, np.float32, 1, r"lstm family only \(lstm, .*\); 'gru' runs with"),
+    ("lstm", 128, 256, 4, np.float32, 1, r"R's 65536 weights \(G 512 × H 128\) are more "
+                                         "than 256 threads hold at 64 each in float32"),
+    ("lstm", 64, 256, 4, np.float64, 1, "16384 weights .* at 32 each in float64"),
+    ("lstm", 64, 128, 4, np.float32, 1, "16384 weights .* than 128 threads hold"),
+    ("lstm", 10, 32, 4, np.float32, 1, "a thread for each of the G = 40 gate rows; got 32"),
+    ("gru", 48, 256, 4, np.float32, 1, "lstm family only"),
+    ("nig", 72, 256, 4, np.float32, 1, "a thread would hold 108 weights of R .* than 64"),
+    ("lstm", 64, 256, 40, np.float32, 1, "40 rows a tile need 52864 B of shared memory"),
+    ("fgr", 8, 64, 4, np.float32, 2, "fgr's second recurrent matrix, .* spills"),
+])
+def test_a_layout_resident_weights_cannot_take_is_one_clear_error(cell, H, threads,
+                                                                  tile_rows, dtype, rows,
+                                                                  message):
+    from ablate.cuda.device import DeviceEnsemble
+
+    with pytest.raises(ValueError, match=message):
+        DeviceEnsemble(cell, dtype, 1, 3, 40, 2, H, 2, 1, tile_rows, threads, rows,
+                       resident=True)
+
+
 def test_an_unknown_rows_per_thread_is_one_clear_error():
     from ablate.cuda.device import DeviceEnsemble
 
@@ -188,6 +263,25 @@ def test_training_equals_the_cpu_engine(cell, task, upload, tile_rows, rows_per_
         # the validation batch scored from the device's outputs (ablate.cuda.evaluation)
         np.testing.assert_allclose(a.curve["val_loss"], b.curve["val_loss"], rtol=1e-4)
         np.testing.assert_allclose(a.curve["val_metric"], b.curve["val_metric"], atol=1e-12)
+    for a, b in zip(cpu.params, gpu.params, strict=True):
+        assert np.abs(a - b).max() < 1e-5 * np.abs(a).max()
+
+
+@pytest.mark.parametrize("cell, rows_per_thread", [("lstm", 2), ("use_gate", 1)])
+def test_training_with_resident_weights_equals_the_cpu_engine(cell, rows_per_thread):
+    """R in registers through a whole training (Adam updates R between steps; each launch
+    loads it again): the CPU engine's steps, curves and parameters up to float32 rounding."""
+    from ablate.cuda.engine import train_ensemble
+
+    specs = small_specs(cell)
+    cpu = cpu_train(specs, diagnostics=False)
+    gpu = train_ensemble(specs, diagnostics=False, tile_rows=3, block_threads=32,
+                         rows_per_thread=rows_per_thread, resident=True)
+    for a, b in zip(cpu.results, gpu.results, strict=True):
+        assert (a.steps, a.stop_reason) == (b.steps, b.stop_reason)
+        np.testing.assert_allclose(a.curve["train_loss"][1:], b.curve["train_loss"][1:],
+                                   rtol=1e-5)
+        np.testing.assert_allclose(a.curve["val_loss"], b.curve["val_loss"], rtol=1e-4)
     for a, b in zip(cpu.params, gpu.params, strict=True):
         assert np.abs(a - b).max() < 1e-5 * np.abs(a).max()
 
@@ -407,6 +501,11 @@ def test_profile_step_runs_under_the_simulator():
     assert result.returncode == 0, result.stderr[-2000:]
     assert "case simulated: 2 model(s), H 4" in result.stdout
     assert result.stdout.rstrip().endswith("profiled one step: 3 launches")
+    resident = subprocess.run([sys.executable, script, "--simulate", "--resident"],
+                              capture_output=True, text=True, env=simulated, cwd=ROOT,
+                              timeout=600)
+    assert resident.returncode == 0, resident.stderr[-2000:]
+    assert "32 threads a block, 2 blocks, R resident in registers\n" in resident.stdout
     refused = subprocess.run([sys.executable, script, "--case", "single"],
                              capture_output=True, text=True, env=simulated, cwd=ROOT,
                              timeout=600)
@@ -422,8 +521,8 @@ def test_gpu_benchmark_runs_under_the_simulator(tmp_path):
     out = tmp_path / "gpu.json"
     env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
     result = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu.py"), "--simulate",
-                             "--tile-rows", "1", "--rows-per-thread", "1,2", "--json",
-                             str(out)], capture_output=True,
+                             "--tile-rows", "1", "--rows-per-thread", "1,2", "--resident",
+                             "--json", str(out)], capture_output=True,
                             text=True, env=env, cwd=ROOT, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "SIMULATOR RUN" in result.stdout and "targets (issue 7" in result.stdout
@@ -432,10 +531,14 @@ def test_gpu_benchmark_runs_under_the_simulator(tmp_path):
     assert len(data["single"]) == 2 and data["group"]["models"] == 1
     assert "a shape group of 1 model (one run_suite.py ensemble)" in result.stdout
     # B 3: the default tile is 3 rows at 1 or 2 a thread; one model is timed at the other
-    # tilings too (fwd+bwd), and so is the shape group's ensemble
+    # tilings too (fwd+bwd), and so is the shape group's ensemble, each tiling also with R
+    # resident in registers (--resident)
     for row in data["ensembles"] + data["single"] + [data["group"]]:
-        assert {(v["tile_rows"], v["rows_per_thread"]) for v in row["variants"]} == {
-            (1, 1), (3, 2)}
+        assert {(v["tile_rows"], v["rows_per_thread"], v["resident"])
+                for v in row["variants"]} == {(1, 1, False), (3, 2, False), (3, 1, True),
+                                              (1, 1, True), (3, 2, True)}
+        assert not row["failed_variants"]
+    assert "R resident in registers: fwd+bwd " in result.stdout
     assert all(v["fwd_bwd_us_per_time_step"] > 0 for v in data["single"][0]["variants"])
     # every default-tiling case split by kernel: the forward alone is timed, and the three
     # parts add up to the step (by construction of the differences)

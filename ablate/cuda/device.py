@@ -20,7 +20,10 @@ A thread computes one unit of ``rows_per_thread`` rows at once (1 by default). T
 tile aims at about 256 threads per block, so at one row a thread a model spreads over
 several SMs and 16 models fill an H100's 132 SMs; ``tile_rows``, ``threads`` and
 ``rows_per_thread`` can be given (tests use odd sizes to check the ragged paths;
-bench/gpu.py times the choices).
+bench/gpu.py times the choices). ``resident=True`` holds R in registers for the whole
+launch (``ablate.cuda.resident``; lstm family, H ≤ 64 at 256 threads): a block then has
+MAX_THREADS threads unless ``threads`` says otherwise, and a layout it cannot take is one
+ValueError that names the limit.
 """
 
 from __future__ import annotations
@@ -112,12 +115,33 @@ def transposed_blocks(spec, n_in: int, H: int, O: int) -> list[tuple[int, int, i
     return blocks
 
 
+def resident_layout(cell: str, H: int, threads: int, tile_rows: int, dtype,
+                    rows_per_thread: int = 1):
+    """The ``ablate.cuda.resident`` layout of R for a cell of the lstm family, or ValueError
+    (another family, a shape whose share of R does not fit a thread or the block, or a
+    cell whose second recurrent matrix's row-blocked sums would spill beside R)."""
+    from ablate.cuda.lstm_family import VARIANTS
+    from ablate.cuda.resident import layout, outside_the_family
+
+    if cell not in VARIANTS:
+        raise outside_the_family(cell, VARIANTS)
+    variant = VARIANTS[cell]
+    if rows_per_thread > 1 and (variant.full_gate_recurrence or variant.net_readout
+                                or variant.use_gate):
+        # measured (python -m ablate.cuda.resources): 4-312 B of spills at H 64, rows 2-8
+        raise ValueError(f"resident weights: {cell}'s second recurrent matrix, summed for "
+                         f"{rows_per_thread} rows a thread beside R in registers, spills; "
+                         f"use rows_per_thread 1 or resident=False")
+    return layout(len(variant.gates) * H, H, threads, tile_rows, dtype)
+
+
 class DeviceEnsemble:
     """Parameters, Adam moments, one interval's batches and the work space of M models."""
 
     def __init__(self, cell: str, dtype, n_models: int, T: int, B: int, n_in: int, H: int,
                  O: int, interval: int, tile_rows: int | None = None,
-                 threads: int | None = None, rows_per_thread: int = 1) -> None:
+                 threads: int | None = None, rows_per_thread: int = 1,
+                 resident: bool = False) -> None:
         self.cell, self.dtype = cell, np.dtype(dtype)
         self.M, self.T, self.B, self.n_in, self.H, self.O = n_models, T, B, n_in, H, O
         self.interval = interval
@@ -125,16 +149,20 @@ class DeviceEnsemble:
             raise ValueError(f"rows_per_thread must be one of {ROWS_PER_THREAD}, "
                              f"got {rows_per_thread}")
         self.rows_per_thread = rows_per_thread
-        with simulator.turn():  # building runs cuda.jit, which a simulated launch rebinds
-            self.kernels = kernels(cell, self.dtype, rows_per_thread)
-            if self.dtype.name not in _ADAM:
-                _ADAM[self.dtype.name] = make_adam(self.dtype)
-        self.adam = _ADAM[self.dtype.name]
         self.tile_rows = tile_rows or default_tiling(B, H, rows_per_thread)[0]
-        self.threads = threads or threads_for(self.tile_rows, H, rows_per_thread)
+        # resident weights need one thread per gate row at least: a full block by default
+        self.threads = threads or (MAX_THREADS if resident else
+                                   threads_for(self.tile_rows, H, rows_per_thread))
         if not 1 <= self.threads <= MAX_THREADS or not 1 <= self.tile_rows <= B:
             raise ValueError(f"threads must be in 1..{MAX_THREADS} and tile_rows in 1..{B}, "
                              f"got {self.threads} and {self.tile_rows}")
+        self.resident = (resident_layout(cell, H, self.threads, self.tile_rows, self.dtype,
+                                         rows_per_thread) if resident else None)
+        with simulator.turn():  # building runs cuda.jit, which a simulated launch rebinds
+            self.kernels = kernels(cell, self.dtype, rows_per_thread, self.resident)
+            if self.dtype.name not in _ADAM:
+                _ADAM[self.dtype.name] = make_adam(self.dtype)
+        self.adam = _ADAM[self.dtype.name]
         self.n_tiles = math.ceil(B / self.tile_rows)
         spec = cells.get(cell)
         self.P = spec.n_params(n_in, H, O)

@@ -33,14 +33,16 @@ from ablate.train import EnsembleSetup, RunState, Trained, ensemble_specs
 def train_ensemble(
     specs: Sequence[RunSpec], *, diagnostics: bool = True, threads: int | None = None,
     tile_rows: int | None = None, block_threads: int | None = None, rows_per_thread: int = 1,
+    resident: bool = False,
 ) -> Trained:
     """Train runs that share shapes together on the GPU; their results and final parameters.
 
     ``threads``: CPU threads that evaluate and diagnose the models between intervals
     (default: ABLATE_NUM_THREADS, else the usable cores); each model's numbers do not depend
     on it. ``tile_rows``, ``block_threads`` and ``rows_per_thread`` override the device
-    tiling (``ablate.cuda.device.default_tiling``); no result depends on them beyond
-    float32 rounding.
+    tiling (``ablate.cuda.device.default_tiling``), ``resident`` holds R in registers
+    (``ablate.cuda.resident``, lstm family); no result depends on them beyond float32
+    rounding.
     """
     _cuda.require()
     from ablate.cuda.device import DeviceEnsemble
@@ -56,7 +58,7 @@ def train_ensemble(
     upload = steps_per_upload(len(runs), T, B, setup.n_in, setup.n_out, setup.loss, setup.dtype)
     device = DeviceEnsemble(spec.cell, setup.dtype, len(runs), T, B, setup.n_in, spec.n_hidden,
                             setup.n_out, min(spec.eval_every, upload), tile_rows, block_threads,
-                            rows_per_thread)
+                            rows_per_thread, resident)
     eval_threads = max(1, min(threads or n_threads(), len(runs)))
     pool = ThreadPoolExecutor(eval_threads, thread_name_prefix="ablate-eval")
     evaluation = None

@@ -30,6 +30,14 @@ in OT × OT tiles (``outer_sum``, OT = min(RB, 8)); both are ``ablate.cuda.block
 pointwise rest runs row by row. RB = 1 is one (row, unit) element per thread.
 bench/load_count.py counts the loads per model-step for each RB.
 
+Resident weights (``resident``, a layout of ``ablate.cuda.resident``): the sums through R
+hold R in registers instead. At each step t > 0 the forward first writes R h_{t-1} into
+the gate slots (``forward_sum``, h_{t-1} of the tile in shared memory, kept there by the
+units as they compute h), a barrier, then ``preactivations`` adds b + W x_t (and the other
+matrices' sums) to it. The backward's sum through R (``backward_sum``) also accumulates
+R's gradient, which leaves the registers after the time loop instead of ``outer_sum``'s
+tile. Everything else is the same code.
+
 Work vector of one model (``work_size``), row-major:
     gates [T,B,G] post-activation    c, h, aux [T,B,H]   aux = act(c_t) (u_t for use_gate)
     dy [T,B,O]                       da [T,B,G] = dL/da_t (gate pre-activations)
@@ -51,6 +59,7 @@ from ablate.cuda.activations import for_dtype
 from ablate.cuda.blocking import make_blocked
 from ablate.cuda.index import at
 from ablate.cuda.readout import make_readout
+from ablate.cuda.resident import Layout, make_resident, shared_arrays
 from ablate.cuda.tiles import block_rows
 
 __all__ = ["VARIANTS", "make_kernels", "output_offset", "work_size"]
@@ -69,9 +78,12 @@ def output_offset(variant: Variant, T: int, B: int, H: int, O: int) -> int:
     return T * B * (len(variant.gates) * H + 3 * H)
 
 
-def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) -> tuple:
+def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1,
+                 resident: Layout | None = None) -> tuple:
     """(forward, backward) CUDA kernels of one variant and precision; a thread computes one
-    unit for ``rows_per_thread`` batch rows at once (see the module docstring)."""
+    unit for ``rows_per_thread`` batch rows at once (see the module docstring). With a
+    ``resident`` layout the sums through R hold R in registers (``ablate.cuda.resident``):
+    the kernels then run only at that layout's H, threads a block and tile_rows."""
     dtype = np.dtype(dtype)
     RB = rows_per_thread
     ACC = numba.from_dtype(dtype)
@@ -97,6 +109,18 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
     N_USE = 1 if USE_GATE else 0
     if FGR:  # R_gates' [i; f] block is the gate slots 0 and 1, its o block slot 3
         assert (I_SLOT, F_SLOT, O_SLOT) == (0, 1, 3), variant.slots()
+    RESIDENT = resident is not None
+    if RESIDENT:
+        held = make_resident(dtype, resident)
+        load_rows, forward_sum = held.load_rows, held.forward_sum
+        load_columns, backward_sum, store_gradient = (
+            held.load_columns, held.backward_sum, held.store_gradient)
+        N_HROWS, N_DAROWS, N_SCRATCH = shared_arrays(resident, dtype)
+        HP = resident.h_stride
+        HELD_F, HELD_B = resident.HS, resident.GS
+    else:  # one-word stand-ins: the kernels declare the arrays either way
+        N_HROWS = N_DAROWS = N_SCRATCH = HELD_F = HELD_B = HP = 1
+        load_rows = forward_sum = load_columns = backward_sum = store_gradient = None
 
     @cuda.jit(device=True)
     def param_offsets(n_in, H, O):
@@ -183,6 +207,12 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
             acc[u, 1] = p[o_b + kf + j] if HAS_F else zero
             acc[u, 2] = p[o_b + kg + j]
             acc[u, 3] = p[o_b + ko + j] if O_ROWS else zero
+            if RESIDENT and t > 0:  # R h_{t-1}, left in the gate slots by forward_sum
+                sums = o_gates + (t * B + min(first + u, last)) * G
+                acc[u, 0] += w[at(sums + ki + j)] if HAS_I else zero
+                acc[u, 1] += w[at(sums + kf + j)] if HAS_F else zero
+                acc[u, 2] += w[at(sums + kg + j)]
+                acc[u, 3] += w[at(sums + ko + j)] if O_ROWS else zero
         for i in range(n_in):  # Wᵀ [I, G] at 0
             base_i = i * G
             w_i = rt[at(base_i + ki + j)] if HAS_I else zero
@@ -192,16 +222,17 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
             for u in range(RB):
                 add_to_slots(acc, u, w_i, w_f, w_g, w_o, xs[at(t), at(min(first + u, last)), at(i)])
         if t > 0:
-            prev = o_h + (t - 1) * B * H
-            for q in range(H):
-                base_q = o_rt + q * G
-                r_i = rt[at(base_q + ki + j)] if HAS_I else zero
-                r_f = rt[at(base_q + kf + j)] if HAS_F else zero
-                r_g = rt[at(base_q + kg + j)]
-                r_o = rt[at(base_q + ko + j)] if O_ROWS else zero
-                for u in range(RB):
-                    h_q = w[at(prev + min(first + u, last) * H + q)]
-                    add_to_slots(acc, u, r_i, r_f, r_g, r_o, h_q)
+            if not RESIDENT:  # else forward_sum left R h_{t-1} in the gate slots
+                prev = o_h + (t - 1) * B * H
+                for q in range(H):
+                    base_q = o_rt + q * G
+                    r_i = rt[at(base_q + ki + j)] if HAS_I else zero
+                    r_f = rt[at(base_q + kf + j)] if HAS_F else zero
+                    r_g = rt[at(base_q + kg + j)]
+                    r_o = rt[at(base_q + ko + j)] if O_ROWS else zero
+                    for u in range(RB):
+                        h_q = w[at(prev + min(first + u, last) * H + q)]
+                        add_to_slots(acc, u, r_i, r_f, r_g, r_o, h_q)
             if FGR:  # R_gatesᵀ row q: the weights of [i; f; o]_{t-1}[q] into a_i, a_f, a_o
                 width = 3 * H
                 prev_g = o_gates + (t - 1) * B * G
@@ -337,8 +368,20 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
         o_gates, o_c, o_h, o_aux, o_dy, _, _, _, _, _, o_fc = work_offsets(T, B, H, O)
         for rr in range(tid, rows, n_threads):
             loss_rows[m, row0 + rr] = 0
+        # resident weights: this lane's share of R, h_{t-1} of the tile's rows (0 past H)
+        held = cuda.local.array(HELD_F, ACC)
+        h_rows = cuda.shared.array(N_HROWS, ACC)
+        scratch = cuda.shared.array(N_SCRATCH, ACC)
+        if RESIDENT:
+            load_rows(held, p, param_offsets(n_in, H, O)[1], tid)
+            for e in range(tid, N_HROWS, n_threads):
+                h_rows[e] = zero
+            cuda.syncthreads()
         groups = (rows + RB - 1) // RB  # a thread takes unit j of RB rows at once
         for t in range(T):
+            if RESIDENT and t > 0:  # R h_{t-1} into the gate slots, before the sums below
+                forward_sum(held, h_rows, scratch, w, o_gates, t, B, row0, rows, tid)
+                cuda.syncthreads()
             for e in range(tid, groups * H, n_threads):
                 first = row0 + (e // H) * RB
                 j = e % H
@@ -347,12 +390,18 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
                                j)
                 for r in range(first, stop):
                     unit_forward(p, w, o_gates, o_c, o_h, o_aux, o_fc, o_peep, t, B, H, r, j)
+                    if RESIDENT and GATED_READ:  # h_t for step t+1's forward_sum
+                        h_rows[(r - row0) * HP + j] = w[o_h + (t * B + r) * H + j]
             cuda.syncthreads()
             if NET_READOUT or USE_GATE:  # reads c_t (f ⊙ c_{t-1}) of every unit
                 for e in range(tid, groups * H, n_threads):
                     first = row0 + (e // H) * RB
+                    stop = min(first + RB, row0 + rows)
                     read_network(p, rt, w, o_gates, o_h, o_aux, o_c, o_fc, o_bu, t, B, H, n_in,
-                                 first, min(first + RB, row0 + rows), e % H)
+                                 first, stop, e % H)
+                    if RESIDENT:
+                        for r in range(first, stop):
+                            h_rows[(r - row0) * HP + e % H] = w[o_h + (t * B + r) * H + e % H]
                 cuda.syncthreads()
             readout_step(p, rt, w, o_wout_t, o_bout, o_h, o_dy, t, B, H, O, row0, rows, tid,
                          n_threads, mask[xm, s, t], target_class[xm, s, t],
@@ -379,14 +428,28 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
         ki, kf, kg, ko = I_SLOT * H, F_SLOT * H, G_SLOT * H, O_SLOT * H
         width = 3 * H
         groups = (rows + RB - 1) // RB  # as in the forward: unit j of RB rows per thread
+        # resident weights: this lane's share of R's columns and of R's gradient
+        held = cuda.local.array(HELD_B, ACC)
+        grad_r = cuda.local.array(HELD_B, ACC)
+        da_rows = cuda.shared.array(N_DAROWS, ACC)
+        scratch = cuda.shared.array(N_SCRATCH, ACC)
+        if RESIDENT:
+            load_columns(held, grad_r, p, o_r, tid)
+            for e in range(tid, N_DAROWS, n_threads):
+                da_rows[e] = zero
+            cuda.syncthreads()
         for t in range(T - 1, -1, -1):
             here = t * B
             # Pass 1: dL/dh_t, then into the read-out of the memory: dL/dc_t from h_t.
             if t < T - 1:  # the sums over step t+1's gradients: RB rows × GT units a thread
                 d_next = o_da + (t + 1) * B * G
                 # through R h_t: into the dc slots
-                transposed_rows(w, o_dc, H, w, d_next, G, G, p, o_r, H, H, row0, rows, tid,
-                                n_threads, False)
+                if RESIDENT:  # and R's gradient, term (t+1, t), in registers
+                    backward_sum(held, grad_r, da_rows, scratch, w, d_next, o_h, o_dc, t, B,
+                                 row0, rows, tid, n_threads)
+                else:
+                    transposed_rows(w, o_dc, H, w, d_next, G, G, p, o_r, H, H, row0, rows, tid,
+                                    n_threads, False)
                 if FGR:
                     # through R_gates [i; f; o]_t: dL/d[i; f; o]_t = Σ_q da_{t+1}[q] R_gates[q, ·]
                     # over the rows q of [i; f] (slots 0, 1) and of o (slot 3), into step t's
@@ -496,9 +559,13 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
         # This tile's weight gradients: W, R, W_out, R_gates, P_c, P_h, W_u in OT × OT tiles
         # (``outer_sum``), the biases and peepholes one parameter per thread at a time.
         g = grad_tiles[m, tile]
+        if RESIDENT:  # R's gradient leaves the registers first, which frees them for the tiles
+            store_gradient(grad_r, g, o_r, tid)
         outer_sum_x(g, o_w, n_in, w, o_da, G, G, xs, 0, n_in, n_in, 0, T, B, row0, rows, tid,
                     n_threads)
-        outer_sum(g, o_r, H, w, o_da, G, G, w, o_h, H, H, 1, T, B, row0, rows, tid, n_threads)
+        if not RESIDENT:  # else store_gradient wrote it above
+            outer_sum(g, o_r, H, w, o_da, G, G, w, o_h, H, H, 1, T, B, row0, rows, tid,
+                      n_threads)
         outer_sum(g, o_wout, H, w, o_dy, O, O, w, o_h, H, H, 0, T, B, row0, rows, tid,
                   n_threads)
         if SINGLE or NET_READOUT or USE_GATE:  # P_c against c_{t-1}, P_h against c_t, W_u

@@ -31,6 +31,8 @@ import numpy as np
 CC = (9, 0)
 SHARED_BUDGET = 48 * 1024
 REGISTER_FILE = 65536
+RESIDENT_H = 64  # the resident-weights layout checked: see resident_checked
+RESIDENT_TILE = 32
 
 
 class Usage(NamedTuple):
@@ -160,13 +162,33 @@ def _measure_part(part: tuple[str, str | None]) -> list[Usage]:
             return [ptxas_usage(f"adam {dtype}", ptx, ptxas)]
         usages = []
         for rows in ROWS_PER_THREAD:
-            pair = kernels(cell, dtype, rows)
-            suffix = f" rows{rows}" if rows > 1 else ""
-            for role in ("forward", "backward"):
-                ptx, _ = cuda.compile_ptx(getattr(pair, role).py_func, sig[role], cc=CC)
-                usages.append(ptxas_usage(f"{cell} {role} {dtype}{suffix}", ptx, ptxas,
-                                          rows))
+            for resident in (None, *resident_checked(cell, dtype, rows)):
+                pair = kernels(cell, dtype, rows, resident)
+                suffix = (f" rows{rows}" if rows > 1 else "") + (" resident" if resident else "")
+                for role in ("forward", "backward"):
+                    ptx, _ = cuda.compile_ptx(getattr(pair, role).py_func, sig[role], cc=CC)
+                    usages.append(ptxas_usage(f"{cell} {role} {dtype}{suffix}", ptx, ptxas,
+                                              rows))
         return usages
+
+
+def resident_checked(cell: str, dtype, rows_per_thread: int) -> tuple:
+    """The resident-weights layout whose kernels are checked for ``cell`` at
+    ``rows_per_thread`` (none where ``resident_layout`` refuses it, or in float64): H = 64
+    over the largest block and the largest tile. That is each thread's largest share of R
+    (64 weights of a row, up to 64 of a column and their gradients), so the most
+    registers; a smaller H holds fewer, and ``ablate.cuda.resident.layout`` checks the
+    shared memory itself."""
+    from ablate.cuda.device import MAX_THREADS, resident_layout
+    from ablate.cuda.lstm_family import VARIANTS
+
+    if cell not in VARIANTS or np.dtype(dtype) != np.float32:
+        return ()
+    try:
+        return (resident_layout(cell, RESIDENT_H, MAX_THREADS, RESIDENT_TILE, dtype,
+                                rows_per_thread),)
+    except ValueError:
+        return ()
 
 
 def problems(usages: list[Usage], max_threads: int) -> list[str]:
@@ -198,11 +220,11 @@ def report(usages: list[Usage], max_threads: int) -> str:
         f"# numba {numba_version}, numba-cuda {cuda_version}, ptxas: {release}",
         f"# budgets: no spills; static shared <= {SHARED_BUDGET} B; registers x "
         f"{max_threads} threads <= {REGISTER_FILE}",
-        f"{'kernel':40s} {'registers':>9s} {'smem B':>7s} {'spill st':>8s} "
+        f"{'kernel':48s} {'registers':>9s} {'smem B':>7s} {'spill st':>8s} "
         f"{'spill ld':>8s} {'stack B':>7s}",
     ]
     for u in usages:
-        lines.append(f"{u.kernel:40s} {u.registers:9d} {u.shared:7d} {u.spill_stores:8d} "
+        lines.append(f"{u.kernel:48s} {u.registers:9d} {u.shared:7d} {u.spill_stores:8d} "
                      f"{u.spill_loads:8d} {u.stack:7d}")
     found = problems(usages, max_threads)
     lines.append("# over budget: " + ("; ".join(found) if found else "none"))
