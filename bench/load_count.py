@@ -2,7 +2,7 @@
 
 No GPU needed: the kernels run under Numba's CUDA simulator (this script turns it on), with
 every element read and written from a device array counted as one load or store. That is
-each thread's count of global-memory instructions (the kernels use no shared memory); a
+each thread's count of global-memory instructions (the default kernels use no shared memory); a
 warp issues one instruction for its 32 threads, so a warp-load is 32 thread-loads. It says
 nothing of caching or latency, and the simulator's timings mean nothing: it measures how
 much the register blocking (``rows_per_thread``, ablate/cuda/blocking.py) cuts the
@@ -17,6 +17,11 @@ same work; the readout's work depends on the scored steps), fitted at (T, scored
 
     python bench/load_count.py                     # rows_per_thread 1, 2, 4, 8 (~3 min)
     python bench/load_count.py --rows-per-thread 1,4 --cell gru --json counts.json
+    python bench/load_count.py --resident          # R in registers (ablate.cuda.resident)
+
+With --resident the kernels hold R in registers and read h_{t-1} and da_{t+1} from shared
+memory, which this count does not see (shared and local arrays are plain NumPy arrays in
+the simulator): it counts what still goes to global memory.
 """
 
 from __future__ import annotations
@@ -77,7 +82,8 @@ class Counter:
         return next(counter)  # the calls so far (this read is not one of them)
 
 
-def count(cell: str, rows_per_thread: int, T: int, scored: int) -> dict[str, int]:
+def count(cell: str, rows_per_thread: int, T: int, scored: int,
+          resident: bool = False) -> dict[str, int]:
     """Thread-level loads and stores of one forward and one backward launch of one model."""
     from ablate import init_params
     from ablate.cuda.device import DeviceEnsemble
@@ -85,7 +91,7 @@ def count(cell: str, rows_per_thread: int, T: int, scored: int) -> dict[str, int
 
     rng = np.random.default_rng(0)
     ens = DeviceEnsemble(cell, np.float32, 1, T, B, I, H, O, 1, tile_rows=B,
-                         rows_per_thread=rows_per_thread)
+                         rows_per_thread=rows_per_thread, resident=resident)
     ens.set_params(init_params(cell, I, H, O, seed=0, dtype=np.float32)[None])
     x = rng.normal(size=(1, 1, T, B, I)).astype(np.float32)
     mask = np.zeros((1, 1, T, B), np.float32)
@@ -126,6 +132,8 @@ def main(argv=None) -> int:
                         help="comma-separated values of ablate.cuda.device.ROWS_PER_THREAD")
     parser.add_argument("--cell", default="lstm", help="a registered cell (default lstm)")
     parser.add_argument("--json", type=Path, help="also write the counts here")
+    parser.add_argument("--resident", action="store_true",
+                        help="R resident in registers (global loads only: see above)")
     args = parser.parse_args(argv)
     from ablate import cells
     from ablate.cuda.device import ROWS_PER_THREAD
@@ -142,15 +150,17 @@ def main(argv=None) -> int:
     if not values or any(v not in ROWS_PER_THREAD for v in values):
         parser.error(f"--rows-per-thread values must be among {ROWS_PER_THREAD}")
 
-    print(f"# {args.cell} I={I} O={O} H={H} B={B}, one model in one block; per model-step at "
-          f"T={T_FULL} with {SCORED_FULL} scored steps (fitted at (T, scored) {SHAPES})")
+    print(f"# {args.cell} I={I} O={O} H={H} B={B}, one model in one block"
+          f"{', R resident in registers (global loads only)' if args.resident else ''}; per "
+          f"model-step at T={T_FULL} with {SCORED_FULL} scored steps (fitted at (T, scored) "
+          f"{SHAPES})")
     print("| rows / thread | threads | forward loads | backward loads | total loads | "
           "warp-loads (÷32) | vs 1 | stores |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     rows, first_total = [], None
     for rb in values:
         started = time.perf_counter()
-        counts = {shape: count(args.cell, rb, *shape) for shape in SHAPES}
+        counts = {shape: count(args.cell, rb, *shape, args.resident) for shape in SHAPES}
         fwd, bwd = extrapolate(counts, "forward_loads"), extrapolate(counts, "backward_loads")
         stores = extrapolate(counts, "forward_stores") + extrapolate(counts, "backward_stores")
         total = fwd + bwd
@@ -158,7 +168,8 @@ def main(argv=None) -> int:
         threads = counts[SHAPES[0]]["threads"]
         print(f"| {rb} | {threads} | {fwd:,.0f} | {bwd:,.0f} | {total:,.0f} | "
               f"{total / 32:,.0f} | {total / first_total:.2f} | {stores:,.0f} |", flush=True)
-        rows.append({"rows_per_thread": rb, "threads": threads, "forward_loads": fwd,
+        rows.append({"rows_per_thread": rb, "resident": args.resident, "threads": threads,
+                     "forward_loads": fwd,
                      "backward_loads": bwd, "stores": stores,
                      "measured": {f"T{t}_scored{s}": c for (t, s), c in counts.items()},
                      "seconds": time.perf_counter() - started})

@@ -131,19 +131,18 @@ def test_row_blocked_kernels_give_the_same_gradients(cell):
         np.testing.assert_array_equal(grads[:, block], unblocked[:, block])
 
 
-LSTM_FAMILY = ["lstm", "lstm_peephole", "nig", "nfg", "nog", "niaf", "noaf", "cifg", "fgr",
-               "single_net", "net_readout", "sigmoid_input", "sigmoid_readout", "use_gate",
-               "lstm97"]
+WITH_R = ["lstm", "lstm_peephole", "nig", "nfg", "nog", "niaf", "noaf", "cifg", "fgr",
+          "single_net", "net_readout", "sigmoid_input", "sigmoid_readout", "use_gate", "lstm97",
+          "rnn", "irnn", "gru"]  # every cell but the min cells, which have no R
 SPILLING_BESIDE_R = ("fgr", "net_readout", "use_gate")  # resident at one row a thread only
 
 
-def test_the_lstm_family_list_is_the_kernels_own():
-    from ablate.cuda.lstm_family import VARIANTS
+def test_the_cells_with_r_are_every_cell_but_the_min_cells():
+    assert set(WITH_R) == set(cells.names()) - {"mingru", "minlstm"}
+    assert all(cells.get(name).recurrent for name in WITH_R)
 
-    assert LSTM_FAMILY == list(VARIANTS)
 
-
-@pytest.mark.parametrize("cell", LSTM_FAMILY)
+@pytest.mark.parametrize("cell", WITH_R)
 def test_resident_weights_give_the_cpu_kernels_gradients(cell):
     """R held in registers (ablate.cuda.resident): at these sizes a row of R is split over
     2–16 lanes in the forward and a column over 8–16 in the backward, whose partial sums
@@ -173,7 +172,7 @@ def test_resident_weights_give_the_cpu_kernels_gradients(cell):
             assert abs(losses[k].sum() - expected_loss) < 1e-4 * abs(expected_loss)
 
 
-@pytest.mark.parametrize("cell", ["lstm", "fgr"])
+@pytest.mark.parametrize("cell", ["lstm", "fgr", "gru"])
 def test_resident_weights_in_float64_equal_the_cpu_kernels(cell):
     rng = np.random.default_rng(sum(map(ord, cell)) + 3)
     params, x, target, mask, H, O = random_problem(cell, "xent", rng, np.float64)
@@ -185,13 +184,14 @@ def test_resident_weights_in_float64_equal_the_cpu_kernels(cell):
 
 
 @pytest.mark.parametrize("cell, H, threads, tile_rows, dtype, rows, message", [
-    ("gru", 4, 32, 2, np.float32, 1, r"lstm family only \(lstm, .*\); 'gru' runs with"),
+    ("minlstm", 4, 32, 2, np.float32, 1, r"hold a recurrent matrix R, which 'minlstm' has "
+                                         r"not; cells with one: lstm, .*, rnn, irnn, gru$"),
     ("lstm", 128, 256, 4, np.float32, 1, r"R's 65536 weights \(G 512 × H 128\) are more "
                                          "than 256 threads hold at 64 each in float32"),
     ("lstm", 64, 256, 4, np.float64, 1, "16384 weights .* at 32 each in float64"),
     ("lstm", 64, 128, 4, np.float32, 1, "16384 weights .* than 128 threads hold"),
     ("lstm", 10, 32, 4, np.float32, 1, "a thread for each of the G = 40 gate rows; got 32"),
-    ("gru", 48, 256, 4, np.float32, 1, "lstm family only"),
+    ("gru", 96, 256, 4, np.float32, 1, r"R's 27648 weights \(G 288 × H 96\)"),
     ("nig", 72, 256, 4, np.float32, 1, "a thread would hold 108 weights of R .* than 64"),
     ("lstm", 64, 256, 40, np.float32, 1, "40 rows a tile need 52864 B of shared memory"),
     ("fgr", 8, 64, 4, np.float32, 2, "fgr's second recurrent matrix, .* spills"),
@@ -267,7 +267,8 @@ def test_training_equals_the_cpu_engine(cell, task, upload, tile_rows, rows_per_
         assert np.abs(a - b).max() < 1e-5 * np.abs(a).max()
 
 
-@pytest.mark.parametrize("cell, rows_per_thread", [("lstm", 2), ("use_gate", 1)])
+@pytest.mark.parametrize("cell, rows_per_thread", [("lstm", 2), ("use_gate", 1), ("gru", 4),
+                                                   ("irnn", 1)])
 def test_training_with_resident_weights_equals_the_cpu_engine(cell, rows_per_thread):
     """R in registers through a whole training (Adam updates R between steps; each launch
     loads it again): the CPU engine's steps, curves and parameters up to float32 rounding."""

@@ -15,7 +15,6 @@ pytest.importorskip("numba.cuda")
 
 from ablate import cells  # noqa: E402
 from ablate.cuda.device import ROWS_PER_THREAD  # noqa: E402
-from ablate.cuda.lstm_family import VARIANTS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,13 +34,14 @@ def test_every_kernel_compiles_for_sm90_within_budget(tmp_path):
     assert blocked == {(cell, role, f"rows{rows}") for cell in cells.names()
                        for role in ("forward", "backward") for rows in ROWS_PER_THREAD[1:]}
     # R resident in registers (H 64, 256 threads, 32 rows a tile: the largest share of R a
-    # thread holds): every lstm-family cell at every rows_per_thread, but those whose second
+    # thread holds): every cell with R at every rows_per_thread, but those whose second
     # recurrent matrix spills beside R at more than one row a thread
     resident = {(line.split()[0], line.split()[1],
                  next((w for w in line.split() if w.startswith("rows")), "rows1"))
                 for line in text.splitlines() if " resident " in line}
     spilling = ("fgr", "net_readout", "use_gate")
-    assert resident == {(cell, role, f"rows{rows}") for cell in VARIANTS
+    with_r = [cell for cell in cells.names() if cells.get(cell).recurrent]
+    assert resident == {(cell, role, f"rows{rows}") for cell in with_r
                         for role in ("forward", "backward") for rows in ROWS_PER_THREAD
                         if rows == 1 or cell not in spilling}
     assert any(name == "adam" for name, *_ in kernels)

@@ -21,7 +21,7 @@ tile aims at about 256 threads per block, so at one row a thread a model spreads
 several SMs and 16 models fill an H100's 132 SMs; ``tile_rows``, ``threads`` and
 ``rows_per_thread`` can be given (tests use odd sizes to check the ragged paths;
 bench/gpu.py times the choices). ``resident=True`` holds R in registers for the whole
-launch (``ablate.cuda.resident``; lstm family, H ≤ 64 at 256 threads): a block then has
+launch (``ablate.cuda.resident``; cells with R, H ≤ 64 at 256 threads): a block then has
 MAX_THREADS threads unless ``threads`` says otherwise, and a layout it cannot take is one
 ValueError that names the limit.
 """
@@ -117,15 +117,20 @@ def transposed_blocks(spec, n_in: int, H: int, O: int) -> list[tuple[int, int, i
 
 def resident_layout(cell: str, H: int, threads: int, tile_rows: int, dtype,
                     rows_per_thread: int = 1):
-    """The ``ablate.cuda.resident`` layout of R for a cell of the lstm family, or ValueError
-    (another family, a shape whose share of R does not fit a thread or the block, or a
-    cell whose second recurrent matrix's row-blocked sums would spill beside R)."""
-    from ablate.cuda.lstm_family import VARIANTS
-    from ablate.cuda.resident import layout, outside_the_family
+    """The ``ablate.cuda.resident`` layout of a cell's R [G, H], or ValueError (a cell
+    without R, a shape whose share of R does not fit a thread or the block, or a cell
+    whose second recurrent matrix's row-blocked sums would spill beside R)."""
+    from ablate.cuda import lstm_family, simple_family
+    from ablate.cuda.resident import layout, without_r
 
-    if cell not in VARIANTS:
-        raise outside_the_family(cell, VARIANTS)
-    variant = VARIANTS[cell]
+    with_r = [*lstm_family.VARIANTS, *(name for name, v in simple_family.VARIANTS.items()
+                                       if v.kind != simple_family.MIN)]
+    if cell not in with_r:
+        raise without_r(cell, with_r)
+    if cell in simple_family.VARIANTS:
+        return layout(len(simple_family.VARIANTS[cell].gates) * H, H, threads, tile_rows,
+                      dtype)
+    variant = lstm_family.VARIANTS[cell]
     if rows_per_thread > 1 and (variant.full_gate_recurrence or variant.net_readout
                                 or variant.use_gate):
         # measured (python -m ablate.cuda.resources): 4-312 B of spills at H 64, rows 2-8

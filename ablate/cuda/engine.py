@@ -41,7 +41,7 @@ def train_ensemble(
     (default: ABLATE_NUM_THREADS, else the usable cores); each model's numbers do not depend
     on it. ``tile_rows``, ``block_threads`` and ``rows_per_thread`` override the device
     tiling (``ablate.cuda.device.default_tiling``), ``resident`` holds R in registers
-    (``ablate.cuda.resident``, lstm family); no result depends on them beyond float32
+    (``ablate.cuda.resident``, cells with R); no result depends on them beyond float32
     rounding.
     """
     _cuda.require()

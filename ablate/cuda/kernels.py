@@ -25,7 +25,7 @@ _KERNELS: dict = {}
 def kernels(cell: str, dtype, rows_per_thread: int = 1, resident=None) -> CudaCell:
     """The forward and backward CUDA kernels of ``cell`` for float32 or float64, a thread
     taking one unit of ``rows_per_thread`` batch rows at once; with a ``resident`` layout
-    (``ablate.cuda.resident.layout``) R stays in registers, lstm family only."""
+    (``ablate.cuda.device.resident_layout``) R stays in registers."""
     cells.get(cell)  # an unknown name raises with the known ones
     dtype = np.dtype(dtype)
     key = (cell, dtype.name, rows_per_thread, resident)
@@ -34,16 +34,10 @@ def kernels(cell: str, dtype, rows_per_thread: int = 1, resident=None) -> CudaCe
 
         if cell in lstm_family.VARIANTS:
             family = lstm_family
-            extra = {"resident": resident}
-        elif resident is not None:
-            from ablate.cuda.resident import outside_the_family
-
-            raise outside_the_family(cell, lstm_family.VARIANTS)
         else:
             from ablate.cuda import simple_family as family
-            extra = {}
         variant = family.VARIANTS[cell]
-        forward, backward = family.make_kernels(variant, dtype, rows_per_thread, **extra)
+        forward, backward = family.make_kernels(variant, dtype, rows_per_thread, resident)
 
         def size(T, B, H, O, variant=variant, family=family):
             return family.work_size(variant, T, B, H, O)

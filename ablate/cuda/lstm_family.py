@@ -59,7 +59,7 @@ from ablate.cuda.activations import for_dtype
 from ablate.cuda.blocking import make_blocked
 from ablate.cuda.index import at
 from ablate.cuda.readout import make_readout
-from ablate.cuda.resident import Layout, make_resident, shared_arrays
+from ablate.cuda.resident import Layout, kernel_parts
 from ablate.cuda.tiles import block_rows
 
 __all__ = ["VARIANTS", "make_kernels", "output_offset", "work_size"]
@@ -110,17 +110,9 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1,
     if FGR:  # R_gates' [i; f] block is the gate slots 0 and 1, its o block slot 3
         assert (I_SLOT, F_SLOT, O_SLOT) == (0, 1, 3), variant.slots()
     RESIDENT = resident is not None
-    if RESIDENT:
-        held = make_resident(dtype, resident)
-        load_rows, forward_sum = held.load_rows, held.forward_sum
-        load_columns, backward_sum, store_gradient = (
-            held.load_columns, held.backward_sum, held.store_gradient)
-        N_HROWS, N_DAROWS, N_SCRATCH = shared_arrays(resident, dtype)
-        HP = resident.h_stride
-        HELD_F, HELD_B = resident.HS, resident.GS
-    else:  # one-word stand-ins: the kernels declare the arrays either way
-        N_HROWS = N_DAROWS = N_SCRATCH = HELD_F = HELD_B = HP = 1
-        load_rows = forward_sum = load_columns = backward_sum = store_gradient = None
+    # R in registers (ablate.cuda.resident): the functions, and the arrays' sizes
+    (load_rows, forward_sum, load_columns, backward_sum, store_gradient, N_HROWS, N_DAROWS,
+     N_SCRATCH, HP, HELD_F, HELD_B) = kernel_parts(dtype, resident)
 
     @cuda.jit(device=True)
     def param_offsets(n_in, H, O):
@@ -373,10 +365,7 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1,
         h_rows = cuda.shared.array(N_HROWS, ACC)
         scratch = cuda.shared.array(N_SCRATCH, ACC)
         if RESIDENT:
-            load_rows(held, p, param_offsets(n_in, H, O)[1], tid)
-            for e in range(tid, N_HROWS, n_threads):
-                h_rows[e] = zero
-            cuda.syncthreads()
+            load_rows(held, h_rows, p, param_offsets(n_in, H, O)[1], tid, n_threads)
         groups = (rows + RB - 1) // RB  # a thread takes unit j of RB rows at once
         for t in range(T):
             if RESIDENT and t > 0:  # R h_{t-1} into the gate slots, before the sums below
@@ -434,10 +423,7 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1,
         da_rows = cuda.shared.array(N_DAROWS, ACC)
         scratch = cuda.shared.array(N_SCRATCH, ACC)
         if RESIDENT:
-            load_columns(held, grad_r, p, o_r, tid)
-            for e in range(tid, N_DAROWS, n_threads):
-                da_rows[e] = zero
-            cuda.syncthreads()
+            load_columns(held, grad_r, da_rows, p, o_r, tid, n_threads)
         for t in range(T - 1, -1, -1):
             here = t * B
             # Pass 1: dL/dh_t, then into the read-out of the memory: dL/dc_t from h_t.
@@ -445,8 +431,8 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1,
                 d_next = o_da + (t + 1) * B * G
                 # through R h_t: into the dc slots
                 if RESIDENT:  # and R's gradient, term (t+1, t), in registers
-                    backward_sum(held, grad_r, da_rows, scratch, w, d_next, o_h, o_dc, t, B,
-                                 row0, rows, tid, n_threads)
+                    backward_sum(held, grad_r, da_rows, scratch, w, d_next, G, G, 0, 0, o_h,
+                                 o_dc, H, t, B, row0, rows, tid, n_threads)
                 else:
                     transposed_rows(w, o_dc, H, w, d_next, G, G, p, o_r, H, H, row0, rows, tid,
                                     n_threads, False)

@@ -1,5 +1,5 @@
-"""Recurrent weights resident in registers: the sums through R of the lstm family's kernels
-without reading R from memory at every time step.
+"""Recurrent weights resident in registers: the sums through R of the CUDA kernels (the lstm
+family, and the rnn, irnn and gru) without reading R from memory at every time step.
 
 The default kernels (``ablate.cuda.lstm_family``) read Rᵀ from L1/L2 at every step, ≈ 7
 instructions and a load's latency per multiply-add (bench/RESULTS.md, "GPU (issue 7)"). Here
@@ -24,7 +24,7 @@ lane group never crosses a warp. Entries past G or H are zero weights and are ne
 Each dot product runs in CHAINS = 4 independent partial sums, so a multiply-add does not
 wait for the one before. In the PTX for sm_90 (lstm, H 64, 256 threads) the forward's sum
 is 64 shared loads and 64 FMAs a row, the backward's 64 and 128, and nothing goes to local
-memory; ``python -m ablate.cuda.resources`` checks every lstm-family cell so.
+memory; ``python -m ablate.cuda.resources`` checks every cell with R so.
 
 Limits, checked by ``layout`` with one message each: every thread holds at most
 ``MAX_HELD`` = 64 float32 weights a matrix, 32 float64 (lstm: H ≤ 64 at 256 threads; 128
@@ -109,17 +109,17 @@ def layout(G: int, H: int, threads: int, tile_rows: int, dtype) -> Layout:
     return shape
 
 
-def outside_the_family(cell: str, family) -> ValueError:
-    """The one error for resident weights asked of a cell outside the lstm family."""
-    return ValueError(f"resident weights are built for the lstm family only "
-                      f"({', '.join(family)}); {cell!r} runs with resident=False")
+def without_r(cell: str, cells) -> ValueError:
+    """The one error for resident weights asked of a cell that has no R to hold."""
+    return ValueError(f"resident weights hold a recurrent matrix R, which {cell!r} has not; "
+                      f"cells with one: {', '.join(cells)}")
 
 
 class Resident(NamedTuple):
-    load_rows: object  # forward: this lane's share of R's row g
+    load_rows: object  # forward: this lane's share of R's row g; h_rows zeroed
     forward_sum: object  # forward: R h_{t-1} into the gate slots of step t
-    load_columns: object  # backward: this lane's share of R's column j
-    backward_sum: object  # backward: dh_t into a [B, H] block, R's gradient accumulated
+    load_columns: object  # backward: this lane's share of R's column j; da_rows zeroed
+    backward_sum: object  # backward: dh_t into a block of w, R's gradient accumulated
     store_gradient: object  # backward: R's gradient of the tile
     shapes: Layout
 
@@ -129,19 +129,23 @@ def make_resident(dtype, shape: Layout) -> Resident:
     dtype = np.dtype(dtype)
     ACC = numba.from_dtype(dtype)
     zero = dtype.type(0)
-    G, H = shape.G, shape.H
+    G, H, TR = shape.G, shape.H, shape.tile_rows
     SF, HS, SB, GS = shape.SF, shape.HS, shape.SB, shape.GS
     HP, DP = shape.h_stride, shape.da_stride
     sum_forward = lane_sum(SF)
     sum_backward = lane_sum(SB)
 
     @cuda.jit(device=True)
-    def load_rows(held, p, o_r, tid):
-        """held[m] = R[g, s·HS + m] (0 past H or G) for the lane (g, s) = divmod(tid, SF)."""
+    def load_rows(held, h_rows, p, o_r, tid, n_threads):
+        """held[m] = R[g, s·HS + m] (0 past H or G) for the lane (g, s) = divmod(tid, SF);
+        h_rows = 0 (h_{-1}, and the columns past H for good), then a barrier."""
         g = tid // SF
         q0 = (tid % SF) * HS
         for m in range(HS):
             held[m] = p[at(o_r + g * H + q0 + m)] if g < G and q0 + m < H else zero
+        for e in range(tid, TR * HP, n_threads):
+            h_rows[e] = zero
+        cuda.syncthreads()
 
     @cuda.jit(device=True)
     def forward_sum(held, h_rows, scratch, w, o_gates, t, B, row0, rows, tid):
@@ -166,27 +170,35 @@ def make_resident(dtype, shape: Layout) -> Resident:
                 w[at(o_gates + (t * B + row0 + r) * G + g)] = acc
 
     @cuda.jit(device=True)
-    def load_columns(held, grad, p, o_r, tid):
+    def load_columns(held, grad, da_rows, p, o_r, tid, n_threads):
         """held[m] = R[s·GS + m, j] (0 past G or H) for the lane (j, s) = divmod(tid, SB);
-        grad[m] = 0."""
+        grad[m] = 0; da_rows = 0 (its pad words and columns past G for good), then a
+        barrier."""
         j = tid // SB
         k0 = (tid % SB) * GS
         for m in range(GS):
             held[m] = p[at(o_r + (k0 + m) * H + j)] if j < H and k0 + m < G else zero
             grad[m] = zero
+        for e in range(tid, TR * DP, n_threads):
+            da_rows[e] = zero
+        cuda.syncthreads()
 
     @cuda.jit(device=True)
-    def backward_sum(held, grad, da_rows, scratch, w, d_next, o_h, dest, t, B, row0, rows,
-                     tid, n_threads):
-        """dest[r·H + j] ← Σ_k da_{t+1}[r, k] R[k, j] for the tile's rows (w[d_next …]: the
-        gate gradients of step t+1, [B, G]; dest: a [B, H] block of w), and grad[m] +=
-        da_{t+1}[r, k] h_t[r, j]: R's gradient, term (t+1, t). Stages da_{t+1} in da_rows
-        first (barriers inside: every thread of the block must call it)."""
+    def backward_sum(held, grad, da_rows, scratch, w, left, l_width, n_left, rest, r_width,
+                     o_h, dest, d_width, t, B, row0, rows, tid, n_threads):
+        """dest[r·d_width + j] ← Σ_k d[r, k] R[k, j] for the tile's rows, and grad[m] +=
+        d[r, k] h_t[r, j]: R's gradient, term (t+1, t). d [B, G] is what R's rows fed at
+        step t+1: columns k < n_left from w[left + r·l_width + k] (the gate gradients da_{t+1}),
+        the others from w[rest + r·r_width + k − n_left] (GRU's R_n rows: d_hidden_n_{t+1}).
+        Stages d in da_rows first (barriers inside: every thread of the block must call
+        it)."""
         for e in range(tid, rows * G, n_threads):
             r = e // G
             k = e % G
-            da_rows[at(r * DP + (k // GS) * (GS + 1) + k % GS)] = w[at(d_next + (row0 + r) * G
-                                                                      + k)]
+            row = row0 + r
+            value = (w[at(left + row * l_width + k)] if k < n_left else
+                     w[at(rest + row * r_width + k - n_left)])
+            da_rows[at(r * DP + (k // GS) * (GS + 1) + k % GS)] = value
         cuda.syncthreads()
         j = tid // SB
         lane = tid % SB
@@ -205,7 +217,7 @@ def make_resident(dtype, shape: Layout) -> Resident:
                 acc += part[c]
             acc = sum_backward(acc, scratch, tid)
             if j < H and lane == 0:
-                w[at(dest + (row0 + r) * H + j)] = acc
+                w[at(dest + (row0 + r) * d_width + j)] = acc
 
     @cuda.jit(device=True)
     def store_gradient(grad, g, o_r, tid):
@@ -219,9 +231,32 @@ def make_resident(dtype, shape: Layout) -> Resident:
     return Resident(load_rows, forward_sum, load_columns, backward_sum, store_gradient, shape)
 
 
-def shared_arrays(shape: Layout, dtype):
-    """(h_rows, da_rows, scratch) sizes in words, for ``cuda.shared.array`` in a kernel."""
-    return shape.tile_rows * shape.h_stride, shape.tile_rows * shape.da_stride, shape.threads
+class KernelParts(NamedTuple):
+    """What a cell family's kernels close over: the device functions (None without a
+    layout: the kernels' ``if RESIDENT`` branches are compiled out) and the sizes of the
+    local and shared arrays they declare either way (one word without a layout)."""
+    load_rows: object
+    forward_sum: object
+    load_columns: object
+    backward_sum: object
+    store_gradient: object
+    h_rows: int  # words of h_rows, da_rows and the lane scratch
+    da_rows: int
+    scratch: int
+    h_stride: int
+    held_forward: int  # HS: weights of R's row a lane holds in the forward
+    held_backward: int  # GS: weights of R's column (and gradients) in the backward
+
+
+def kernel_parts(dtype, shape: Layout | None) -> KernelParts:
+    """The resident-weights parts of a family's kernels for ``shape`` (or stand-ins)."""
+    if shape is None:
+        return KernelParts(None, None, None, None, None, 1, 1, 1, 1, 1, 1)
+    made = make_resident(dtype, shape)
+    return KernelParts(made.load_rows, made.forward_sum, made.load_columns,
+                       made.backward_sum, made.store_gradient,
+                       shape.tile_rows * shape.h_stride, shape.tile_rows * shape.da_stride,
+                       shape.threads, shape.h_stride, shape.HS, shape.GS)
 
 
 def lane_sum(width: int):

@@ -174,15 +174,14 @@ def _measure_part(part: tuple[str, str | None]) -> list[Usage]:
 
 def resident_checked(cell: str, dtype, rows_per_thread: int) -> tuple:
     """The resident-weights layout whose kernels are checked for ``cell`` at
-    ``rows_per_thread`` (none where ``resident_layout`` refuses it, or in float64): H = 64
-    over the largest block and the largest tile. That is each thread's largest share of R
-    (64 weights of a row, up to 64 of a column and their gradients), so the most
-    registers; a smaller H holds fewer, and ``ablate.cuda.resident.layout`` checks the
-    shared memory itself."""
+    ``rows_per_thread`` (none where ``resident_layout`` refuses it, as for the min cells,
+    or in float64): H = 64 over the largest block and the largest tile. That is each
+    thread's largest share of R (64 weights of a row, up to 64 of a column and their
+    gradients), so the most registers; a smaller H holds fewer, and
+    ``ablate.cuda.resident.layout`` checks the shared memory itself."""
     from ablate.cuda.device import MAX_THREADS, resident_layout
-    from ablate.cuda.lstm_family import VARIANTS
 
-    if cell not in VARIANTS or np.dtype(dtype) != np.float32:
+    if np.dtype(dtype) != np.float32:
         return ()
     try:
         return (resident_layout(cell, RESIDENT_H, MAX_THREADS, RESIDENT_TILE, dtype,

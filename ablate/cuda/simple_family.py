@@ -26,7 +26,10 @@ them in the da slots of step t, unused until the backward); the backward's
 Σ_k R[k, j] · (gradient at t+1) takes RB rows × GT = min(RB, 4) units a thread
 (``transposed_sum``, its own loop and barrier, into the da slot 0 of step t, which the
 unit's backward reads before writing it); W, R and W_out's gradients are OT × OT tiles
-(``outer_sum``, OT = min(RB, 8)). RB = 1 is one element a thread.
+(``outer_sum``, OT = min(RB, 8)). RB = 1 is one element a thread. With ``resident``
+(ELMAN, GRU) the sums through R hold R in registers, as in ``lstm_family``: forward_sum
+leaves R h_{t-1} in the da slots (GRU's n rows in slot 2, for hidden_n), and backward_sum
+stages da_{t+1} (GRU: its r and z columns, then d_hidden_n) for dh_t and R's gradient.
 
 Work vector of one model (``work_size``), row-major, G = n_gates·H:
     gates [T,B,G] post-activation (GRU: r, z, n; MIN: z, h̃ or f, i, h̃; none for ELMAN,
@@ -53,6 +56,7 @@ from ablate.cuda.activations import for_dtype
 from ablate.cuda.blocking import make_blocked
 from ablate.cuda.index import at
 from ablate.cuda.readout import make_readout
+from ablate.cuda.resident import Layout, kernel_parts
 from ablate.cuda.tiles import block_rows
 
 __all__ = ["VARIANTS", "make_kernels", "output_offset", "work_size"]
@@ -81,9 +85,13 @@ def output_offset(variant: Variant, T: int, B: int, H: int, O: int) -> int:
     return T * B * (stored + hidden + 1) * H
 
 
-def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) -> tuple:
+def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1,
+                 resident: Layout | None = None) -> tuple:
     """(forward, backward) CUDA kernels of one variant and precision; a thread computes one
-    unit for ``rows_per_thread`` batch rows at once (see the module docstring)."""
+    unit for ``rows_per_thread`` batch rows at once (see the module docstring). With a
+    ``resident`` layout (ELMAN and GRU) the sums through R hold R in registers
+    (``ablate.cuda.resident``): the kernels then run only at that layout's H, threads a
+    block and tile_rows."""
     dtype = np.dtype(dtype)
     RB = rows_per_thread
     ACC = numba.from_dtype(dtype)
@@ -107,6 +115,11 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
     N_REC = 0 if KIND == MIN else 1  # R [G,H] is absent for the min cells
     H_SLOT = N_GATES - 1  # MIN: the h̃ rows come last; slot 0 is z or f, slot 1 i (minlstm)
     N_R_SLOTS = 1 if KIND == ELMAN else (2 if KIND == GRU else 0)  # slots R h_{t-1} feeds
+    RESIDENT = resident is not None
+    # R in registers (ablate.cuda.resident): the functions, and the arrays' sizes
+    assert not (RESIDENT and KIND == MIN), "the min cells have no R"  # resident_layout says so
+    (load_rows, forward_sum, load_columns, backward_sum, store_gradient, N_HROWS, N_DAROWS,
+     N_SCRATCH, HP, HELD_F, HELD_B) = kernel_parts(dtype, resident)
 
     @cuda.jit(device=True)
     def param_offsets(n_in, H, O):
@@ -154,6 +167,12 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
                 acc[u, k] = p[o_b + k * H + j]
             if KIND == GRU:
                 acc[u, 3] = p[o_bhn + j]
+            if RESIDENT and t > 0:  # R h_{t-1}, left in the da slots by forward_sum
+                sums = o_da + (t * B + min(first + u, last)) * G
+                acc[u, 0] += w[at(sums + j)]
+                if KIND == GRU:  # z's rows, and R_n's into hidden_n
+                    acc[u, 1] += w[at(sums + H + j)]
+                    acc[u, 3] += w[at(sums + 2 * H + j)]
         w_i = cuda.local.array(N_GATES, ACC)
         for i in range(n_in):
             for k in range(N_GATES):
@@ -162,7 +181,7 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
                 xv = xs[at(t), at(min(first + u, last)), at(i)]
                 for k in range(N_GATES):
                     acc[u, k] += w_i[k] * xv
-        if t > 0 and KIND != MIN:
+        if t > 0 and KIND != MIN and not RESIDENT:
             prev = o_h + (t - 1) * B * H
             for q in range(H):
                 base_q = G * n_in + q * G  # Rᵀ [H, G] after Wᵀ
@@ -238,8 +257,17 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
         o_wout_t = N_GATES * H * (n_in + H * N_REC)  # W_outᵀ [H, O] after Wᵀ and Rᵀ
         for rr in range(tid, rows, n_threads):
             loss_rows[m, row0 + rr] = 0
+        # resident weights: this lane's share of R, h_{t-1} of the tile's rows (0 past H)
+        held = cuda.local.array(HELD_F, ACC)
+        h_rows = cuda.shared.array(N_HROWS, ACC)
+        scratch = cuda.shared.array(N_SCRATCH, ACC)
+        if RESIDENT:
+            load_rows(held, h_rows, p, param_offsets(n_in, H, O)[1], tid, n_threads)
         groups = (rows + RB - 1) // RB  # a thread takes unit j of RB rows at once
         for t in range(T):
+            if RESIDENT and t > 0:  # R h_{t-1} into the da slots, before the sums below
+                forward_sum(held, h_rows, scratch, w, o_da, t, B, row0, rows, tid)
+                cuda.syncthreads()
             for e in range(tid, groups * H, n_threads):
                 first = row0 + (e // H) * RB
                 j = e % H
@@ -248,6 +276,8 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
                                stop, j)
                 for r in range(first, stop):
                     unit_forward(w, o_da, o_gates, o_hn, o_h, t, B, H, r, j)
+                    if RESIDENT:  # h_t for step t+1's forward_sum
+                        h_rows[(r - row0) * HP + j] = w[o_h + (t * B + r) * H + j]
             cuda.syncthreads()  # the readout reads h_t of every unit
             readout_step(p, rt, w, o_wout_t, o_bout, o_h, o_dy, t, B, H, O, row0, rows, tid,
                          n_threads, mask[xm, s, t], target_class[xm, s, t],
@@ -310,17 +340,31 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
         o_w, o_r, o_b, o_bhn, o_wout, o_bout = param_offsets(n_in, H, O)
         o_gates, o_hn, o_h, o_dy, o_da, o_dhn, o_carry = work_offsets(T, B, H, O)
         groups = (rows + RB - 1) // RB  # as in the forward: unit j of RB rows per thread
+        # resident weights: this lane's share of R's columns and of R's gradient
+        held = cuda.local.array(HELD_B, ACC)
+        grad_r = cuda.local.array(HELD_B, ACC)
+        da_rows = cuda.shared.array(N_DAROWS, ACC)
+        scratch = cuda.shared.array(N_SCRATCH, ACC)
+        if RESIDENT:
+            load_columns(held, grad_r, da_rows, p, o_r, tid, n_threads)
         for t in range(T - 1, -1, -1):
             here = t * B
             if t < T - 1 and KIND != MIN:
                 # dL/dh_t through R h_t at t+1 (GRU: r and z rows against da, R_n against
                 # d_hidden_n), RB rows × GT units a thread, into the da slot 0 of step t
                 # (written for real below, after the barrier)
-                transposed_rows(w, o_da + here * G, G, w, o_da + (t + 1) * B * G, G,
-                                N_R_SLOTS * H, p, o_r, H, H, row0, rows, tid, n_threads, False)
-                if KIND == GRU:
-                    transposed_rows(w, o_da + here * G, G, w, o_dhn + (t + 1) * B * H, H, H, p,
-                                    o_r + 2 * H * H, H, H, row0, rows, tid, n_threads, True)
+                if RESIDENT:  # and R's gradient, term (t+1, t), in registers
+                    backward_sum(held, grad_r, da_rows, scratch, w, o_da + (t + 1) * B * G, G,
+                                 N_R_SLOTS * H, o_dhn + (t + 1) * B * H, H, o_h,
+                                 o_da + here * G, G, t, B, row0, rows, tid, n_threads)
+                else:
+                    transposed_rows(w, o_da + here * G, G, w, o_da + (t + 1) * B * G, G,
+                                    N_R_SLOTS * H, p, o_r, H, H, row0, rows, tid, n_threads,
+                                    False)
+                    if KIND == GRU:
+                        transposed_rows(w, o_da + here * G, G, w, o_dhn + (t + 1) * B * H, H,
+                                        H, p, o_r + 2 * H * H, H, H, row0, rows, tid,
+                                        n_threads, True)
                 cuda.syncthreads()
             # Total dL/dh_t: the readout, R h_t at t+1 (ELMAN, GRU), the elementwise carry.
             for e in range(tid, groups * H, n_threads):
@@ -335,12 +379,14 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1) ->
         # This tile's weight gradients: W, R and W_out in OT × OT tiles (``outer_sum``), the
         # others one parameter per thread at a time (k skips W, R and W_out).
         g = grad_tiles[m, tile]
+        if RESIDENT:  # R's gradient leaves the registers first, which frees them for the tiles
+            store_gradient(grad_r, g, o_r, tid)
         outer_sum_x(g, o_w, n_in, w, o_da, G, G, xs, 0, n_in, n_in, 0, T, B, row0, rows, tid,
                     n_threads)
-        if KIND != MIN:  # R [G, H]: Σ_{t≥1} dL/d(R h_{t-1}) h_{t-1}
+        if KIND != MIN and not RESIDENT:  # R [G, H]: Σ_{t≥1} dL/d(R h_{t-1}) h_{t-1}
             outer_sum(g, o_r, H, w, o_da, G, N_R_SLOTS * H, w, o_h, H, H, 1, T, B, row0, rows,
                       tid, n_threads)
-        if KIND == GRU:  # R_n is behind the reset gate: against d_hidden_n
+        if KIND == GRU and not RESIDENT:  # R_n is behind the reset gate: against d_hidden_n
             outer_sum(g, o_r + 2 * H * H, H, w, o_dhn, H, H, w, o_h, H, H, 1, T, B, row0, rows,
                       tid, n_threads)
         outer_sum(g, o_wout, H, w, o_dy, O, O, w, o_h, H, H, 0, T, B, row0, rows, tid,
