@@ -2,6 +2,12 @@
 memory, spills. Needs no GPU (NVVM and ptxas only); run outside the CUDA simulator.
 
     python -m ablate.cuda.resources [--out bench/cuda_resources.txt] [--cells lstm,gru]
+                                    [--resident-rows 1,8]
+
+Each cell's kernels at every rows_per_thread, and, for the cells with R, the same kernels
+with R resident in registers (``ablate.cuda.resident``, at the largest share of R a thread
+holds: ``resident_checked``); ``--resident-rows`` limits those to some rows_per_thread
+(the CI test checks 1 and 8; the committed report has them all).
 
 Budgets, checked by tests/test_cuda_resources.py:
   - no spill stores or loads in any kernel (a spill turns a register into local memory
@@ -130,14 +136,19 @@ def _compiling_for(cc: tuple[int, int]):
         dispatcher.get_current_device = original
 
 
-def measure(cell_names=None, dtypes=("float32",), jobs: int = 1) -> list[Usage]:
+def measure(cell_names=None, dtypes=("float32",), jobs: int = 1,
+            resident_rows=None) -> list[Usage]:
     """Usage of every kernel: each cell's forward and backward at every rows_per_thread
-    (named "… rows<n>" beyond 1), and Adam, per dtype; ``jobs`` processes compile the
-    cells side by side (NVVM runs on one core), the order of the list is the same."""
+    (named "… rows<n>" beyond 1), with R resident too (named "… resident") at the
+    rows_per_thread in ``resident_rows`` (default: every one), and Adam, per dtype; ``jobs``
+    processes compile the cells side by side (NVVM runs on one core), the order of the
+    list is the same."""
     from ablate import cells
+    from ablate.cuda.device import ROWS_PER_THREAD
 
-    parts = [(dtype, None) for dtype in dtypes]  # None: Adam
-    parts += [(dtype, cell) for dtype in dtypes for cell in cell_names or cells.names()]
+    rows = tuple(ROWS_PER_THREAD if resident_rows is None else resident_rows)
+    parts = [(dtype, None, rows) for dtype in dtypes]  # None: Adam
+    parts += [(dtype, cell, rows) for dtype in dtypes for cell in cell_names or cells.names()]
     if jobs <= 1:
         return [u for part in parts for u in _measure_part(part)]
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked NVVM
@@ -145,15 +156,16 @@ def measure(cell_names=None, dtypes=("float32",), jobs: int = 1) -> list[Usage]:
         return [u for found in pool.map(_measure_part, parts) for u in found]
 
 
-def _measure_part(part: tuple[str, str | None]) -> list[Usage]:
-    """The usages of one cell's kernels (every rows_per_thread), or of Adam, for one dtype."""
+def _measure_part(part: tuple[str, str | None, tuple]) -> list[Usage]:
+    """The usages of one cell's kernels (every rows_per_thread; resident at those in the
+    part's third item), or of Adam, for one dtype."""
     from numba import cuda
 
     from ablate.cuda.adam import make_adam
     from ablate.cuda.device import ROWS_PER_THREAD
     from ablate.cuda.kernels import kernels
 
-    dtype, cell = part
+    dtype, cell, resident_rows = part
     ptxas = ptxas_path()
     sig = signatures(dtype)
     with _compiling_for(CC):
@@ -162,7 +174,8 @@ def _measure_part(part: tuple[str, str | None]) -> list[Usage]:
             return [ptxas_usage(f"adam {dtype}", ptx, ptxas)]
         usages = []
         for rows in ROWS_PER_THREAD:
-            for resident in (None, *resident_checked(cell, dtype, rows)):
+            checked = resident_checked(cell, dtype, rows) if rows in resident_rows else ()
+            for resident in (None, *checked):
                 pair = kernels(cell, dtype, rows, resident)
                 suffix = (f" rows{rows}" if rows > 1 else "") + (" resident" if resident else "")
                 for role in ("forward", "backward"):
@@ -236,6 +249,9 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, help="write the report here (else print it)")
     parser.add_argument("--cells", help="comma-separated cell names (default: all)")
     parser.add_argument("--float64", action="store_true", help="also the float64 kernels")
+    parser.add_argument("--resident-rows",
+                        help="comma-separated rows_per_thread to check the resident-weights "
+                             "kernels at (default: every one)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                         help="processes compiling side by side (default: the cores)")
     args = parser.parse_args(argv)
@@ -245,7 +261,9 @@ def main(argv=None) -> int:
 
     names = args.cells.split(",") if args.cells else None
     dtypes = ("float32", "float64") if args.float64 else ("float32",)
-    text = report(measure(names, dtypes, max(1, args.jobs)), MAX_THREADS)
+    resident_rows = ([int(v) for v in args.resident_rows.split(",") if v.strip()]
+                     if args.resident_rows else None)
+    text = report(measure(names, dtypes, max(1, args.jobs), resident_rows), MAX_THREADS)
     if args.out:
         args.out.write_text(text)
     print(text, end="")
