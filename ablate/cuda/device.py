@@ -120,24 +120,20 @@ def resident_layout(cell: str, H: int, threads: int, tile_rows: int, dtype,
     """The ``ablate.cuda.resident`` layout of a cell's R [G, H], or ValueError (a cell
     without R, a shape whose share of R does not fit a thread or the block, or a cell
     whose second recurrent matrix's row-blocked sums would spill beside R)."""
-    from ablate.cuda import lstm_family, simple_family
+    from ablate.cuda import lstm_family
     from ablate.cuda.resident import layout, without_r
 
-    with_r = [*lstm_family.VARIANTS, *(name for name, v in simple_family.VARIANTS.items()
-                                       if v.kind != simple_family.MIN)]
-    if cell not in with_r:
-        raise without_r(cell, with_r)
-    if cell in simple_family.VARIANTS:
-        return layout(len(simple_family.VARIANTS[cell].gates) * H, H, threads, tile_rows,
-                      dtype)
-    variant = lstm_family.VARIANTS[cell]
-    if rows_per_thread > 1 and (variant.full_gate_recurrence or variant.net_readout
-                                or variant.use_gate):
+    spec = cells.get(cell)  # an unknown name raises with the known ones
+    if not spec.recurrent:
+        raise without_r(cell, [name for name in cells.names() if cells.get(name).recurrent])
+    variant = lstm_family.VARIANTS.get(cell)
+    if variant is not None and rows_per_thread > 1 and (
+            variant.full_gate_recurrence or variant.net_readout or variant.use_gate):
         # measured (python -m ablate.cuda.resources): 4-312 B of spills at H 64, rows 2-8
         raise ValueError(f"resident weights: {cell}'s second recurrent matrix, summed for "
                          f"{rows_per_thread} rows a thread beside R in registers, spills; "
                          f"use rows_per_thread 1 or resident=False")
-    return layout(len(variant.gates) * H, H, threads, tile_rows, dtype)
+    return layout(len(spec.gates) * H, H, threads, tile_rows, dtype)
 
 
 class DeviceEnsemble:

@@ -86,11 +86,11 @@ def _lanes(items: int, threads: int) -> int:
 
 def layout(G: int, H: int, threads: int, tile_rows: int, dtype) -> Layout:
     """The split of R over a block, or ValueError naming the limit it breaks."""
-    most = MAX_HELD * 4 // np.dtype(dtype).itemsize  # a float64 takes two registers
-    name = np.dtype(dtype).name
+    dtype = np.dtype(dtype)
+    most = MAX_HELD * 4 // dtype.itemsize  # a float64 takes two registers
     if G * H > threads * most:
         raise ValueError(f"resident weights: R's {G * H} weights (G {G} × H {H}) are more "
-                         f"than {threads} threads hold at {most} each in {name}; use the "
+                         f"than {threads} threads hold at {most} each in {dtype.name}; use the "
                          f"default kernels (resident=False)")
     if threads % 32 or threads < max(G, H):
         raise ValueError(f"resident weights need a block of whole warps with a thread for "
@@ -101,8 +101,8 @@ def layout(G: int, H: int, threads: int, tile_rows: int, dtype) -> Layout:
     if max(HS, GS) > most:
         raise ValueError(f"resident weights: a thread would hold {max(HS, GS)} weights of R "
                          f"(G {G} × H {H} over {threads} threads), more than {most} in "
-                         f"{np.dtype(dtype).name}; use the default kernels (resident=False)")
-    size = shape.shared_words() * np.dtype(dtype).itemsize
+                         f"{dtype.name}; use the default kernels (resident=False)")
+    size = shape.shared_words() * dtype.itemsize
     if size > SHARED_LIMIT:
         raise ValueError(f"resident weights: {tile_rows} rows a tile need {size} B of shared "
                          f"memory, more than {SHARED_LIMIT}; use a smaller tile_rows")
@@ -115,17 +115,9 @@ def without_r(cell: str, cells) -> ValueError:
                       f"cells with one: {', '.join(cells)}")
 
 
-class Resident(NamedTuple):
-    load_rows: object  # forward: this lane's share of R's row g; h_rows zeroed
-    forward_sum: object  # forward: R h_{t-1} into the gate slots of step t
-    load_columns: object  # backward: this lane's share of R's column j; da_rows zeroed
-    backward_sum: object  # backward: dh_t into a block of w, R's gradient accumulated
-    store_gradient: object  # backward: R's gradient of the tile
-    shapes: Layout
-
-
-def make_resident(dtype, shape: Layout) -> Resident:
-    """The device functions for one precision and layout (see the module docstring)."""
+def make_resident(dtype, shape: Layout) -> tuple:
+    """(load_rows, forward_sum, load_columns, backward_sum, store_gradient): the device
+    functions for one precision and layout (see the module docstring)."""
     dtype = np.dtype(dtype)
     ACC = numba.from_dtype(dtype)
     zero = dtype.type(0)
@@ -228,18 +220,18 @@ def make_resident(dtype, shape: Layout) -> Resident:
             if j < H and k0 + m < G:
                 g[o_r + (k0 + m) * H + j] = grad[m]
 
-    return Resident(load_rows, forward_sum, load_columns, backward_sum, store_gradient, shape)
+    return load_rows, forward_sum, load_columns, backward_sum, store_gradient
 
 
 class KernelParts(NamedTuple):
     """What a cell family's kernels close over: the device functions (None without a
     layout: the kernels' ``if RESIDENT`` branches are compiled out) and the sizes of the
     local and shared arrays they declare either way (one word without a layout)."""
-    load_rows: object
-    forward_sum: object
-    load_columns: object
-    backward_sum: object
-    store_gradient: object
+    load_rows: object  # forward: this lane's share of R's row g; h_rows zeroed
+    forward_sum: object  # forward: R h_{t-1} into the gate slots of step t
+    load_columns: object  # backward: this lane's share of R's column j; da_rows zeroed
+    backward_sum: object  # backward: dh_t into a block of w, R's gradient accumulated
+    store_gradient: object  # backward: R's gradient of the tile
     h_rows: int  # words of h_rows, da_rows and the lane scratch
     da_rows: int
     scratch: int
@@ -252,9 +244,7 @@ def kernel_parts(dtype, shape: Layout | None) -> KernelParts:
     """The resident-weights parts of a family's kernels for ``shape`` (or stand-ins)."""
     if shape is None:
         return KernelParts(None, None, None, None, None, 1, 1, 1, 1, 1, 1)
-    made = make_resident(dtype, shape)
-    return KernelParts(made.load_rows, made.forward_sum, made.load_columns,
-                       made.backward_sum, made.store_gradient,
+    return KernelParts(*make_resident(dtype, shape),
                        shape.tile_rows * shape.h_stride, shape.tile_rows * shape.da_stride,
                        shape.threads, shape.h_stride, shape.HS, shape.GS)
 
