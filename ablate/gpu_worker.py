@@ -10,9 +10,10 @@ its own stream (``DeviceEnsemble``), the groups share the GPU, and one group's s
 overlaps the others' training. Their device memory is shared out by ``ablate.cuda.memory``.
 
 To the sweep it looks like a one-process ``ProcessPoolExecutor``: ``submit`` returns a
-Future per ensemble; when the process dies (a crash in a kernel, the OOM killer) every
-Future still in flight fails with ``BrokenProcessPool``, and the sweep trains those
-ensembles again in a new worker, as it does for a broken pool.
+Future per ensemble, and raises ``BrokenProcessPool`` once the process is dead; when the
+process dies (a crash in a kernel, the OOM killer) every Future still in flight fails with
+``BrokenProcessPool``, and the sweep trains those ensembles again in a new worker, as it
+does for a broken pool.
 """
 
 from __future__ import annotations
@@ -52,8 +53,8 @@ class ThreadedWorker:
         future: Future = Future()
         with self._lock:
             if not self.process.is_alive() and not self._closing:
-                future.set_exception(BrokenProcessPool(self._death()))
-                return future
+                # as ProcessPoolExecutor.submit does: the call never started
+                raise BrokenProcessPool(self._death())
             key = next(self._keys)
             self._futures[key] = future
         self._inbox.put((key, fn, args))

@@ -303,7 +303,9 @@ def _local_results(
     code, the OOM killer) and breaks the pool, the ensembles it may have held are known:
     they go back to the queue of a new pool (each yielded once with a ``Retried`` note), and
     one that was in flight in ``_MAX_POOL_BREAKS`` broken pools is reported failed instead
-    of being retried forever.
+    of being retried forever. A pool that broke since the last submit refuses the next one:
+    that ensemble never started and waits for the next pool, unless the pool had taken no
+    work at all (dead at birth), which counts as a break against it.
     """
     context = multiprocessing.get_context("spawn")  # never fork a process that has threads
     queue = deque(groups)
@@ -315,13 +317,23 @@ def _local_results(
             pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init,
                                        initargs=(threads,))
         running: dict[Future, list[RunSpec]] = {}
+        refused: list[list[RunSpec]] = []  # by a pool that died before it took any work
         try:
             broken = None
             while (queue or running) and broken is None:
-                while queue and len(running) < workers:
+                while queue and len(running) < workers and broken is None:
                     group = queue.popleft()
                     dicts = [spec.to_dict() for spec in group]
-                    running[pool.submit(_timed_group, dicts, threads, backend)] = group
+                    try:
+                        running[pool.submit(_timed_group, dicts, threads, backend)] = group
+                    except BrokenProcessPool as error:  # a worker died since the last submit
+                        broken = error
+                        if running:  # never started: back to the queue, not held against it
+                            queue.appendleft(group)
+                        else:  # a pool dead at birth is held against it, or it loops forever
+                            refused.append(group)
+                if not running:
+                    break
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in finished:
                     group = running.pop(future)
@@ -334,7 +346,7 @@ def _local_results(
                         yield group, error, 0.0
                     else:
                         yield group, results, busy
-            for group in running.values():  # only after a break
+            for group in [*running.values(), *refused]:  # only after a break
                 breaks[id(group)] = breaks.get(id(group), 0) + 1
                 if breaks[id(group)] >= _MAX_POOL_BREAKS:
                     yield group, broken, 0.0
