@@ -176,7 +176,7 @@ class AblateCase:
     """A DeviceEnsemble of M models with S steps of batches loaded (compiled on creation)."""
 
     def __init__(self, data: Data, H: int, O: int, tile_rows: int | None = None,
-                 rows_per_thread: int = 1, resident: bool = False) -> None:
+                 rows_per_thread: int = 1, resident: bool = False, parts: int = 1) -> None:
         from numba import cuda
 
         from ablate import init_params
@@ -189,7 +189,7 @@ class AblateCase:
         self.ens = DeviceEnsemble(CELL, np.float32, M, T, B, n_in, H, O, interval=S,
                                   tile_rows=tile_rows, rows_per_thread=rows_per_thread,
                                   threads=resident_threads() if resident else None,
-                                  resident=resident)
+                                  resident=resident, parts=parts)
         self.ens.set_params(np.stack([init_params(CELL, n_in, H, O, seed=m, dtype=np.float32)
                                       for m in range(M)]))
         self.ens.load_interval(
@@ -213,7 +213,7 @@ class AblateCase:
             return None
         from ablate.cuda.occupancy import device_limits, driver_blocks_per_sm, waves
 
-        grid = ens.n_tiles * ens.M
+        grid = ens.n_tiles * ens.M * ens.parts
         try:
             per_sm = {role: driver_blocks_per_sm(getattr(ens.kernels, role), ens.threads)
                       for role in ("forward", "backward")}
@@ -373,16 +373,17 @@ def single_rows(args, sizes: Sizes, torch, rows: list) -> list[dict]:
         print(f"    µs a time step: {phase_words(row['ablate_phases_us_per_time_step'])}",
               flush=True)
         row["variants"], row["failed_variants"] = [], []
-        for rows_per_thread, tile_rows, resident in variants(args, ours.ens):  # fwd+bwd
+        for rows_per_thread, tile_rows, resident, parts in variants(args, ours.ens):
             timed = time_variant(args, data, H, O, tile_rows, rows_per_thread,
-                                 "forward_backward", row["failed_variants"], resident)
+                                 "forward_backward", row["failed_variants"], resident, parts)
             if timed is None:
                 continue
             seconds, ens = timed
             occupancy = AblateCase.occupancy_of(ens)
             row["variants"].append({"tile_rows": ens.tile_rows,
                                     "rows_per_thread": rows_per_thread, "resident": resident,
-                                    "threads": ens.threads, "occupancy": occupancy,
+                                    "parts": parts, "threads": ens.threads,
+                                    "occupancy": occupancy,
                                     "fwd_bwd_us_per_time_step": 1e6 * seconds / T})
             print(f"    {occupancy_words(ens, occupancy)}: fwd+bwd {1e6 * seconds / T:.1f} µs "
                   "a time step", flush=True)
@@ -410,18 +411,19 @@ def phase_words(split: dict) -> str:
 
 
 def time_variant(args, data: Data, H: int, O: int, tile_rows: int, rows_per_thread: int,
-                 route: str, failed: list, resident: bool = False) -> tuple | None:
+                 route: str, failed: list, resident: bool = False, parts: int = 1
+                 ) -> tuple | None:
     """(best seconds a step of ``route`` — "train" or "forward_backward" —, the ensemble) of
     one other tiling, ablate only; None, with one printed line and an entry in ``failed``,
     where it fails to build or launch (the other tilings and the JSON are kept)."""
     try:
-        case = AblateCase(data, H, O, tile_rows, rows_per_thread, resident)
+        case = AblateCase(data, H, O, tile_rows, rows_per_thread, resident, parts)
         seconds = min(measure({"ablate": (getattr(case, route), case.sync)}, args.steps,
                               args.repeats, args.case_seconds)["ablate"])
     except Exception as error:  # one tiling failing must not lose the others
         words = f"{type(error).__name__}: {error}".splitlines()[0]
         chosen = {"tile_rows": tile_rows, "rows_per_thread": rows_per_thread,
-                  "resident": resident}
+                  "resident": resident, "parts": parts}
         print(f"    {variant_words(chosen)}: failed ({words})", flush=True)
         failed.append({**chosen, "error": words})
         return None
@@ -463,16 +465,16 @@ def ensemble_rows(args, sizes: Sizes, torch, rows: list) -> list[dict]:
               f"({occupancy_words(ours.ens, row['occupancy'])})", flush=True)
         print(f"    ms a step: {phase_words(row['ablate_phases_ms'])}", flush=True)
         row["variants"], row["failed_variants"] = [], []
-        for rows_per_thread, tile_rows, resident in variants(args, ours.ens):  # ablate only
+        for rows_per_thread, tile_rows, resident, parts in variants(args, ours.ens):
             timed = time_variant(args, data, H, O, tile_rows, rows_per_thread, "train",
-                                 row["failed_variants"], resident)
+                                 row["failed_variants"], resident, parts)
             if timed is None:
                 continue
             seconds, ens = timed
             occupancy = AblateCase.occupancy_of(ens)
             row["variants"].append({
                 "tile_rows": ens.tile_rows, "rows_per_thread": rows_per_thread,
-                "resident": resident,
+                "resident": resident, "parts": parts,
                 "threads": ens.threads, "step_ms": 1e3 * seconds,
                 "model_steps_per_second": M / seconds, "occupancy": occupancy})
             print(f"    {occupancy_words(ens, occupancy)}: {M / seconds:.0f} "
@@ -494,10 +496,11 @@ def groups_at_once_rows(args, sizes: Sizes, group: dict, rows: list) -> list[dic
     data, O = copy_data(sizes, M, args.steps, sizes.ensemble_gap)
     for K in sizes.groups_at_once:
         row = {"groups": K, "models": K * M, "tile_rows": best["tile_rows"],
-               "rows_per_thread": best["rows_per_thread"], "resident": best["resident"]}
+               "rows_per_thread": best["rows_per_thread"], "resident": best["resident"],
+               "parts": best["parts"]}
         try:
             cases = [AblateCase(data, H, O, best["tile_rows"], best["rows_per_thread"],
-                                best["resident"]) for _ in range(K)]
+                                best["resident"], best["parts"]) for _ in range(K)]
             with ThreadPoolExecutor(K, thread_name_prefix="group") as pool:
                 def train_all(pool=pool, cases=cases) -> None:
                     list(pool.map(AblateCase.train_and_wait, cases))
@@ -529,11 +532,12 @@ def evaluation_row(args, sizes: Sizes, group: dict) -> dict:
     best = fastest_tiling(group)
     M, H, N, B = group["models"], sizes.ensemble_hidden, sizes.validation_rows, sizes.batch
     row = {"models": M, "rows": N, "tile_rows": best["tile_rows"],
-           "rows_per_thread": best["rows_per_thread"], "resident": best["resident"]}
+           "rows_per_thread": best["rows_per_thread"], "resident": best["resident"],
+           "parts": best["parts"]}
     try:
         data, O = copy_data(sizes, M, args.steps, sizes.ensemble_gap)
         case = AblateCase(data, H, O, best["tile_rows"], best["rows_per_thread"],
-                          best["resident"])
+                          best["resident"], best["parts"])
         chunks = math.ceil(N / B)
         rows, _ = copy_data(sizes, 1, chunks, sizes.ensemble_gap)  # x [1, chunks, T, B, I]
         _, _, T, _, I = rows.shape
@@ -563,12 +567,15 @@ def evaluation_row(args, sizes: Sizes, group: dict) -> dict:
 # ---------------------------------------------------------------- report
 
 
-def variants(args, default) -> list[tuple[int, int, bool]]:
-    """(rows_per_thread, tile_rows, resident) of the other tilings to time: every
+def variants(args, default) -> list[tuple[int, int, bool, int]]:
+    """(rows_per_thread, tile_rows, resident, parts) of the other tilings to time: every
     --rows-per-thread with its default tile and every --tile-rows, less the default
     ensemble's own, tiles larger than the batch and tiles smaller than the rows a thread
     takes (which would compute the same row several times); with --resident each also with
-    R resident in registers, where its layout allows (one line says where it does not)."""
+    R resident in registers, where its layout allows (one line says where it does not);
+    for one model, with --parts, its whole batch as one tile spread over each number of
+    blocks listed (ablate.cuda.tiles) at every --rows-per-thread: the design for one model
+    on many SMs (an ensemble has its models for that)."""
     from ablate.cuda.device import default_tiling, resident_layout
 
     chosen, refused = [], set()
@@ -585,10 +592,14 @@ def variants(args, default) -> list[tuple[int, int, bool]]:
                     except ValueError as error:
                         refused.add(str(error))
                         continue
-                key = (rows_per_thread, tile, resident)
-                if key != (default.rows_per_thread, default.tile_rows, False) and (
+                key = (rows_per_thread, tile, resident, 1)
+                if key != (default.rows_per_thread, default.tile_rows, False, 1) and (
                         key not in chosen):
                     chosen.append(key)
+    for parts in args.parts if default.M == 1 else ():
+        for rows_per_thread in args.rows_per_thread:
+            if rows_per_thread <= default.B:
+                chosen.append((rows_per_thread, default.B, False, parts))
     for words in sorted(refused):
         print(f"    not timed: {words}", flush=True)
     return chosen
@@ -611,6 +622,8 @@ def occupancy_words(ens, occupancy: dict | None) -> str:
             f"{ens.threads} threads a block")
     if ens.resident is not None:
         text += ", R resident in registers"
+    if ens.parts > 1:
+        text += f", a tile over {ens.parts} blocks"
     if occupancy is None:
         return text
     per_sm, waves = occupancy["blocks_per_sm"], occupancy["waves"]
@@ -713,7 +726,7 @@ def judge(single: list[dict], ensembles: list[dict]) -> list[dict]:
 def default_variant(row: dict) -> dict:
     """An ensemble row's default tiling in the form of its variants."""
     return {"tile_rows": row["tile_rows"], "rows_per_thread": row["rows_per_thread"],
-            "resident": False, "step_ms": row["ablate_step_ms"],
+            "resident": False, "parts": 1, "step_ms": row["ablate_step_ms"],
             "model_steps_per_second": row["ablate_model_steps_per_second"]}
 
 
@@ -724,8 +737,10 @@ def fastest_tiling(row: dict) -> dict:
 
 
 def variant_words(variant: dict) -> str:
+    parts = variant.get("parts", 1)
     return (f"tile_rows {variant['tile_rows']}, {variant['rows_per_thread']} row(s) a thread"
-            + (", R resident" if variant.get("resident") else ""))
+            + (", R resident" if variant.get("resident") else "")
+            + (f", a tile over {parts} blocks" if parts > 1 else ""))
 
 
 def print_targets(targets: list[dict], simulated: bool) -> None:
@@ -796,17 +811,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resident", action="store_true",
                         help="time every tiling also with R resident in registers "
                              "(ablate.cuda.resident), where its layout allows")
+    parser.add_argument("--parts", default="",
+                        help="comma-separated numbers of blocks to spread one model's batch "
+                             "over (ablate.cuda.tiles), e.g. 8,16: the one-model cases at "
+                             "every --rows-per-thread with each (ablate only)")
     args = parser.parse_args(argv)
-    from ablate.cuda.device import ROWS_PER_THREAD
+    from ablate.cuda.device import MAX_PARTS, ROWS_PER_THREAD
 
-    for option, allowed in (("tile_rows", None), ("rows_per_thread", ROWS_PER_THREAD)):
+    for option, allowed in (("tile_rows", None), ("rows_per_thread", ROWS_PER_THREAD),
+                            ("parts", range(2, MAX_PARTS + 1))):
         flag = "--" + option.replace("_", "-")
         try:
             values = [int(v) for v in getattr(args, option).split(",") if v.strip()]
         except ValueError:
             parser.error(f"{flag} takes integers, got {getattr(args, option)!r}")
         if any(v < 1 for v in values) or (allowed and any(v not in allowed for v in values)):
-            parser.error(f"{flag} must be " + (f"among {allowed}" if allowed else "positive"))
+            within = (f"in {allowed.start}..{allowed.stop - 1}" if isinstance(allowed, range)
+                      else f"among {allowed}")
+            parser.error(f"{flag} must be " + (within if allowed else "positive"))
         setattr(args, option, values)
     defaults = (2, 1, 60.0) if args.simulate else (5, 2, 10.0) if args.quick else (20, 3, 30.0)
     args.steps = args.steps or defaults[0]

@@ -106,11 +106,11 @@ def count(cell: str, rows_per_thread: int, T: int, scored: int,
                 ens.kernels.forward[(1, 1), ens.threads](
                     ens.params, ens.transposed, ens.x, ens.target_class, ens.target_value,
                     ens.mask, ens.scale, ens.limit, 0, LOSS_CODES["xent"], H, O, ens.tile_rows,
-                    ens.work, ens.loss_rows)
+                    ens.work, ens.loss_rows, 1, ens.sync)
             else:
                 ens.kernels.backward[(1, 1), ens.threads](
                     ens.params, ens.x, ens.mask, ens.limit, 0, H, O, ens.tile_rows, ens.work,
-                    ens.grad_tiles)
+                    ens.grad_tiles, 1, ens.sync)
             result[f"{role}_loads"] = Counter.read(counter.loads)
             result[f"{role}_stores"] = Counter.read(counter.stores)
     result["threads"] = ens.threads

@@ -6,8 +6,10 @@ default tiling), then one step runs between ``cuda.profile_start()`` and
 ``cuda.profile_stop()``, so ``ncu --profile-from-start off`` skips the compiles, the
 uploads and the warm-up. Cases: the issue's ensemble target (16 × H64, B32, T100) and its
 single-model target (H128, B32, T100); ``--resident`` holds R in registers
-(ablate.cuda.resident, the ensemble case only: H128's R does not fit a block).
-bench/gpu_check.sh runs the ensemble both ways and the single model under ncu:
+(ablate.cuda.resident, the ensemble case only: H128's R does not fit a block); ``--parts
+P`` spreads the batch, one tile, over P blocks (ablate.cuda.tiles: the single model's
+design). bench/gpu_check.sh runs the resident ensemble and the spread single model under
+ncu:
 
     ncu --clock-control none --profile-from-start off --section WarpStateStats \\
         python bench/profile_step.py --case ensemble16
@@ -35,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--case", choices=sorted(CASES), default="ensemble16")
     parser.add_argument("--resident", action="store_true",
                         help="R resident in registers (ablate.cuda.resident; H ≤ 64)")
+    parser.add_argument("--parts", type=int, default=1,
+                        help="spread each batch tile over this many blocks "
+                             "(ablate.cuda.tiles; the single case's design)")
     parser.add_argument("--simulate", action="store_true",
                         help="tiny sizes under the CUDA simulator (NUMBA_ENABLE_CUDASIM=1)")
     args = parser.parse_args(argv)
@@ -50,14 +55,17 @@ def main(argv: list[str] | None = None) -> int:
     else:
         sizes, (models, hidden, gap) = gpu.FULL, CASES[args.case]
     data, n_out = gpu.copy_data(sizes, models, 2, gap)
-    case = gpu.AblateCase(data, hidden, n_out, resident=args.resident)  # compiles, warms up
+    tile = sizes.batch if args.parts > 1 else None  # spread: the whole batch, one tile
+    case = gpu.AblateCase(data, hidden, n_out, tile, resident=args.resident,
+                          parts=args.parts)  # compiles, warms up
     case.sync()
     ens = case.ens
     name = "simulated" if simulated else args.case
     print(f"case {name}: {models} model(s), H {hidden}, B {sizes.batch}, "
           f"T {data.shape[2]}; tile_rows {ens.tile_rows}, {ens.rows_per_thread} row(s) a "
-          f"thread, {ens.threads} threads a block, {ens.n_tiles * ens.M} blocks"
-          + (", R resident in registers" if ens.resident else ""), flush=True)
+          f"thread, {ens.threads} threads a block, {ens.n_tiles * ens.M * ens.parts} blocks"
+          + (", R resident in registers" if ens.resident else "")
+          + (f", each tile over {ens.parts} blocks" if ens.parts > 1 else ""), flush=True)
     if not simulated:  # the simulator has no profiler API
         cuda.profile_start()
     ens.step(1, case.loss_code)  # the profiled launches: forward, backward, Adam

@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 RESIDENT_ROWS = (1, 8)  # CI's share of the resident kernels: the committed report has all
+SPREAD_ROWS = (1,)  # and of the kernels for a tile spread over blocks (ablate.cuda.tiles)
 
 
 def resident_kernels(text: str) -> set[tuple[str, str, str]]:
@@ -27,6 +28,19 @@ def resident_kernels(text: str) -> set[tuple[str, str, str]]:
     return {(line.split()[0], line.split()[1],
              next((w for w in line.split() if w.startswith("rows")), "rows1"))
             for line in text.splitlines() if " resident " in line}
+
+
+def spread_kernels(text: str) -> set[tuple[str, str, str]]:
+    """(cell, role, "rows<n>") of a report's spread-tile lines."""
+    return {(line.split()[0], line.split()[1],
+             next((w for w in line.split() if w.startswith("rows")), "rows1"))
+            for line in text.splitlines() if " spread " in line}
+
+
+def expected_spread(rows_checked) -> set[tuple[str, str, str]]:
+    """Every cell, both roles, at each of rows_checked."""
+    return {(cell, role, f"rows{rows}") for cell in cells.names()
+            for role in ("forward", "backward") for rows in rows_checked}
 
 
 def expected_resident(rows_checked) -> set[tuple[str, str, str]]:
@@ -43,7 +57,8 @@ def test_every_kernel_compiles_for_sm90_within_budget(tmp_path):
     env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "0"}  # the simulator compiles no PTX
     resident_rows = ",".join(map(str, RESIDENT_ROWS))
     result = subprocess.run([sys.executable, "-m", "ablate.cuda.resources", "--out", str(out),
-                             "--resident-rows", resident_rows],
+                             "--resident-rows", resident_rows,
+                             "--spread-rows", ",".join(map(str, SPREAD_ROWS))],
                             capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
     assert result.returncode in (0, 1), result.stderr[-3000:]
     text = out.read_text()
@@ -51,12 +66,13 @@ def test_every_kernel_compiles_for_sm90_within_budget(tmp_path):
     names = {(name, role) for name, role, _ in kernels if name != "adam"}
     assert names == {(cell, role) for cell in cells.names() for role in ("forward", "backward")}
     blocked = {tuple(line.split()[:2] + line.split()[3:4]) for line in text.splitlines()
-               if " rows" in line}
+               if " rows" in line and " spread " not in line}
     assert blocked == {(cell, role, f"rows{rows}") for cell in cells.names()
                        for role in ("forward", "backward") for rows in ROWS_PER_THREAD[1:]}
     # R resident in registers (H 64, 256 threads, 32 rows a tile: the largest share of R a
     # thread holds), at the rows_per_thread CI checks
     assert resident_kernels(text) == expected_resident(RESIDENT_ROWS)
+    assert spread_kernels(text) == expected_spread(SPREAD_ROWS)
     assert any(name == "adam" for name, *_ in kernels)
     for line in text.splitlines()[4:-1]:
         registers = int(line.split()[-5])  # then smem, spill stores, spill loads, stack
@@ -67,10 +83,11 @@ def test_every_kernel_compiles_for_sm90_within_budget(tmp_path):
 
 def test_the_committed_report_has_every_resident_kernel_within_budget():
     """bench/cuda_resources.txt, written by ``python -m ablate.cuda.resources``, lists the
-    resident kernels at every rows_per_thread (CI compiles those at RESIDENT_ROWS only, to
-    stay within its time) and none over budget."""
+    resident and spread-tile kernels at every rows_per_thread (CI compiles those at
+    RESIDENT_ROWS and SPREAD_ROWS only, to stay within its time) and none over budget."""
     text = (ROOT / "bench" / "cuda_resources.txt").read_text()
     assert resident_kernels(text) == expected_resident(ROWS_PER_THREAD)
+    assert spread_kernels(text) == expected_spread(ROWS_PER_THREAD)
     assert text.rstrip().endswith("# over budget: none")
 
 

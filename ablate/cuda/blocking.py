@@ -37,6 +37,7 @@ import numpy as np
 from numba import cuda
 
 from ablate.cuda.index import at
+from ablate.cuda.tiles import element
 
 
 class Blocked(NamedTuple):
@@ -64,16 +65,17 @@ def input_entry(xs, base, width, t, B, r, q):
     return xs[at(t), at(r), at(q)]
 
 
-def make_blocked(dtype, rows_per_thread: int) -> Blocked:
-    """The blocked sums for one precision and rows_per_thread (built once)."""
+def make_blocked(dtype, rows_per_thread: int, spread: bool = False) -> Blocked:
+    """The blocked sums for one precision and rows_per_thread (built once); ``spread``: for
+    kernels whose tiles spread over blocks (``ablate.cuda.tiles``)."""
     dtype = np.dtype(dtype)
-    key = (dtype.name, rows_per_thread)
+    key = (dtype.name, rows_per_thread, spread)
     if key not in _BUILT:
-        _BUILT[key] = _build(dtype, rows_per_thread)
+        _BUILT[key] = _build(dtype, rows_per_thread, spread)
     return _BUILT[key]
 
 
-def _build(dtype: np.dtype, RB: int) -> Blocked:
+def _build(dtype: np.dtype, RB: int, SPREAD: bool) -> Blocked:
     GT = min(RB, 4)
     OT = min(RB, 8)  # the module docstring says why the two differ
     ACC = numba.from_dtype(dtype)
@@ -108,18 +110,23 @@ def _build(dtype: np.dtype, RB: int) -> Blocked:
 
     @cuda.jit(device=True)
     def transposed_rows(dest, d_base, d_width, left, l_base, l_width, n_k, p, m_base, stride,
-                        n_units, row0, rows, tid, n_threads, accumulate):
+                        n_units, row0, rows, tid, n_threads, accumulate, parts):
         """``transposed_sum`` for every row of the block (row0 … row0 + rows − 1) and every
         unit j < n_units, RB rows × GT units a thread. A thread gets the same (rows, units)
         at every call with the same rows and n_units, so calls that accumulate into one
-        destination need no barrier between them."""
+        destination need no barrier between them. Spread over ``parts`` blocks, each block
+        takes a run of units (``ablate.cuda.tiles.element``)."""
         n_blocks = (n_units + GT - 1) // GT
         groups = (rows + RB - 1) // RB
         for e in range(tid, groups * n_blocks, n_threads):
-            first = row0 + (e // n_blocks) * RB
+            if SPREAD:
+                group, b = element(e, n_blocks, groups, parts)
+            else:
+                group, b = e // n_blocks, e % n_blocks
+            first = row0 + group * RB
             transposed_sum(dest, d_base, d_width, left, l_base, l_width, n_k, p, m_base,
-                           stride, n_units, first, min(first + RB, row0 + rows),
-                           e % n_blocks, n_blocks, accumulate)
+                           stride, n_units, first, min(first + RB, row0 + rows), b, n_blocks,
+                           accumulate)
 
     def make_outer_sum(right_entry):
         """``outer_sum`` reading its right factor with ``right_entry`` (work_entry or

@@ -23,13 +23,15 @@ several SMs and 16 models fill an H100's 132 SMs; ``tile_rows``, ``threads`` and
 bench/gpu.py times the choices). ``resident=True`` holds R in registers for the whole
 launch (``ablate.cuda.resident``; cells with R, H ≤ 64 at 256 threads): a block then has
 MAX_THREADS threads unless ``threads`` says otherwise, and a layout it cannot take is one
-ValueError that names the limit.
+ValueError that names the limit. ``parts=P`` spreads each tile over P blocks that act as one
+(``ablate.cuda.tiles``: one model over P SMs); the grid is then M · tiles · P blocks.
 """
 
 from __future__ import annotations
 
 import math
 import weakref
+from contextlib import nullcontext
 
 import numpy as np
 from numba import cuda
@@ -38,6 +40,7 @@ from ablate import cells
 from ablate.cuda import memory, simulator
 from ablate.cuda.adam import ADAM_THREADS, make_adam
 from ablate.cuda.kernels import kernels
+from ablate.cuda.tiles import FAILED, SPIN_LIMIT, sync_size
 
 _ADAM: dict = {}
 simulator.hand_over_sooner()  # a no-op on a GPU; under the simulator, 2× faster
@@ -45,6 +48,9 @@ simulator.shared_arrays_made_once()  # a no-op on a GPU; under the simulator, no
 # The largest block launched: 256 threads × up to 255 registers each fit an SM's 65,536
 # registers, so no kernel can fail to launch for lack of registers (ablate.cuda.resources).
 MAX_THREADS = 256
+# Blocks a tile can be spread over (ablate.cuda.tiles): a bound, not a measurement; at 32
+# a block of an H 128 model holds 4 units, and more blocks poll each barrier's count.
+MAX_PARTS = 32
 # Rows a thread computes at once (one unit each, the weights loaded once for them): each is
 # a compiled variant of the kernels, so the choice is a short list.
 ROWS_PER_THREAD = (1, 2, 4, 8)
@@ -95,11 +101,12 @@ def default_tiling(B: int, H: int, rows_per_thread: int = 1) -> tuple[int, int]:
     return tile_rows, threads_for(tile_rows, H, rows_per_thread)
 
 
-def threads_for(tile_rows: int, H: int, rows_per_thread: int = 1) -> int:
+def threads_for(tile_rows: int, H: int, rows_per_thread: int = 1, parts: int = 1) -> int:
     """Threads of a block of tile_rows rows: one per unit of each group of rows_per_thread
-    rows, in whole warps, at most MAX_THREADS (the threads then take several each)."""
+    rows, in whole warps, at most MAX_THREADS (the threads then take several each); a tile
+    spread over ``parts`` blocks shares those among them."""
     groups = math.ceil(tile_rows / rows_per_thread)
-    return min(MAX_THREADS, max(32, 32 * math.ceil(groups * H / 32)))
+    return min(MAX_THREADS, max(32, 32 * math.ceil(groups * H / (32 * parts))))
 
 
 def transposed_blocks(spec, n_in: int, H: int, O: int) -> list[tuple[int, int, int, int]]:
@@ -113,6 +120,22 @@ def transposed_blocks(spec, n_in: int, H: int, O: int) -> list[tuple[int, int, i
             at += size
         offset += size
     return blocks
+
+
+def check_parts(parts: int, resident: bool) -> int:
+    """``parts``, the blocks a tile is spread over (``ablate.cuda.tiles``), or ValueError:
+    an int in 1 … MAX_PARTS, at most the GPU's SMs, 1 with resident weights."""
+    if not isinstance(parts, (int, np.integer)) or not 1 <= parts <= MAX_PARTS:
+        raise ValueError(f"parts (blocks a tile is spread over) must be an integer in "
+                         f"1..{MAX_PARTS}, got {parts!r}")
+    if parts > 1 and resident:
+        raise ValueError("resident weights hold all of R in one block: parts must be 1 "
+                         f"with resident=True, got {parts}")
+    if parts > 1 and not simulator.active():
+        sms = cuda.get_current_device().MULTIPROCESSOR_COUNT
+        if parts > sms:  # a tile's blocks wait for each other: all must run at once
+            raise ValueError(f"parts must be at most this GPU's {sms} SMs, got {parts}")
+    return int(parts)
 
 
 def resident_layout(cell: str, H: int, threads: int, tile_rows: int, dtype,
@@ -142,7 +165,7 @@ class DeviceEnsemble:
     def __init__(self, cell: str, dtype, n_models: int, T: int, B: int, n_in: int, H: int,
                  O: int, interval: int, tile_rows: int | None = None,
                  threads: int | None = None, rows_per_thread: int = 1,
-                 resident: bool = False) -> None:
+                 resident: bool = False, parts: int = 1) -> None:
         self.cell, self.dtype = cell, np.dtype(dtype)
         self.M, self.T, self.B, self.n_in, self.H, self.O = n_models, T, B, n_in, H, O
         self.interval = interval
@@ -151,16 +174,18 @@ class DeviceEnsemble:
                              f"got {rows_per_thread}")
         self.rows_per_thread = rows_per_thread
         self.tile_rows = tile_rows or default_tiling(B, H, rows_per_thread)[0]
+        self.parts = check_parts(parts, resident)
         # resident weights need one thread per gate row at least: a full block by default
         self.threads = threads or (MAX_THREADS if resident else
-                                   threads_for(self.tile_rows, H, rows_per_thread))
+                                   threads_for(self.tile_rows, H, rows_per_thread, parts))
         if not 1 <= self.threads <= MAX_THREADS or not 1 <= self.tile_rows <= B:
             raise ValueError(f"threads must be in 1..{MAX_THREADS} and tile_rows in 1..{B}, "
                              f"got {self.threads} and {self.tile_rows}")
         self.resident = (resident_layout(cell, H, self.threads, self.tile_rows, self.dtype,
                                          rows_per_thread) if resident else None)
         with simulator.turn():  # building runs cuda.jit, which a simulated launch rebinds
-            self.kernels = kernels(cell, self.dtype, rows_per_thread, self.resident)
+            self.kernels = kernels(cell, self.dtype, rows_per_thread, self.resident,
+                                   self.parts > 1)
             if self.dtype.name not in _ADAM:
                 _ADAM[self.dtype.name] = make_adam(self.dtype)
         self.adam = _ADAM[self.dtype.name]
@@ -178,6 +203,7 @@ class DeviceEnsemble:
                 self._put(name, np.zeros(shape, f))
             self.work = empty((M, self.kernels.work_size(T, B, H, O)), f, self.stream)
             self.grad_tiles = empty((M, self.n_tiles, P), f, self.stream)
+            self._put("sync", np.zeros(sync_size(M, self.n_tiles), np.int64))
             self.loss_rows = empty((M, B), np.float64, self.stream)
             self._put("losses", np.full((M, interval), np.nan))
             self._put("grad_norms", np.full((M, interval), np.nan))
@@ -247,18 +273,37 @@ class DeviceEnsemble:
     def forward(self, s: int, loss_code: int) -> None:
         """The forward kernel of step s alone: states, outputs and loss_rows in the work
         vectors (bench/gpu.py times it apart from the backward)."""
-        with simulator.turn():
-            self.kernels.forward[(self.n_tiles, self.M), self.threads, self.stream](
-                self.params, self.transposed, self.x, self.target_class, self.target_value,
-                self.mask, self.scale, self.limit, s, loss_code, self.H, self.O,
-                self.tile_rows, self.work, self.loss_rows)
+        self.launch_forward(self.x, self.target_class, self.target_value, self.mask,
+                            self.scale, self.limit, s, loss_code)
+
+    def launch_forward(self, x, target_class, target_value, mask, scale, limit, s: int,
+                       loss_code: int) -> None:
+        """The forward kernel over these inputs (the interval's, or an evaluation's)."""
+        with simulator.turn(), self._blocks_at_once():
+            self.kernels.forward[self.grid, self.threads, self.stream](
+                self.params, self.transposed, x, target_class, target_value, mask, scale,
+                limit, s, loss_code, self.H, self.O, self.tile_rows, self.work,
+                self.loss_rows, self.parts, self.sync)
 
     def backward(self, s: int) -> None:
         """The backward kernel of step s: grad_tiles from the forward's work vectors."""
-        with simulator.turn():
-            self.kernels.backward[(self.n_tiles, self.M), self.threads, self.stream](
+        with simulator.turn(), self._blocks_at_once():
+            self.kernels.backward[self.grid, self.threads, self.stream](
                 self.params, self.x, self.mask, self.limit, s, self.H, self.O, self.tile_rows,
-                self.work, self.grad_tiles)
+                self.work, self.grad_tiles, self.parts, self.sync)
+
+    @property
+    def grid(self) -> tuple[int, ...]:
+        """(tiles, models) at one block a tile; M · tiles · parts blocks in a row when the
+        tiles are spread (``ablate.cuda.tiles``: a block takes its place from a ticket)."""
+        if self.parts == 1:
+            return (self.n_tiles, self.M)
+        return (self.M * self.n_tiles * self.parts,)
+
+    def _blocks_at_once(self):
+        """Under the simulator the blocks of a spread tile must run at once (they wait for
+        each other); on a GPU, or at one block a tile, nothing."""
+        return simulator.blocks_at_once() if self.parts > 1 else nullcontext()
 
     def step(self, s: int, loss_code: int) -> None:
         """Training step s of the loaded interval: three launches."""
@@ -272,7 +317,14 @@ class DeviceEnsemble:
     def fetch_progress(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(losses [M,S], grad_norms [M,S], limit [M]) back on the host; limit[m] is the
         steps model m took (less than loaded where it diverged). No parameters: cheap."""
-        return self._get(self.losses, self.grad_norms, self.limit)
+        losses, grad_norms, limit, sync = self._get(self.losses, self.grad_norms, self.limit,
+                                                    self.sync)
+        if sync[FAILED]:
+            raise RuntimeError(
+                f"the {self.parts} blocks of a tile could not all run at once (a barrier "
+                f"waited {SPIN_LIMIT} polls); this ensemble's results are void: use fewer "
+                f"parts, or leave the GPU to it alone")
+        return losses, grad_norms, limit
 
     def fetch_params(self) -> np.ndarray:
         """The parameters [M, P] on the host, once the steps launched so far are done."""

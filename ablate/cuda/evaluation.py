@@ -106,14 +106,11 @@ class DeviceEvaluation:
         limit[list(models)] = self.chunks
         self._put("limit", limit)
         start = e.kernels.output_offset(e.T, e.B, e.H, e.O)
-        grid = (e.n_tiles, e.M)
         blocks = max(1, min(64, math.ceil(len(self.steps) * e.B * e.O / GATHER_THREADS)))
         for chunk in range(self.chunks):
+            e.launch_forward(self.x, self.target_class, self.target_value, self.mask,
+                             self.scale, self.limit, chunk, PREDICT)
             with simulator.turn():
-                e.kernels.forward[grid, e.threads, self.stream](
-                    e.params, e.transposed, self.x, self.target_class, self.target_value,
-                    self.mask, self.scale, self.limit, chunk, PREDICT, e.H, e.O, e.tile_rows,
-                    e.work, e.loss_rows)
                 gather[(blocks, e.M), GATHER_THREADS, self.stream](
                     e.work, start, self.steps_device, self.outputs, chunk, self.limit)
         out = self.outputs.copy_to_host(stream=self.stream)

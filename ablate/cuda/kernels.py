@@ -12,9 +12,10 @@ from ablate import cells
 class CudaCell(NamedTuple):
     forward: object  # forward[grid, block](params, transposed, x, target_class, target_value,
     #                   mask, scale, limit, s, loss_code, n_hidden, n_out, tile_rows, work,
-    #                   loss_rows); x and the targets [M or 1, S, …]: one for all models
+    #                   loss_rows, parts, sync); x and the targets [M or 1, S, …]: one for
+    #                   all models; parts, sync: ablate.cuda.tiles
     backward: object  # backward[grid, block](params, x, mask, limit, s, n_hidden, n_out,
-    #                    tile_rows, work, grad_tiles)
+    #                    tile_rows, work, grad_tiles, parts, sync)
     work_size: object  # work_size(T, B, H, O) -> elements of one model's work vector
     output_offset: object  # output_offset(T, B, H, O) -> where y [T,B,O] starts in it
 
@@ -22,13 +23,15 @@ class CudaCell(NamedTuple):
 _KERNELS: dict = {}
 
 
-def kernels(cell: str, dtype, rows_per_thread: int = 1, resident=None) -> CudaCell:
+def kernels(cell: str, dtype, rows_per_thread: int = 1, resident=None,
+            spread: bool = False) -> CudaCell:
     """The forward and backward CUDA kernels of ``cell`` for float32 or float64, a thread
     taking one unit of ``rows_per_thread`` batch rows at once; with a ``resident`` layout
-    (``ablate.cuda.device.resident_layout``) R stays in registers."""
+    (``ablate.cuda.device.resident_layout``) R stays in registers; ``spread``: for a batch
+    tile over several blocks (``ablate.cuda.tiles``; the others run at parts 1 only)."""
     cells.get(cell)  # an unknown name raises with the known ones
     dtype = np.dtype(dtype)
-    key = (cell, dtype.name, rows_per_thread, resident)
+    key = (cell, dtype.name, rows_per_thread, resident, spread)
     if key not in _KERNELS:
         from ablate.cuda import lstm_family
 
@@ -37,7 +40,8 @@ def kernels(cell: str, dtype, rows_per_thread: int = 1, resident=None) -> CudaCe
         else:
             from ablate.cuda import simple_family as family
         variant = family.VARIANTS[cell]
-        forward, backward = family.make_kernels(variant, dtype, rows_per_thread, resident)
+        forward, backward = family.make_kernels(variant, dtype, rows_per_thread, resident,
+                                                spread)
 
         def size(T, B, H, O, variant=variant, family=family):
             return family.work_size(variant, T, B, H, O)

@@ -13,7 +13,10 @@ transactions; from Rᵀ they read 32 adjacent words, one. The backward reads the
 column already (Σ_k left[k] R[k, j]) and takes them as they are.
 
 Launch: grid (batch tiles, models), any block size. A block owns ``tile_rows`` batch rows
-of one model for the whole sequence, so the time loop needs only block barriers. Its rows
+of one model for the whole sequence, so the time loop needs only block barriers (kernels
+built ``spread``: P blocks own a tile together, as one block of P · blockDim threads, and
+meet at their own barrier, ``ablate.cuda.tiles``; an element's unit then picks its block,
+so each block reads only its units' weights). Its rows
 are cut into groups of RB = ``rows_per_thread``; each thread takes the (group, unit j)
 pairs e = tid, tid + blockDim, … and computes every gate of unit j for the group's rows.
 Step t's states are written to the model's work vector and read back by the other threads
@@ -60,7 +63,7 @@ from ablate.cuda.blocking import make_blocked
 from ablate.cuda.index import at
 from ablate.cuda.readout import make_readout
 from ablate.cuda.resident import Layout, kernel_parts
-from ablate.cuda.tiles import block_rows
+from ablate.cuda.tiles import block_rows, place, spread_functions
 
 __all__ = ["VARIANTS", "make_kernels", "output_offset", "work_size"]
 
@@ -79,7 +82,7 @@ def output_offset(variant: Variant, T: int, B: int, H: int, O: int) -> int:
 
 
 def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1,
-                 resident: Layout | None = None) -> tuple:
+                 resident: Layout | None = None, spread: bool = False) -> tuple:
     """(forward, backward) CUDA kernels of one variant and precision; a thread computes one
     unit for ``rows_per_thread`` batch rows at once (see the module docstring). With a
     ``resident`` layout the sums through R hold R in registers (``ablate.cuda.resident``):
@@ -87,7 +90,7 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1,
     dtype = np.dtype(dtype)
     RB = rows_per_thread
     ACC = numba.from_dtype(dtype)
-    blocked = make_blocked(dtype, RB)
+    blocked = make_blocked(dtype, RB, spread)
     transposed_rows, outer_sum, outer_sum_x, column_sum = (
         blocked.transposed_rows, blocked.outer_sum, blocked.outer_sum_x, blocked.column_sum)
     tanh, sigmoid = for_dtype(dtype)
@@ -110,6 +113,8 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1,
     if FGR:  # R_gates' [i; f] block is the gate slots 0 and 1, its o block slot 3
         assert (I_SLOT, F_SLOT, O_SLOT) == (0, 1, 3), variant.slots()
     RESIDENT = resident is not None
+    SPREAD = spread  # a tile over several blocks (ablate.cuda.tiles); else parts is 1
+    meet, unit_of, reader = spread_functions(spread)
     # R in registers (ablate.cuda.resident): the functions, and the arrays' sizes
     (load_rows, forward_sum, load_columns, backward_sum, store_gradient, N_HROWS, N_DAROWS,
      N_SCRATCH, HP, HELD_F, HELD_B) = kernel_parts(dtype, resident)
@@ -336,7 +341,7 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1,
 
     @cuda.jit
     def forward(params, transposed, x, target_class, target_value, mask, scale, limit, s,
-                loss_code, n_hidden, n_out, tile_rows, work, loss_rows):
+                loss_code, n_hidden, n_out, tile_rows, work, loss_rows, parts, sync):
         """Step s of the interval: the cell over x[m, s] [T,B,I], the readout and the loss.
 
         Writes the states, dy and loss_rows[m, r] (Σ_t scale·mask·ℓ of row r) of the
@@ -344,10 +349,17 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1,
         targets, mask and scale for one) every model reads the same inputs: evaluation
         chunks, loss code PREDICT (ablate.cuda.evaluation).
         """
-        m = cuda.blockIdx.y
+        if SPREAD:  # a tile over several blocks (ablate.cuda.tiles); else not compiled
+            m, tile, part, T, B, n_in, row0, rows, tid, n_threads = place(
+                x, tile_rows, limit.shape[0], parts, sync)
+        else:
+            m = cuda.blockIdx.y
         if s >= limit[m]:  # the model has stopped, or its interval is shorter
             return
-        T, B, n_in, row0, rows, tid, n_threads = block_rows(x, tile_rows)
+        if not SPREAD:
+            tile, part = cuda.blockIdx.x, 0
+            T, B, n_in, row0, rows, tid, n_threads = block_rows(x, tile_rows)
+        group = m * ((B + tile_rows - 1) // tile_rows) + tile if SPREAD else 0  # barrier set
         H = n_hidden
         O = n_out
         p = params[m]
@@ -372,8 +384,8 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1,
                 forward_sum(held, h_rows, scratch, w, o_gates, t, B, row0, rows, tid)
                 cuda.syncthreads()
             for e in range(tid, groups * H, n_threads):
-                first = row0 + (e // H) * RB
-                j = e % H
+                g_e, j = unit_of(e, H, groups, parts)
+                first = row0 + g_e * RB
                 stop = min(first + RB, row0 + rows)
                 preactivations(p, rt, xs, w, o_b, o_h, o_c, o_gates, t, B, H, n_in, first, stop,
                                j)
@@ -381,30 +393,41 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1,
                     unit_forward(p, w, o_gates, o_c, o_h, o_aux, o_fc, o_peep, t, B, H, r, j)
                     if RESIDENT and GATED_READ:  # h_t for step t+1's forward_sum
                         h_rows[(r - row0) * HP + j] = w[o_h + (t * B + r) * H + j]
-            cuda.syncthreads()
+            meet(sync, group, parts)
             if NET_READOUT or USE_GATE:  # reads c_t (f ⊙ c_{t-1}) of every unit
                 for e in range(tid, groups * H, n_threads):
-                    first = row0 + (e // H) * RB
+                    g_e, j = unit_of(e, H, groups, parts)
+                    first = row0 + g_e * RB
                     stop = min(first + RB, row0 + rows)
                     read_network(p, rt, w, o_gates, o_h, o_aux, o_c, o_fc, o_bu, t, B, H, n_in,
-                                 first, stop, e % H)
+                                 first, stop, j)
                     if RESIDENT:
                         for r in range(first, stop):
-                            h_rows[(r - row0) * HP + e % H] = w[o_h + (t * B + r) * H + e % H]
-                cuda.syncthreads()
-            readout_step(p, rt, w, o_wout_t, o_bout, o_h, o_dy, t, B, H, O, row0, rows, tid,
-                         n_threads, mask[xm, s, t], target_class[xm, s, t],
+                            h_rows[(r - row0) * HP + j] = w[o_h + (t * B + r) * H + j]
+                meet(sync, group, parts)
+            # each block reads out its share of the rows (all of them at parts 1): block
+            # barriers inside, and nothing the other blocks write next step is read there
+            read0, n_read, r_tid, r_threads = reader(row0, rows, tid, n_threads, part, parts)
+            readout_step(p, rt, w, o_wout_t, o_bout, o_h, o_dy, t, B, H, O, read0, n_read,
+                         r_tid, r_threads, mask[xm, s, t], target_class[xm, s, t],
                          target_value[xm, s, t], loss_code, scale[xm, s], loss_rows[m])
 
     @cuda.jit
-    def backward(params, x, mask, limit, s, n_hidden, n_out, tile_rows, work, grad_tiles):
+    def backward(params, x, mask, limit, s, n_hidden, n_out, tile_rows, work, grad_tiles,
+                 parts, sync):
         """Backpropagation through time of step s for the block's rows, then this tile's
         weight gradients into grad_tiles[m, tile, :] (forward must have run on work)."""
-        m = cuda.blockIdx.y
+        if SPREAD:
+            m, tile, _, T, B, n_in, row0, rows, tid, n_threads = place(
+                x, tile_rows, limit.shape[0], parts, sync)
+        else:
+            m = cuda.blockIdx.y
         if s >= limit[m]:  # the model has stopped, or its interval is shorter
             return
-        tile = cuda.blockIdx.x
-        T, B, n_in, row0, rows, tid, n_threads = block_rows(x, tile_rows)
+        if not SPREAD:
+            tile = cuda.blockIdx.x
+            T, B, n_in, row0, rows, tid, n_threads = block_rows(x, tile_rows)
+        group = m * ((B + tile_rows - 1) // tile_rows) + tile if SPREAD else 0  # barrier set
         H = n_hidden
         O = n_out
         G = N_SLOTS * H
@@ -435,7 +458,7 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1,
                                  o_dc, H, t, B, row0, rows, tid, n_threads)
                 else:
                     transposed_rows(w, o_dc, H, w, d_next, G, G, p, o_r, H, H, row0, rows, tid,
-                                    n_threads, False)
+                                    n_threads, False, parts)
                 if FGR:
                     # through R_gates [i; f; o]_t: dL/d[i; f; o]_t = Σ_q da_{t+1}[q] R_gates[q, ·]
                     # over the rows q of [i; f] (slots 0, 1) and of o (slot 3), into step t's
@@ -443,17 +466,18 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1,
                     d_here = o_da + here * G
                     o_rows = o_rg + 2 * H * width
                     transposed_rows(w, d_here, G, w, d_next, G, 2 * H, p, o_rg, width, 2 * H,
-                                    row0, rows, tid, n_threads, False)
+                                    row0, rows, tid, n_threads, False, parts)
                     transposed_rows(w, d_here, G, w, d_next + ko, G, H, p, o_rows, width,
-                                    2 * H, row0, rows, tid, n_threads, True)
+                                    2 * H, row0, rows, tid, n_threads, True, parts)
                     transposed_rows(w, d_here + ko, G, w, d_next, G, 2 * H, p, o_rg + 2 * H,
-                                    width, H, row0, rows, tid, n_threads, False)
+                                    width, H, row0, rows, tid, n_threads, False, parts)
                     transposed_rows(w, d_here + ko, G, w, d_next + ko, G, H, p,
-                                    o_rows + 2 * H, width, H, row0, rows, tid, n_threads, True)
-                cuda.syncthreads()
+                                    o_rows + 2 * H, width, H, row0, rows, tid, n_threads, True,
+                                    parts)
+                meet(sync, group, parts)
             for e in range(tid, groups * H, n_threads):
-                first = row0 + (e // H) * RB
-                j = e % H
+                g_e, j = unit_of(e, H, groups, parts)
+                first = row0 + g_e * RB
                 for r in range(first, min(first + RB, row0 + rows)):
                     dh = readout_grad(p, w, o_wout, o_dy, t, B, H, O, r, j, mask[m, s, t])
                     base = o_gates + (here + r) * G
@@ -487,14 +511,14 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1,
                         dc = dcn
                     w[o_dc + r * H + j] = dc
             if NET_READOUT or USE_GATE:  # d_read = Σ_q d_net[q] P[q, ·], d_net of every unit
-                cuda.syncthreads()
+                meet(sync, group, parts)
                 transposed_rows(w, o_dread, H, w, o_dnet + here * H, H, H, p, o_p, H, H, row0,
-                                rows, tid, n_threads, False)
-                cuda.syncthreads()
+                                rows, tid, n_threads, False, parts)
+                meet(sync, group, parts)
             # Pass 2: into the gates and c_{t-1}.
             for e in range(tid, groups * H, n_threads):
-                first = row0 + (e // H) * RB
-                j = e % H
+                g_e, j = unit_of(e, H, groups, parts)
+                first = row0 + g_e * RB
                 for r in range(first, min(first + RB, row0 + rows)):
                     base = o_gates + (here + r) * G
                     dbase = o_da + (here + r) * G
@@ -536,12 +560,12 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1,
                     if PEEP:
                         dcn += da_i * p[o_peep + j] + da_f * p[o_peep + H + j]
                     w[o_dcn + r * H + j] = dcn
-            cuda.syncthreads()
+            meet(sync, group, parts)
             if SINGLE:  # into c_{t-1} through P_c: dc_next = Σ_q d_net[q] P_c[q, ·]; step
                 # t-1's pass 1 reads it after its own barrier (t-1 < T-1 has the R sums)
                 transposed_rows(w, o_dcn, H, w, o_dnet + here * H, H, H, p, o_p, H, H, row0,
-                                rows, tid, n_threads, False)
-        cuda.syncthreads()
+                                rows, tid, n_threads, False, parts)
+        meet(sync, group, parts)
         # This tile's weight gradients: W, R, W_out, R_gates, P_c, P_h, W_u in OT × OT tiles
         # (``outer_sum``), the biases and peepholes one parameter per thread at a time.
         g = grad_tiles[m, tile]

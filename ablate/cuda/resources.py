@@ -80,9 +80,10 @@ def signatures(dtype) -> dict[str, tuple]:
         return types.Array(dt, ndim, "C")
 
     forward = (array(f, 2), array(f, 2), array(f, 5), array(i64, 4), array(f, 5), array(f, 4),
-               array(f, 2), array(i64, 1), i64, i64, i64, i64, i64, array(f, 2), array(f64, 2))
+               array(f, 2), array(i64, 1), i64, i64, i64, i64, i64, array(f, 2), array(f64, 2),
+               i64, array(i64, 1))
     backward = (array(f, 2), array(f, 5), array(f, 4), array(i64, 1), i64, i64, i64, i64,
-                array(f, 2), array(f, 3))
+                array(f, 2), array(f, 3), i64, array(i64, 1))
     adam = (array(f, 2), array(f, 2), array(f, 2), array(f, 3), array(f64, 2), array(i64, 1),
             array(i64, 1), array(f64, 1), array(f64, 1), i64, array(f64, 2), array(f64, 2),
             array(f, 2), array(i64, 2))
@@ -137,18 +138,21 @@ def _compiling_for(cc: tuple[int, int]):
 
 
 def measure(cell_names=None, dtypes=("float32",), jobs: int = 1,
-            resident_rows=None) -> list[Usage]:
+            resident_rows=None, spread_rows=None) -> list[Usage]:
     """Usage of every kernel: each cell's forward and backward at every rows_per_thread
     (named "… rows<n>" beyond 1), with R resident too (named "… resident") at the
-    rows_per_thread in ``resident_rows`` (default: every one), and Adam, per dtype; ``jobs``
-    processes compile the cells side by side (NVVM runs on one core), the order of the
-    list is the same."""
+    rows_per_thread in ``resident_rows`` and for a tile spread over blocks (named
+    "… spread", ablate.cuda.tiles) at those in ``spread_rows`` (default: every one), and
+    Adam, per dtype; ``jobs`` processes compile the cells side by side (NVVM runs on one
+    core), the order of the list is the same."""
     from ablate import cells
     from ablate.cuda.device import ROWS_PER_THREAD
 
     rows = tuple(ROWS_PER_THREAD if resident_rows is None else resident_rows)
-    parts = [(dtype, None, rows) for dtype in dtypes]  # None: Adam
-    parts += [(dtype, cell, rows) for dtype in dtypes for cell in cell_names or cells.names()]
+    spread = tuple(ROWS_PER_THREAD if spread_rows is None else spread_rows)
+    parts = [(dtype, None, rows, spread) for dtype in dtypes]  # None: Adam
+    parts += [(dtype, cell, rows, spread) for dtype in dtypes
+              for cell in cell_names or cells.names()]
     if jobs <= 1:
         return [u for part in parts for u in _measure_part(part)]
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked NVVM
@@ -156,16 +160,16 @@ def measure(cell_names=None, dtypes=("float32",), jobs: int = 1,
         return [u for found in pool.map(_measure_part, parts) for u in found]
 
 
-def _measure_part(part: tuple[str, str | None, tuple]) -> list[Usage]:
+def _measure_part(part: tuple[str, str | None, tuple, tuple]) -> list[Usage]:
     """The usages of one cell's kernels (every rows_per_thread; resident at those in the
-    part's third item), or of Adam, for one dtype."""
+    part's third item, spread at those in its fourth), or of Adam, for one dtype."""
     from numba import cuda
 
     from ablate.cuda.adam import make_adam
     from ablate.cuda.device import ROWS_PER_THREAD
     from ablate.cuda.kernels import kernels
 
-    dtype, cell, resident_rows = part
+    dtype, cell, resident_rows, spread_rows = part
     ptxas = ptxas_path()
     sig = signatures(dtype)
     with _compiling_for(CC):
@@ -175,9 +179,13 @@ def _measure_part(part: tuple[str, str | None, tuple]) -> list[Usage]:
         usages = []
         for rows in ROWS_PER_THREAD:
             checked = resident_checked(cell, dtype, rows) if rows in resident_rows else ()
-            for resident in (None, *checked):
-                pair = kernels(cell, dtype, rows, resident)
-                suffix = (f" rows{rows}" if rows > 1 else "") + (" resident" if resident else "")
+            kinds = [(None, False), *((layout, False) for layout in checked)]
+            if rows in spread_rows:
+                kinds.append((None, True))
+            for resident, spread in kinds:
+                pair = kernels(cell, dtype, rows, resident, spread)
+                suffix = ((f" rows{rows}" if rows > 1 else "") + (" resident" if resident else "")
+                          + (" spread" if spread else ""))
                 for role in ("forward", "backward"):
                     ptx, _ = cuda.compile_ptx(getattr(pair, role).py_func, sig[role], cc=CC)
                     usages.append(ptxas_usage(f"{cell} {role} {dtype}{suffix}", ptx, ptxas,
@@ -252,6 +260,9 @@ def main(argv=None) -> int:
     parser.add_argument("--resident-rows",
                         help="comma-separated rows_per_thread to check the resident-weights "
                              "kernels at (default: every one)")
+    parser.add_argument("--spread-rows",
+                        help="comma-separated rows_per_thread to check the kernels for a tile "
+                             "spread over blocks at (default: every one)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                         help="processes compiling side by side (default: the cores)")
     args = parser.parse_args(argv)
@@ -263,7 +274,10 @@ def main(argv=None) -> int:
     dtypes = ("float32", "float64") if args.float64 else ("float32",)
     resident_rows = ([int(v) for v in args.resident_rows.split(",") if v.strip()]
                      if args.resident_rows else None)
-    text = report(measure(names, dtypes, max(1, args.jobs), resident_rows), MAX_THREADS)
+    spread_rows = ([int(v) for v in args.spread_rows.split(",") if v.strip()]
+                   if args.spread_rows else None)
+    text = report(measure(names, dtypes, max(1, args.jobs), resident_rows, spread_rows),
+                  MAX_THREADS)
     if args.out:
         args.out.write_text(text)
     print(text, end="")

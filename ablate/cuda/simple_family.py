@@ -11,7 +11,10 @@ synchronises:
     MIN    mingru, minlstm    no R: the recurrence is elementwise only
 
 Launch: grid (batch tiles, models), any block size. A block owns ``tile_rows`` batch rows
-of one model for the whole sequence, so the time loop needs only block barriers. Its rows
+of one model for the whole sequence, so the time loop needs only block barriers (kernels
+built ``spread``: P blocks own a tile together, as one block of P · blockDim threads, and
+meet at their own barrier, ``ablate.cuda.tiles``; an element's unit then picks its block,
+so each block reads only its units' weights). Its rows
 are cut into groups of RB = ``rows_per_thread``; each thread takes the (group, unit j)
 pairs e = tid, tid + blockDim, … and computes every gate of unit j for the group's rows.
 Step t's states are written to the model's work vector and read back by the other threads
@@ -57,7 +60,7 @@ from ablate.cuda.blocking import make_blocked
 from ablate.cuda.index import at
 from ablate.cuda.readout import make_readout
 from ablate.cuda.resident import Layout, kernel_parts
-from ablate.cuda.tiles import block_rows
+from ablate.cuda.tiles import block_rows, place, spread_functions
 
 __all__ = ["VARIANTS", "make_kernels", "output_offset", "work_size"]
 
@@ -86,7 +89,7 @@ def output_offset(variant: Variant, T: int, B: int, H: int, O: int) -> int:
 
 
 def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1,
-                 resident: Layout | None = None) -> tuple:
+                 resident: Layout | None = None, spread: bool = False) -> tuple:
     """(forward, backward) CUDA kernels of one variant and precision; a thread computes one
     unit for ``rows_per_thread`` batch rows at once (see the module docstring). With a
     ``resident`` layout (ELMAN and GRU) the sums through R hold R in registers
@@ -95,7 +98,7 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1,
     dtype = np.dtype(dtype)
     RB = rows_per_thread
     ACC = numba.from_dtype(dtype)
-    blocked = make_blocked(dtype, RB)
+    blocked = make_blocked(dtype, RB, spread)
     transposed_rows, outer_sum, outer_sum_x, column_sum = (
         blocked.transposed_rows, blocked.outer_sum, blocked.outer_sum_x, blocked.column_sum)
     tanh, sigmoid = for_dtype(dtype)
@@ -116,6 +119,8 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1,
     H_SLOT = N_GATES - 1  # MIN: the h̃ rows come last; slot 0 is z or f, slot 1 i (minlstm)
     N_R_SLOTS = 1 if KIND == ELMAN else (2 if KIND == GRU else 0)  # slots R h_{t-1} feeds
     RESIDENT = resident is not None
+    SPREAD = spread  # a tile over several blocks (ablate.cuda.tiles); else parts is 1
+    meet, unit_of, reader = spread_functions(spread)
     # R in registers (ablate.cuda.resident): the functions, and the arrays' sizes
     assert not (RESIDENT and KIND == MIN), "the min cells have no R"  # resident_layout says so
     (load_rows, forward_sum, load_columns, backward_sum, store_gradient, N_HROWS, N_DAROWS,
@@ -232,7 +237,7 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1,
 
     @cuda.jit
     def forward(params, transposed, x, target_class, target_value, mask, scale, limit, s,
-                loss_code, n_hidden, n_out, tile_rows, work, loss_rows):
+                loss_code, n_hidden, n_out, tile_rows, work, loss_rows, parts, sync):
         """Step s of the interval: the cell over x[m, s] [T,B,I], the readout and the loss.
 
         Writes the states, dy and loss_rows[m, r] (Σ_t scale·mask·ℓ of row r) of the
@@ -240,10 +245,17 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1,
         targets, mask and scale for one) every model reads the same inputs: evaluation
         chunks, loss code PREDICT (ablate.cuda.evaluation).
         """
-        m = cuda.blockIdx.y
+        if SPREAD:  # a tile over several blocks (ablate.cuda.tiles); else not compiled
+            m, tile, part, T, B, n_in, row0, rows, tid, n_threads = place(
+                x, tile_rows, limit.shape[0], parts, sync)
+        else:
+            m = cuda.blockIdx.y
         if s >= limit[m]:  # the model has stopped, or its interval is shorter
             return
-        T, B, n_in, row0, rows, tid, n_threads = block_rows(x, tile_rows)
+        if not SPREAD:
+            tile, part = cuda.blockIdx.x, 0
+            T, B, n_in, row0, rows, tid, n_threads = block_rows(x, tile_rows)
+        group = m * ((B + tile_rows - 1) // tile_rows) + tile if SPREAD else 0  # barrier set
         H = n_hidden
         O = n_out
         p = params[m]
@@ -269,8 +281,8 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1,
                 forward_sum(held, h_rows, scratch, w, o_da, t, B, row0, rows, tid)
                 cuda.syncthreads()
             for e in range(tid, groups * H, n_threads):
-                first = row0 + (e // H) * RB
-                j = e % H
+                g_e, j = unit_of(e, H, groups, parts)
+                first = row0 + g_e * RB
                 stop = min(first + RB, row0 + rows)
                 preactivations(p, rt, xs, w, o_b, o_bhn, o_h, o_da, o_hn, t, B, H, n_in, first,
                                stop, j)
@@ -278,9 +290,12 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1,
                     unit_forward(w, o_da, o_gates, o_hn, o_h, t, B, H, r, j)
                     if RESIDENT:  # h_t for step t+1's forward_sum
                         h_rows[(r - row0) * HP + j] = w[o_h + (t * B + r) * H + j]
-            cuda.syncthreads()  # the readout reads h_t of every unit
-            readout_step(p, rt, w, o_wout_t, o_bout, o_h, o_dy, t, B, H, O, row0, rows, tid,
-                         n_threads, mask[xm, s, t], target_class[xm, s, t],
+            meet(sync, group, parts)  # the readout reads h_t of every unit
+            # each block reads out its share of the rows (all of them at parts 1): block
+            # barriers inside, and nothing the other blocks write next step is read there
+            read0, n_read, r_tid, r_threads = reader(row0, rows, tid, n_threads, part, parts)
+            readout_step(p, rt, w, o_wout_t, o_bout, o_h, o_dy, t, B, H, O, read0, n_read,
+                         r_tid, r_threads, mask[xm, s, t], target_class[xm, s, t],
                          target_value[xm, s, t], loss_code, scale[xm, s], loss_rows[m])
 
     @cuda.jit(device=True)
@@ -323,14 +338,21 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1,
             w[dbase + kh + j] = dht
 
     @cuda.jit
-    def backward(params, x, mask, limit, s, n_hidden, n_out, tile_rows, work, grad_tiles):
+    def backward(params, x, mask, limit, s, n_hidden, n_out, tile_rows, work, grad_tiles,
+                 parts, sync):
         """Backpropagation through time of step s for the block's rows, then this tile's
         weight gradients into grad_tiles[m, tile, :] (forward must have run on work)."""
-        m = cuda.blockIdx.y
+        if SPREAD:
+            m, tile, _, T, B, n_in, row0, rows, tid, n_threads = place(
+                x, tile_rows, limit.shape[0], parts, sync)
+        else:
+            m = cuda.blockIdx.y
         if s >= limit[m]:  # the model has stopped, or its interval is shorter
             return
-        tile = cuda.blockIdx.x
-        T, B, n_in, row0, rows, tid, n_threads = block_rows(x, tile_rows)
+        if not SPREAD:
+            tile = cuda.blockIdx.x
+            T, B, n_in, row0, rows, tid, n_threads = block_rows(x, tile_rows)
+        group = m * ((B + tile_rows - 1) // tile_rows) + tile if SPREAD else 0  # barrier set
         H = n_hidden
         O = n_out
         G = N_GATES * H
@@ -360,22 +382,22 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1,
                 else:
                     transposed_rows(w, o_da + here * G, G, w, o_da + (t + 1) * B * G, G,
                                     N_R_SLOTS * H, p, o_r, H, H, row0, rows, tid, n_threads,
-                                    False)
+                                    False, parts)
                     if KIND == GRU:
                         transposed_rows(w, o_da + here * G, G, w, o_dhn + (t + 1) * B * H, H,
                                         H, p, o_r + 2 * H * H, H, H, row0, rows, tid,
-                                        n_threads, True)
-                cuda.syncthreads()
+                                        n_threads, True, parts)
+                meet(sync, group, parts)
             # Total dL/dh_t: the readout, R h_t at t+1 (ELMAN, GRU), the elementwise carry.
             for e in range(tid, groups * H, n_threads):
-                first = row0 + (e // H) * RB
-                j = e % H
+                g_e, j = unit_of(e, H, groups, parts)
+                first = row0 + g_e * RB
                 for r in range(first, min(first + RB, row0 + rows)):
                     unit_backward(p, w, o_wout, o_dy, o_gates, o_hn, o_h, o_da, o_dhn,
                                   o_carry, t, T, B, H, O, r, j, mask[m, s, t])
             # Step t-1 reads da_t of every unit (through R); also orders the weight
             # gradients below after the last step.
-            cuda.syncthreads()
+            meet(sync, group, parts)
         # This tile's weight gradients: W, R and W_out in OT × OT tiles (``outer_sum``), the
         # others one parameter per thread at a time (k skips W, R and W_out).
         g = grad_tiles[m, tile]

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import sys
 import threading
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 
 import numpy as np
 
@@ -93,3 +93,73 @@ def shared_arrays_made_once() -> None:
 
     array.made_once = True
     made.array = array
+
+
+_BLOCKS = threading.Lock()
+
+
+@contextmanager
+def blocks_at_once():
+    """Under the simulator, run the blocks of the launches inside at once, each on a thread
+    of its own with shared arrays of its own (the simulator runs one block after another,
+    so blocks that wait for each other, ablate.cuda.tiles.barrier, would wait forever);
+    on a GPU nothing. Hold ``turn()`` around it: it patches the simulator for the launch."""
+    if not active():
+        yield
+        return
+    from numba.cuda.simulator import kernel, kernelapi
+
+    with _BLOCKS:
+        manager, shared = kernel.BlockManager, kernelapi.FakeCUDAModule.shared
+        kernel.BlockManager = _concurrent_blocks(manager)
+        kernelapi.FakeCUDAModule.shared = property(_shared_of_the_block(kernelapi))
+        try:
+            yield
+        finally:
+            kernel.BlockManager = manager
+            kernelapi.FakeCUDAModule.shared = shared
+
+
+def _concurrent_blocks(manager):
+    """A BlockManager whose ``run`` starts the block on a thread and returns, but for the
+    launch's last block, which waits for them all and raises the first error."""
+    started: list = []
+
+    class ConcurrentBlocks(manager):
+        def run(self, grid_point, *args):
+            errors: list = []
+
+            def block():
+                try:
+                    manager.run(self, grid_point, *args)
+                except BaseException as error:  # re-raised by the launch's last block
+                    errors.append(error)
+
+            thread = threading.Thread(target=block, name=f"block {grid_point}", daemon=True)
+            thread.start()
+            started.append((thread, errors))
+            if tuple(grid_point) == tuple(d - 1 for d in self._grid_dim):
+                launch, started[:] = list(started), []
+                for each, _ in launch:
+                    each.join()
+                for _, raised in launch:
+                    if raised:
+                        raise raised[0]
+
+    return ConcurrentBlocks
+
+
+def _shared_of_the_block(kernelapi):
+    """``cuda.shared`` of the calling thread's block: one FakeCUDAShared a block."""
+    lock = threading.Lock()
+
+    def shared(module):
+        block = threading.current_thread().blockIdx
+        with lock:
+            by_block = module.__dict__.setdefault("_shared_by_block", {})
+            key = (block.x, block.y, block.z)
+            if key not in by_block:
+                by_block[key] = kernelapi.FakeCUDAShared(module._shared._dynshared_size)
+            return by_block[key]
+
+    return shared

@@ -1,13 +1,160 @@
-"""Which batch rows a block of a cell kernel owns (grid = (batch tiles, models))."""
+"""Which batch rows, and which share of them, a block of a cell kernel owns, and the barrier
+between the blocks that share them.
 
-from numba import cuda
+One block a tile (``parts`` 1, grid = (batch tiles, models)): the block owns rows row0 …
+row0 + rows − 1 of one model for the whole sequence and its barriers are ``syncthreads``.
+
+Several blocks a tile (``parts`` P > 1, grid = M · tiles · P blocks in one dimension): the
+P blocks of a (model, tile) act as one block of P · blockDim threads (thread ``tid`` of
+``n_threads`` = part · blockDim + threadIdx), so every loop over (row, unit) elements is
+shared among P SMs, and each SM reads only its share of the weights each time step: the
+way to spread one model over the GPU (at H 128 R alone is 256 KiB, an SM's whole register
+file, and one block re-reads all of it every step). They meet at ``barrier``: a count per
+(model, tile) in ``sync`` that each block adds itself to and waits on, as a grid barrier
+does (a fence before and after, so the states written before are seen after).
+
+Waiting on another block needs it to be running. A block takes its place from a ticket
+(an atomic count in ``sync``), not from blockIdx, so the places are handed out in the
+order blocks start: every block with a lower ticket has started, every set of P blocks
+below the newest is complete, and the newest set completes as the others finish and free
+their SMs; P must not exceed what the GPU holds at once (``ablate.cuda.device`` checks).
+A barrier that waits past SPIN_LIMIT polls (seconds) gives up and raises the FAILED flag,
+which the host reads, instead of hanging the GPU.
+
+sync (int64), one array per launch shape: [TICKET] the tickets handed out in this launch
+(the block that takes the last one sets it back to 0 for the next launch on the stream),
+[FAILED] 0, or 1 once a barrier gave up, [COUNTERS + m · tiles + tile] the barrier count of
+each set, a multiple of P between launches.
+"""
+
+from numba import cuda, int64
+
+TICKET, FAILED, COUNTERS = 0, 1, 2
+SPIN_LIMIT = 1 << 22  # polls of a barrier count before it gives up (a few seconds)
+_CHECK_EVERY = 1024  # polls between looks at FAILED (another set may have given up)
+
+
+def sync_size(n_models: int, n_tiles: int) -> int:
+    """Elements of the ``sync`` array of a launch over n_models × n_tiles (model, tile)."""
+    return COUNTERS + n_models * n_tiles
 
 
 @cuda.jit(device=True)
 def block_rows(x, tile_rows):
-    """(T, B, I, row0, rows, tid, n_threads) of this block for x [M,S,T,B,I]: the block owns
-    rows row0 … row0 + rows − 1 (the last tile may be short); its threads are tid of
-    n_threads, and take the elements e = tid, tid + n_threads, …"""
+    """(T, B, I, row0, rows, tid, n_threads) of this block for x [M,S,T,B,I] at one block a
+    tile: the block owns rows row0 … row0 + rows − 1 (the last tile may be short); its
+    threads are tid of n_threads, and take the elements e = tid, tid + n_threads, …"""
     T, B, n_in = x.shape[2], x.shape[3], x.shape[4]
     row0 = cuda.blockIdx.x * tile_rows
     return T, B, n_in, row0, min(tile_rows, B - row0), cuda.threadIdx.x, cuda.blockDim.x
+
+
+@cuda.jit(device=True)
+def place(x, tile_rows, n_models, parts, sync):
+    """(m, tile, part, T, B, I, row0, rows, tid, n_threads) of this block: at parts 1 from
+    blockIdx (``block_rows``); at parts P > 1 from the block's ticket, the P blocks of a
+    (model, tile) being parts 0 … P − 1 of one virtual block of P · blockDim threads."""
+    T, B, n_in = x.shape[2], x.shape[3], x.shape[4]
+    if parts == 1:
+        m = cuda.blockIdx.y
+        tile = cuda.blockIdx.x
+        part = 0
+        tid = cuda.threadIdx.x
+        n_threads = cuda.blockDim.x
+    else:
+        n_tiles = (B + tile_rows - 1) // tile_rows
+        n_blocks = n_models * n_tiles * parts
+        taken = cuda.shared.array(1, int64)
+        if cuda.threadIdx.x == 0:
+            taken[0] = cuda.atomic.add(sync, TICKET, 1)
+            if taken[0] == n_blocks - 1:  # the last block to start: the next launch from 0
+                cuda.atomic.add(sync, TICKET, -n_blocks)
+        cuda.syncthreads()
+        ticket = taken[0]
+        m = ticket // (n_tiles * parts)
+        tile = (ticket // parts) % n_tiles
+        part = ticket % parts
+        tid = part * cuda.blockDim.x + cuda.threadIdx.x
+        n_threads = parts * cuda.blockDim.x
+    row0 = tile * tile_rows
+    return m, tile, part, T, B, n_in, row0, min(tile_rows, B - row0), tid, n_threads
+
+
+@cuda.jit(device=True)
+def barrier(sync, group, parts):
+    """Every thread of the ``parts`` blocks of set ``group`` (m · tiles + tile) waits here
+    for the others; at parts 1 a block barrier. The count only grows: arrivals of one
+    barrier take it from k · parts to (k + 1) · parts, which is what each waits for."""
+    cuda.syncthreads()
+    if parts > 1:
+        if cuda.threadIdx.x == 0:
+            cuda.threadfence()  # this block's writes before the others read them
+            here = COUNTERS + group
+            arrived = cuda.atomic.add(sync, here, 1)
+            target = (arrived // parts + 1) * parts
+            polls = 0
+            while cuda.atomic.add(sync, here, 0) < target:  # an atomic read: never cached
+                polls += 1
+                if polls % _CHECK_EVERY == 0 and (
+                        polls >= SPIN_LIMIT or cuda.atomic.add(sync, FAILED, 0) != 0):
+                    cuda.atomic.max(sync, FAILED, 1)
+                    break
+            cuda.threadfence()  # and the others' writes before this block reads them
+        cuda.syncthreads()
+
+
+@cuda.jit(device=True)
+def element(e, H, groups, parts):
+    """(group of RB rows, unit j) of element e of a (rows, units) loop: group-major at one
+    block a tile (a warp's threads take adjacent units: adjacent weights); unit-major when
+    the tile is spread over parts, so that each block takes a run of units, and reads only
+    their rows of the weights."""
+    if parts == 1:
+        return e // H, e % H
+    return e % groups, e // groups
+
+
+@cuda.jit(device=True)
+def part_rows(row0, rows, part, parts):
+    """(first row, rows) of a tile's rows that part ``part`` of ``parts`` reads out: the
+    readout of a row stays within one block, so its barriers are block barriers."""
+    share = (rows + parts - 1) // parts
+    first = row0 + min(part * share, rows)
+    return first, max(0, min(share, row0 + rows - first))
+
+
+_SPREAD_FUNCTIONS: dict = {}
+
+
+def spread_functions(spread: bool) -> tuple:
+    """(meet, unit_of, reader) for a cell kernel built ``spread`` or not: ``meet(sync,
+    group, parts)`` is ``barrier`` or a plain block barrier, ``unit_of(e, H, groups,
+    parts)`` is ``element`` or group-major (e // H, e % H), ``reader(row0, rows, tid,
+    n_threads, part, parts)`` the (first row, rows, tid, n_threads) of the readout: this
+    block's share (``part_rows``) with its own threads, or the tile with the tile's; the
+    other branch is not compiled."""
+    if spread not in _SPREAD_FUNCTIONS:
+        SPREAD = bool(spread)
+
+        @cuda.jit(device=True)
+        def meet(sync, group, parts):
+            if SPREAD:
+                barrier(sync, group, parts)
+            else:
+                cuda.syncthreads()
+
+        @cuda.jit(device=True)
+        def unit_of(e, H, groups, parts):
+            if SPREAD:
+                return element(e, H, groups, parts)
+            return e // H, e % H
+
+        @cuda.jit(device=True)
+        def reader(row0, rows, tid, n_threads, part, parts):
+            if SPREAD:
+                first, count = part_rows(row0, rows, part, parts)
+                return first, count, cuda.threadIdx.x, cuda.blockDim.x
+            return row0, rows, tid, n_threads
+
+        _SPREAD_FUNCTIONS[spread] = meet, unit_of, reader
+    return _SPREAD_FUNCTIONS[spread]

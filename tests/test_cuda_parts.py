@@ -1,0 +1,202 @@
+"""A batch tile spread over several blocks (``parts``, ablate.cuda.tiles): the blocks of a
+(model, tile) act as one block and meet at a barrier of their own.
+
+Under the simulator the blocks of such a launch run at once, each on a thread
+(ablate.cuda.simulator.blocks_at_once), so the barrier is exercised for real: without it
+the blocks read each other's states before they are written (a gru gradient then misses
+by 500×, seen while writing this). With ABLATE_TEST_GPU=1 the same tests run on the GPU.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+pytest.importorskip("numba.cuda")
+from numba import cuda  # noqa: E402  (a module global: the simulator swaps it in launches)
+from test_cuda import cpu_train, random_problem, small_specs  # noqa: E402
+
+from ablate import loss_and_grad  # noqa: E402
+from ablate.kernels.driver import LOSS_CODES  # noqa: E402
+
+ON_GPU = os.environ.get("ABLATE_TEST_GPU") == "1"
+SPREAD_CELLS = ["lstm", "fgr", "single_net", "net_readout", "use_gate", "gru",
+                "minlstm"]  # every barrier and sum path of both families' kernels
+
+
+def spread_loss_and_grad(cell, params, x, target, mask, H, O, tile_rows, threads,
+                         rows_per_thread, parts, dtype=np.float32):
+    """(loss per row [M,B], grad [M,P], sync) of one xent step at ``parts`` blocks a tile."""
+    from ablate.cuda.device import DeviceEnsemble
+
+    M, T, B, n_in = x.shape
+    ens = DeviceEnsemble(cell, dtype, M, T, B, n_in, H, O, 1, tile_rows, threads,
+                         rows_per_thread, parts=parts)
+    ens.set_params(params)
+    ens.load_interval(x[:, None], target[:, None], np.zeros((M, T, B, 0), dtype)[:, None],
+                      mask[:, None], np.ones(M, np.int64), np.ones(M, np.int64),
+                      np.full(M, 1e-3), np.zeros(M))
+    ens.loss_and_grad(0, LOSS_CODES["xent"])
+    ens.fetch_progress()  # raises if a barrier gave up
+    return (ens.loss_rows.copy_to_host(), ens.grad_tiles.copy_to_host().sum(axis=1),
+            ens.sync.copy_to_host())
+
+
+@pytest.mark.parametrize("cell", SPREAD_CELLS)
+def test_spread_tiles_give_the_cpu_gradients_and_one_blocks_bits(cell):
+    """Random parts, tiles (ragged), block sizes and rows a thread: the CPU kernels' loss
+    and gradients, and exactly the numbers of one block a tile (each sum keeps its order,
+    only the blocks that compute it change)."""
+    from ablate.cuda.device import ROWS_PER_THREAD
+
+    rng = np.random.default_rng(sum(map(ord, cell)) + 7)
+    params, x, target, mask, H, O = random_problem(cell, "xent", rng, np.float32)
+    B = x.shape[2]
+    tile_rows = int(rng.integers(1, B + 1))
+    threads = int(rng.choice([1, 5, 8]))  # the simulator's cost grows with the threads
+    rows_per_thread = int(rng.choice(ROWS_PER_THREAD))
+    parts = int(rng.integers(2, 5))
+    losses, grads, sync = spread_loss_and_grad(cell, params, x, target, mask, H, O,
+                                               tile_rows, threads, rows_per_thread, parts)
+    one_losses, one_grads, _ = spread_loss_and_grad(cell, params, x, target, mask, H, O,
+                                                    tile_rows, threads, rows_per_thread, 1)
+    setting = (cell, tile_rows, threads, rows_per_thread, parts)
+    np.testing.assert_array_equal(grads, one_grads, err_msg=str(setting))
+    np.testing.assert_array_equal(losses, one_losses, err_msg=str(setting))
+    for k in range(len(params)):
+        expected_loss, expected = loss_and_grad(cell, params[k], x[k], target[k], mask[k],
+                                                "xent", H, O)
+        error = np.abs(grads[k] - expected).max() / np.abs(expected).max()
+        assert error < 1e-4, (setting, k, error)
+        assert abs(losses[k].sum() - expected_loss) < 1e-4 * abs(expected_loss)
+    # every barrier of every set was met by all its blocks; the tickets start again at 0
+    counts = sync[2:]
+    assert sync[0] == 0 and sync[1] == 0 and (counts > 0).all() and (counts % parts == 0).all()
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_spread_tiles_in_float64_equal_the_cpu_kernels(cell):
+    rng = np.random.default_rng(sum(map(ord, cell)) + 8)
+    params, x, target, mask, H, O = random_problem(cell, "xent", rng, np.float64)
+    _, grads, _ = spread_loss_and_grad(cell, params, x, target, mask, H, O, x.shape[2], 7, 1,
+                                       3, np.float64)
+    for k in range(len(params)):
+        _, expected = loss_and_grad(cell, params[k], x[k], target[k], mask[k], "xent", H, O)
+        assert np.abs(grads[k] - expected).max() < 1e-10 * np.abs(expected).max()
+
+
+def test_training_with_spread_tiles_is_one_blocks_training(cell="lstm", tile_rows=5,
+                                                           parts=3):
+    """A whole training (Adam between steps, the device's validation, a model stopping
+    before the other: its blocks leave at once) gives the parameters and curves of one
+    block a tile to the bit, and the CPU engine's up to float32 rounding."""
+    from ablate.cuda.engine import train_ensemble
+
+    specs = small_specs(cell)
+    cpu = cpu_train(specs, diagnostics=False)
+    one = train_ensemble(specs, diagnostics=False, tile_rows=tile_rows, block_threads=7)
+    spread = train_ensemble(specs, diagnostics=False, tile_rows=tile_rows, block_threads=7,
+                            parts=parts)
+    for a, b, c in zip(cpu.results, one.results, spread.results, strict=True):
+        assert (a.steps, a.stop_reason) == (c.steps, c.stop_reason) == (b.steps, b.stop_reason)
+        for key in ("train_loss", "grad_norm", "val_loss", "val_metric"):
+            np.testing.assert_array_equal(b.curve[key], c.curve[key])
+        np.testing.assert_allclose(a.curve["val_loss"], c.curve["val_loss"], rtol=1e-4)
+    for a, b, c in zip(cpu.params, one.params, spread.params, strict=True):
+        np.testing.assert_array_equal(b, c)
+        assert np.abs(a - c).max() < 1e-5 * np.abs(a).max()
+
+
+def relay_kernel():
+    """Each round every block does uneven work (block p: (P − p) × 300 adds, so the first
+    is the slowest), posts the round on a board, meets the others at the barrier, and
+    counts the posts of this round it sees; a second barrier keeps the next round's posts
+    from overtaking the count."""
+    from ablate.cuda.tiles import barrier
+
+    @cuda.jit
+    def relay(sync, board, seen, busy, rounds):
+        part = cuda.blockIdx.x
+        parts = cuda.gridDim.x
+        for k in range(rounds):
+            acc = 0.0
+            for i in range((parts - part) * 300):
+                acc += i * 0.5
+            busy[part] = acc
+            if cuda.threadIdx.x == 0:
+                board[part] = k
+            barrier(sync, 0, parts)
+            if cuda.threadIdx.x == 0:
+                for q in range(parts):
+                    if board[q] == k:
+                        seen[part, k] += 1
+            barrier(sync, 0, parts)
+
+    return relay
+
+
+def run_relay(parts: int, rounds: int, blocks: int | None = None):
+    from ablate.cuda import simulator
+    from ablate.cuda.tiles import sync_size
+
+    relay = relay_kernel()
+    sync = cuda.to_device(np.zeros(sync_size(1, 1), np.int64))
+    board = cuda.to_device(np.full(parts, -1, np.int64))
+    seen = cuda.to_device(np.zeros((parts, rounds), np.int64))
+    busy = cuda.to_device(np.zeros(parts))
+    with simulator.turn(), simulator.blocks_at_once():
+        relay[blocks or parts, 4](sync, board, seen, busy, rounds)
+    return sync.copy_to_host(), seen.copy_to_host()
+
+
+def test_the_barrier_holds_every_block_until_all_have_arrived():
+    sync, seen = run_relay(parts=4, rounds=3)
+    assert (seen == 4).all(), seen
+    assert sync[1] == 0 and sync[2] == 4 * 3 * 2  # 2 barriers a round, 4 blocks each
+
+
+@pytest.mark.skipif(ON_GPU, reason="shortens the wait by patching the simulated module")
+def test_a_barrier_short_of_a_block_gives_up_and_the_host_says_so(monkeypatch):
+    """Three blocks where the barrier counts on four: they give up after SPIN_LIMIT polls
+    and raise FAILED (instead of hanging the GPU), and an ensemble whose sync says so
+    refuses its results with one message."""
+    from ablate.cuda import simulator, tiles
+    from ablate.cuda.device import DeviceEnsemble
+
+    monkeypatch.setattr(tiles, "SPIN_LIMIT", 2048)
+
+    @cuda.jit
+    def three_of_four(sync):
+        tiles.barrier(sync, 0, 4)
+
+    sync = cuda.to_device(np.zeros(tiles.sync_size(1, 1), np.int64))
+    with simulator.turn(), simulator.blocks_at_once():
+        three_of_four[3, 2](sync)
+    assert sync.copy_to_host()[tiles.FAILED] == 1
+
+    ens = DeviceEnsemble("lstm", np.float32, 1, 2, 2, 1, 2, 2, 1, parts=2)
+    ens.load_interval(np.zeros((1, 1, 2, 2, 1)), np.zeros((1, 1, 2, 2), np.int64),
+                      np.zeros((1, 1, 2, 2, 0)), np.ones((1, 1, 2, 2)), np.ones(1, np.int64),
+                      np.ones(1, np.int64), np.full(1, 1e-3), np.zeros(1))
+    flagged = np.zeros(ens.sync.shape, np.int64)
+    flagged[1] = 1
+    ens.sync.copy_to_device(flagged)
+    with pytest.raises(RuntimeError, match=r"the 2 blocks of a tile could not all run at "
+                                           r"once .* results are void"):
+        ens.fetch_progress()
+
+
+@pytest.mark.parametrize("parts, resident, message", [
+    (0, False, r"parts \(blocks a tile is spread over\) must be an integer in 1\.\.32, got 0"),
+    (33, False, r"must be an integer in 1\.\.32, got 33"),
+    (1.5, False, r"must be an integer in 1\.\.32, got 1\.5"),
+    (2, True, r"resident weights hold all of R in one block: parts must be 1"),
+])
+def test_a_bad_parts_is_one_clear_error(parts, resident, message):
+    from ablate.cuda.device import DeviceEnsemble
+
+    with pytest.raises(ValueError, match=message):
+        DeviceEnsemble("lstm", np.float32, 1, 2, 2, 1, 2, 2, 1, resident=resident,
+                       parts=parts)
