@@ -317,6 +317,8 @@ class DeviceEnsemble:
     def fetch_progress(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(losses [M,S], grad_norms [M,S], limit [M]) back on the host; limit[m] is the
         steps model m took (less than loaded where it diverged). No parameters: cheap."""
+        if self.parts == 1:  # no barrier between blocks: nothing in sync to read
+            return self._get(self.losses, self.grad_norms, self.limit)
         losses, grad_norms, limit, sync = self._get(self.losses, self.grad_norms, self.limit,
                                                     self.sync)
         if sync[FAILED]:

@@ -55,6 +55,9 @@ def place(x, tile_rows, n_models, parts, sync):
     blockIdx (``block_rows``); at parts P > 1 from the block's ticket, the P blocks of a
     (model, tile) being parts 0 … P − 1 of one virtual block of P · blockDim threads."""
     T, B, n_in = x.shape[2], x.shape[3], x.shape[4]
+    # Spread kernels run at parts > 1 only, but this branch stays: without it ptxas put
+    # fgr's backward at 8 rows a thread at 255 registers and 24 B of spills (230 and none
+    # with it; python -m ablate.cuda.resources, 2026-12-05).
     if parts == 1:
         m = cuda.blockIdx.y
         tile = cuda.blockIdx.x
