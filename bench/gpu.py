@@ -575,7 +575,8 @@ def variants(args, default) -> list[tuple[int, int, bool, int]]:
     R resident in registers, where its layout allows (one line says where it does not);
     for one model, with --parts, its whole batch as one tile spread over each number of
     blocks listed (ablate.cuda.tiles) at every --rows-per-thread: the design for one model
-    on many SMs (an ensemble has its models for that)."""
+    on many SMs (an ensemble has its models for that); with --resident too, each block
+    holding its units' share of R, at the largest tile that layout takes (``spread_tile``)."""
     from ablate.cuda.device import default_tiling, resident_layout
 
     chosen, refused = [], set()
@@ -598,11 +599,43 @@ def variants(args, default) -> list[tuple[int, int, bool, int]]:
                     chosen.append(key)
     for parts in args.parts if default.M == 1 else ():
         for rows_per_thread in args.rows_per_thread:
-            if rows_per_thread <= default.B:
-                chosen.append((rows_per_thread, default.B, False, parts))
+            if rows_per_thread > default.B:
+                continue
+            chosen.append((rows_per_thread, default.B, False, parts))
+            if args.resident:
+                try:
+                    tile = spread_tile(default.B, default.H, default.dtype, rows_per_thread,
+                                       parts, True)
+                except ValueError as error:
+                    refused.add(str(error))
+                    continue
+                chosen.append((rows_per_thread, tile, True, parts))
     for words in sorted(refused):
         print(f"    not timed: {words}", flush=True)
     return chosen
+
+
+def spread_tile(B: int, H: int, dtype, rows_per_thread: int, parts: int,
+                resident: bool) -> int:
+    """The tile of one model spread over ``parts`` blocks: its whole batch, or with R
+    resident the largest of B, ⌈B/2⌉, ⌈B/4⌉, … (at least rows_per_thread) whose layout
+    fits (every block stages its tile's h and da in shared memory: H 128 takes 16 rows);
+    ValueError, the last layout's, where none does."""
+    from ablate.cuda.device import resident_layout
+
+    if not resident:
+        return B
+    tile, error = B, None
+    while tile >= rows_per_thread:
+        try:
+            resident_layout(CELL, H, resident_threads(), tile, dtype, rows_per_thread, parts)
+            return tile
+        except ValueError as refused:
+            error = refused
+        if tile == 1:
+            break
+        tile = (tile + 1) // 2
+    raise error or ValueError(f"no tile of at least {rows_per_thread} rows in a batch of {B}")
 
 
 def resident_threads() -> int:

@@ -6,10 +6,10 @@ default tiling), then one step runs between ``cuda.profile_start()`` and
 ``cuda.profile_stop()``, so ``ncu --profile-from-start off`` skips the compiles, the
 uploads and the warm-up. Cases: the issue's ensemble target (16 × H64, B32, T100) and its
 single-model target (H128, B32, T100); ``--resident`` holds R in registers
-(ablate.cuda.resident, the ensemble case only: H128's R does not fit a block); ``--parts
-P`` spreads the batch, one tile, over P blocks (ablate.cuda.tiles: the single model's
-design). bench/gpu_check.sh runs the resident ensemble and the spread single model under
-ncu:
+(ablate.cuda.resident; H128's R does not fit one block, but over 8 or more it does);
+``--parts P`` spreads the batch, one tile, over P blocks (ablate.cuda.tiles: the single
+model's design; with --resident the largest tile that layout takes). bench/gpu_check.sh
+runs the resident ensemble and the resident spread single model under ncu:
 
     ncu --clock-control none --profile-from-start off --section WarpStateStats \\
         python bench/profile_step.py --case ensemble16
@@ -21,6 +21,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/gpu.py beside this
 
@@ -36,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--case", choices=sorted(CASES), default="ensemble16")
     parser.add_argument("--resident", action="store_true",
-                        help="R resident in registers (ablate.cuda.resident; H ≤ 64)")
+                        help="R resident in registers (ablate.cuda.resident; H ≤ 64, "
+                             "or spread over --parts blocks)")
     parser.add_argument("--parts", type=int, default=1,
                         help="spread each batch tile over this many blocks "
                              "(ablate.cuda.tiles; the single case's design)")
@@ -55,7 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         sizes, (models, hidden, gap) = gpu.FULL, CASES[args.case]
     data, n_out = gpu.copy_data(sizes, models, 2, gap)
-    tile = sizes.batch if args.parts > 1 else None  # spread: the whole batch, one tile
+    # spread: the whole batch, one tile (with R resident, the largest tile its layout takes)
+    tile = (gpu.spread_tile(sizes.batch, hidden, np.float32, 1, args.parts, args.resident)
+            if args.parts > 1 else None)
     case = gpu.AblateCase(data, hidden, n_out, tile, resident=args.resident,
                           parts=args.parts)  # compiles, warms up
     case.sync()

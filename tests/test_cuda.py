@@ -507,11 +507,11 @@ def test_profile_step_runs_under_the_simulator():
                               timeout=600)
     assert resident.returncode == 0, resident.stderr[-2000:]
     assert "32 threads a block, 2 blocks, R resident in registers\n" in resident.stdout
-    spread = subprocess.run([sys.executable, script, "--simulate", "--parts", "3"],
-                            capture_output=True, text=True, env=simulated, cwd=ROOT,
-                            timeout=600)
+    spread = subprocess.run([sys.executable, script, "--simulate", "--parts", "3",
+                             "--resident"], capture_output=True, text=True, env=simulated,
+                            cwd=ROOT, timeout=600)
     assert spread.returncode == 0, spread.stderr[-2000:]
-    assert " 6 blocks, each tile over 3 blocks\n" in spread.stdout
+    assert " 6 blocks, R resident in registers, each tile over 3 blocks\n" in spread.stdout
     refused = subprocess.run([sys.executable, script, "--case", "single"],
                              capture_output=True, text=True, env=simulated, cwd=ROOT,
                              timeout=600)
@@ -539,16 +539,17 @@ def test_gpu_benchmark_runs_under_the_simulator(tmp_path):
     # B 3: the default tile is 3 rows; one model is timed at the other tilings too
     # (fwd+bwd), and so is the shape group's ensemble, each tiling also with R resident in
     # registers (--resident); one model (the single cases, and the simulated shape group)
-    # also with its batch over 2 blocks (--parts)
+    # also with its batch over 2 blocks (--parts), and so with R resident too
     tilings = {(1, 1, False, 1), (3, 1, True, 1), (1, 1, True, 1)}
     for row in data["ensembles"] + data["single"] + [data["group"]]:
         one_model = row in data["single"] or row["models"] == 1
-        spread = {(3, 1, False, 2)} if one_model else set()
+        spread = {(3, 1, False, 2), (3, 1, True, 2)} if one_model else set()
         assert {(v["tile_rows"], v["rows_per_thread"], v["resident"], v["parts"])
                 for v in row["variants"]} == tilings | spread
         assert not row["failed_variants"]
     assert "R resident in registers: fwd+bwd " in result.stdout
     assert "a tile over 2 blocks: fwd+bwd " in result.stdout
+    assert "R resident in registers, a tile over 2 blocks: fwd+bwd " in result.stdout
     assert all(v["fwd_bwd_us_per_time_step"] > 0 for v in data["single"][0]["variants"])
     # every default-tiling case split by kernel: the forward alone is timed, and the three
     # parts add up to the step (by construction of the differences)

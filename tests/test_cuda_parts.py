@@ -16,9 +16,9 @@ import pytest
 
 pytest.importorskip("numba.cuda")
 from numba import cuda  # noqa: E402  (a module global: the simulator swaps it in launches)
-from test_cuda import cpu_train, random_problem, small_specs  # noqa: E402
+from test_cuda import SPILLING_BESIDE_R, cpu_train, random_problem, small_specs  # noqa: E402
 
-from ablate import loss_and_grad  # noqa: E402
+from ablate import init_params, loss_and_grad  # noqa: E402
 from ablate.kernels.driver import LOSS_CODES  # noqa: E402
 
 ON_GPU = os.environ.get("ABLATE_TEST_GPU") == "1"
@@ -27,13 +27,13 @@ SPREAD_CELLS = ["lstm", "fgr", "single_net", "net_readout", "use_gate", "gru",
 
 
 def spread_loss_and_grad(cell, params, x, target, mask, H, O, tile_rows, threads,
-                         rows_per_thread, parts, dtype=np.float32):
+                         rows_per_thread, parts, dtype=np.float32, resident=False):
     """(loss per row [M,B], grad [M,P], sync) of one xent step at ``parts`` blocks a tile."""
     from ablate.cuda.device import DeviceEnsemble
 
     M, T, B, n_in = x.shape
     ens = DeviceEnsemble(cell, dtype, M, T, B, n_in, H, O, 1, tile_rows, threads,
-                         rows_per_thread, parts=parts)
+                         rows_per_thread, resident=resident, parts=parts)
     ens.set_params(params)
     ens.load_interval(x[:, None], target[:, None], np.zeros((M, T, B, 0), dtype)[:, None],
                       mask[:, None], np.ones(M, np.int64), np.ones(M, np.int64),
@@ -188,15 +188,101 @@ def test_a_barrier_short_of_a_block_gives_up_and_the_host_says_so(monkeypatch):
         ens.fetch_progress()
 
 
-@pytest.mark.parametrize("parts, resident, message", [
-    (0, False, r"parts \(blocks a tile is spread over\) must be an integer in 1\.\.32, got 0"),
-    (33, False, r"must be an integer in 1\.\.32, got 33"),
-    (1.5, False, r"must be an integer in 1\.\.32, got 1\.5"),
-    (2, True, r"resident weights hold all of R in one block: parts must be 1"),
+@pytest.mark.parametrize("parts, H, resident, message", [
+    (0, 2, False, r"parts \(blocks a tile is spread over\) must be an integer in 1\.\.32, got 0"),
+    (33, 2, False, r"must be an integer in 1\.\.32, got 33"),
+    (1.5, 2, False, r"must be an integer in 1\.\.32, got 1\.5"),
+    (4, 128, True, r"a block's share of R, 16384 weights \(128 gate rows × H 128 of R over 4 "
+                   r"blocks\), is more than 256 threads hold at 32 each in float32; use the "
+                   r"default kernels \(resident=False\) or more parts"),
+    (2, 20, True, r"a thread for each of its 40 gate rows \(R over 2 blocks\); got 32 threads"),
 ])
-def test_a_bad_parts_is_one_clear_error(parts, resident, message):
+def test_a_bad_parts_is_one_clear_error(parts, H, resident, message):
     from ablate.cuda.device import DeviceEnsemble
 
+    threads = 32 if H == 20 else None
     with pytest.raises(ValueError, match=message):
-        DeviceEnsemble("lstm", np.float32, 1, 2, 2, 1, 2, 2, 1, resident=resident,
-                       parts=parts)
+        DeviceEnsemble("lstm", np.float32, 1, 2, 2, 1, H, 2, 1, threads=threads,
+                       resident=resident, parts=parts)
+
+
+# Both barrier paths of the resident kernels: the sums through R read by the block's own
+# units only (lstm, net_readout, gru, rnn), or beside sums across the tile (fgr, single_net)
+RESIDENT_SPREAD_CELLS = ["lstm", "fgr", "single_net", "net_readout", "gru", "rnn"]
+
+
+def wider_problem(cell, rng, H, dtype=np.float32):
+    """``random_problem``'s two models and batch at H units: with H 8–12 a block's share of
+    R has several weights a lane, rows over several lanes, and blocks of unequal runs."""
+    M = 2
+    T, B, n_in, O = (int(rng.integers(2, 5)), int(rng.integers(2, 6)), int(rng.integers(1, 4)),
+                     int(rng.integers(2, 4)))
+    params = np.stack([init_params(cell, n_in, H, O, int(rng.integers(1000)), dtype)
+                       for _ in range(M)])
+    params += rng.normal(0, 0.3, params.shape).astype(dtype)
+    x = rng.normal(size=(M, T, B, n_in)).astype(dtype)
+    mask = (rng.random((M, T, B)) < 0.6).astype(dtype)
+    mask[:, -1, 0] = 1
+    return params, x, rng.integers(0, O, (M, T, B)), mask, O
+
+
+@pytest.mark.parametrize("cell", RESIDENT_SPREAD_CELLS)
+def test_resident_weights_spread_over_blocks_give_the_cpu_gradients(cell):
+    """R held in registers by the blocks of a spread tile, each its run of units' rows and
+    columns (ablate.cuda.resident): random H, parts, tiles (ragged), block sizes and rows a
+    thread; the CPU kernels' loss and gradients."""
+    from ablate.cuda.device import ROWS_PER_THREAD, resident_layout
+
+    rng = np.random.default_rng(sum(map(ord, cell)) + 9)
+    H = int(rng.integers(8, 13))
+    params, x, target, mask, O = wider_problem(cell, rng, H)
+    B = x.shape[2]
+    # at most 2 tiles and 3 parts: the simulator runs every thread of the launch at once
+    tile_rows = int(rng.integers((B + 1) // 2, B + 1))
+    threads = 32  # more would leave each lane one weight at these H
+    rows_per_thread = int(rng.choice([1] if cell in SPILLING_BESIDE_R else ROWS_PER_THREAD))
+    parts = int(rng.integers(2, 4))
+    shape = resident_layout(cell, H, threads, tile_rows, np.float32, rows_per_thread, parts)
+    setting = (cell, H, tile_rows, threads, rows_per_thread, parts, shape)
+    # a share of R; several weights a lane or a row over lanes; a column over lanes
+    assert shape.units < H and (shape.HS > 1 or shape.SF > 1) and shape.SB > 1, setting
+    losses, grads, sync = spread_loss_and_grad(cell, params, x, target, mask, H, O, tile_rows,
+                                               threads, rows_per_thread, parts,
+                                               resident=True)
+    for k in range(len(params)):
+        expected_loss, expected = loss_and_grad(cell, params[k], x[k], target[k], mask[k],
+                                                "xent", H, O)
+        error = np.abs(grads[k] - expected).max() / np.abs(expected).max()
+        assert error < 1e-4, (setting, k, error)
+        assert abs(losses[k].sum() - expected_loss) < 1e-4 * abs(expected_loss)
+    counts = sync[2:]
+    assert sync[0] == 0 and sync[1] == 0 and (counts > 0).all() and (counts % parts == 0).all()
+
+
+def test_resident_weights_spread_over_blocks_in_float64(cell="gru", H=7, parts=3):
+    rng = np.random.default_rng(31)
+    params, x, target, mask, O = wider_problem(cell, rng, H, np.float64)
+    _, grads, _ = spread_loss_and_grad(cell, params, x, target, mask, H, O, x.shape[2], 32, 1,
+                                       parts, np.float64, resident=True)
+    for k in range(len(params)):
+        _, expected = loss_and_grad(cell, params[k], x[k], target[k], mask[k], "xent", H, O)
+        assert np.abs(grads[k] - expected).max() < 1e-10 * np.abs(expected).max()
+
+
+def test_training_with_resident_weights_spread_over_blocks_equals_the_cpu_engine(
+        cell="lstm", parts=2):
+    """Adam updates R between steps and each launch's blocks load their shares again: the
+    CPU engine's steps, curves and parameters up to float32 rounding."""
+    from ablate.cuda.engine import train_ensemble
+
+    specs = small_specs(cell)
+    cpu = cpu_train(specs, diagnostics=False)
+    gpu = train_ensemble(specs, diagnostics=False, tile_rows=5, block_threads=32,
+                         resident=True, parts=parts)
+    for a, b in zip(cpu.results, gpu.results, strict=True):
+        assert (a.steps, a.stop_reason) == (b.steps, b.stop_reason)
+        np.testing.assert_allclose(a.curve["train_loss"][1:], b.curve["train_loss"][1:],
+                                   rtol=1e-5)
+        np.testing.assert_allclose(a.curve["val_loss"], b.curve["val_loss"], rtol=1e-4)
+    for a, b in zip(cpu.params, gpu.params, strict=True):
+        assert np.abs(a - b).max() < 1e-5 * np.abs(a).max()

@@ -30,11 +30,12 @@ def resident_kernels(text: str) -> set[tuple[str, str, str]]:
             for line in text.splitlines() if " resident " in line}
 
 
-def spread_kernels(text: str) -> set[tuple[str, str, str]]:
-    """(cell, role, "rows<n>") of a report's spread-tile lines."""
+def spread_kernels(text: str, resident: bool = False) -> set[tuple[str, str, str]]:
+    """(cell, role, "rows<n>") of a report's spread-tile lines (with R resident, those)."""
+    marker = " resident spread " if resident else " spread "
     return {(line.split()[0], line.split()[1],
              next((w for w in line.split() if w.startswith("rows")), "rows1"))
-            for line in text.splitlines() if " spread " in line}
+            for line in text.splitlines() if marker in line}
 
 
 def expected_spread(rows_checked) -> set[tuple[str, str, str]]:
@@ -73,6 +74,9 @@ def test_every_kernel_compiles_for_sm90_within_budget(tmp_path):
     # thread holds), at the rows_per_thread CI checks
     assert resident_kernels(text) == expected_resident(RESIDENT_ROWS)
     assert spread_kernels(text) == expected_spread(SPREAD_ROWS)
+    # and with R resident in the spread blocks (H 128 over 8), where both check the rows
+    both = tuple(set(RESIDENT_ROWS) & set(SPREAD_ROWS))
+    assert both and spread_kernels(text, resident=True) == expected_resident(both)
     assert any(name == "adam" for name, *_ in kernels)
     for line in text.splitlines()[4:-1]:
         registers = int(line.split()[-5])  # then smem, spill stores, spill loads, stack

@@ -24,7 +24,9 @@ bench/gpu.py times the choices). ``resident=True`` holds R in registers for the 
 launch (``ablate.cuda.resident``; cells with R, H ≤ 64 at 256 threads): a block then has
 MAX_THREADS threads unless ``threads`` says otherwise, and a layout it cannot take is one
 ValueError that names the limit. ``parts=P`` spreads each tile over P blocks that act as one
-(``ablate.cuda.tiles``: one model over P SMs); the grid is then M · tiles · P blocks.
+(``ablate.cuda.tiles``: one model over P SMs); the grid is then M · tiles · P blocks. Both
+together: each of the P blocks holds in registers the rows and columns of R of its run of
+units, 1/P of R (H 128 at P 8: 32 weights a thread of 256).
 """
 
 from __future__ import annotations
@@ -104,9 +106,10 @@ def default_tiling(B: int, H: int, rows_per_thread: int = 1) -> tuple[int, int]:
 def threads_for(tile_rows: int, H: int, rows_per_thread: int = 1, parts: int = 1) -> int:
     """Threads of a block of tile_rows rows: one per unit of each group of rows_per_thread
     rows, in whole warps, at most MAX_THREADS (the threads then take several each); a tile
-    spread over ``parts`` blocks shares those among them."""
+    spread over ``parts`` blocks gives each block a run of ⌈H / parts⌉ units
+    (``ablate.cuda.tiles.unit_run``)."""
     groups = math.ceil(tile_rows / rows_per_thread)
-    return min(MAX_THREADS, max(32, 32 * math.ceil(groups * H / (32 * parts))))
+    return min(MAX_THREADS, max(32, 32 * math.ceil(groups * math.ceil(H / parts) / 32)))
 
 
 def transposed_blocks(spec, n_in: int, H: int, O: int) -> list[tuple[int, int, int, int]]:
@@ -122,15 +125,12 @@ def transposed_blocks(spec, n_in: int, H: int, O: int) -> list[tuple[int, int, i
     return blocks
 
 
-def check_parts(parts: int, resident: bool) -> int:
+def check_parts(parts: int) -> int:
     """``parts``, the blocks a tile is spread over (``ablate.cuda.tiles``), or ValueError:
-    an int in 1 … MAX_PARTS, at most the GPU's SMs, 1 with resident weights."""
+    an int in 1 … MAX_PARTS, at most the GPU's SMs."""
     if not isinstance(parts, (int, np.integer)) or not 1 <= parts <= MAX_PARTS:
         raise ValueError(f"parts (blocks a tile is spread over) must be an integer in "
                          f"1..{MAX_PARTS}, got {parts!r}")
-    if parts > 1 and resident:
-        raise ValueError("resident weights hold all of R in one block: parts must be 1 "
-                         f"with resident=True, got {parts}")
     if parts > 1 and not simulator.active():
         sms = cuda.get_current_device().MULTIPROCESSOR_COUNT
         if parts > sms:  # a tile's blocks wait for each other: all must run at once
@@ -139,10 +139,11 @@ def check_parts(parts: int, resident: bool) -> int:
 
 
 def resident_layout(cell: str, H: int, threads: int, tile_rows: int, dtype,
-                    rows_per_thread: int = 1):
-    """The ``ablate.cuda.resident`` layout of a cell's R [G, H], or ValueError (a cell
-    without R, a shape whose share of R does not fit a thread or the block, or a cell
-    whose second recurrent matrix's row-blocked sums would spill beside R)."""
+                    rows_per_thread: int = 1, parts: int = 1):
+    """The ``ablate.cuda.resident`` layout of a cell's R [G, H] (each of ``parts`` blocks
+    holding its units' share), or ValueError (a cell without R, a shape whose share of R
+    does not fit a thread or the block, or a cell whose second recurrent matrix's
+    row-blocked sums would spill beside R)."""
     from ablate.cuda import lstm_family
     from ablate.cuda.resident import layout, without_r
 
@@ -156,7 +157,7 @@ def resident_layout(cell: str, H: int, threads: int, tile_rows: int, dtype,
         raise ValueError(f"resident weights: {cell}'s second recurrent matrix, summed for "
                          f"{rows_per_thread} rows a thread beside R in registers, spills; "
                          f"use rows_per_thread 1 or resident=False")
-    return layout(len(spec.gates) * H, H, threads, tile_rows, dtype)
+    return layout(len(spec.gates) * H, H, threads, tile_rows, dtype, parts)
 
 
 class DeviceEnsemble:
@@ -174,7 +175,7 @@ class DeviceEnsemble:
                              f"got {rows_per_thread}")
         self.rows_per_thread = rows_per_thread
         self.tile_rows = tile_rows or default_tiling(B, H, rows_per_thread)[0]
-        self.parts = check_parts(parts, resident)
+        self.parts = check_parts(parts)
         # resident weights need one thread per gate row at least: a full block by default
         self.threads = threads or (MAX_THREADS if resident else
                                    threads_for(self.tile_rows, H, rows_per_thread, parts))
@@ -182,7 +183,7 @@ class DeviceEnsemble:
             raise ValueError(f"threads must be in 1..{MAX_THREADS} and tile_rows in 1..{B}, "
                              f"got {self.threads} and {self.tile_rows}")
         self.resident = (resident_layout(cell, H, self.threads, self.tile_rows, self.dtype,
-                                         rows_per_thread) if resident else None)
+                                         rows_per_thread, self.parts) if resident else None)
         with simulator.turn():  # building runs cuda.jit, which a simulated launch rebinds
             self.kernels = kernels(cell, self.dtype, rows_per_thread, self.resident,
                                    self.parts > 1)

@@ -15,10 +15,10 @@ column already (Σ_k left[k] R[k, j]) and takes them as they are.
 Launch: grid (batch tiles, models), any block size. A block owns ``tile_rows`` batch rows
 of one model for the whole sequence, so the time loop needs only block barriers (kernels
 built ``spread``: P blocks own a tile together, as one block of P · blockDim threads, and
-meet at their own barrier, ``ablate.cuda.tiles``; an element's unit then picks its block,
-so each block reads only its units' weights). Its rows
-are cut into groups of RB = ``rows_per_thread``; each thread takes the (group, unit j)
-pairs e = tid, tid + blockDim, … and computes every gate of unit j for the group's rows.
+meet at their own barrier, ``ablate.cuda.tiles``; each block then takes the elements of a
+run of ⌈H / P⌉ units, ``unit_run``, so it reads only their weights). Its rows are cut into
+groups of RB = ``rows_per_thread``; each thread takes the (group, unit j) pairs e = tid,
+tid + blockDim, … and computes every gate of unit j for the group's rows.
 Step t's states are written to the model's work vector and read back by the other threads
 of the block after a barrier.
 
@@ -39,7 +39,11 @@ the gate slots (``forward_sum``, h_{t-1} of the tile in shared memory, kept ther
 units as they compute h), a barrier, then ``preactivations`` adds b + W x_t (and the other
 matrices' sums) to it. The backward's sum through R (``backward_sum``) also accumulates
 R's gradient, which leaves the registers after the time loop instead of ``outer_sum``'s
-tile. Everything else is the same code.
+tile. Everything else is the same code. Resident in a spread tile, each block holds R's rows
+and columns of its run of units and stages h_{t-1} of every unit from the work vector
+(``stage_rows``) after the blocks' barrier; both sums through R then feed only the block's
+own units, so a block barrier orders them (one barrier between blocks a step fewer in the
+backward, but for fgr and single_net, whose other sums cross the blocks).
 
 Work vector of one model (``work_size``), row-major:
     gates [T,B,G] post-activation    c, h, aux [T,B,H]   aux = act(c_t) (u_t for use_gate)
@@ -63,7 +67,7 @@ from ablate.cuda.blocking import make_blocked
 from ablate.cuda.index import at
 from ablate.cuda.readout import make_readout
 from ablate.cuda.resident import Layout, kernel_parts
-from ablate.cuda.tiles import block_rows, place, spread_functions
+from ablate.cuda.tiles import block_rows, place, spread_functions, unit_of
 
 __all__ = ["VARIANTS", "make_kernels", "output_offset", "work_size"]
 
@@ -114,10 +118,14 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1,
         assert (I_SLOT, F_SLOT, O_SLOT) == (0, 1, 3), variant.slots()
     RESIDENT = resident is not None
     SPREAD = spread  # a tile over several blocks (ablate.cuda.tiles); else parts is 1
-    meet, unit_of, reader = spread_functions(spread)
+    meet, elements, reader = spread_functions(spread)
     # R in registers (ablate.cuda.resident): the functions, and the arrays' sizes
-    (load_rows, forward_sum, load_columns, backward_sum, store_gradient, N_HROWS, N_DAROWS,
-     N_SCRATCH, HP, HELD_F, HELD_B) = kernel_parts(dtype, resident)
+    (load_rows, forward_sum, stage_rows, load_columns, backward_sum, store_gradient, N_HROWS,
+     N_DAROWS, N_SCRATCH, HP, HELD_F, HELD_B) = kernel_parts(dtype, resident)
+    # The backward's sums through R write dh_t of the block's own units only when R is
+    # resident (its columns follow the block's run of units); the other sums' threads take
+    # units across the tile, so a spread tile's blocks meet before pass 1 reads them.
+    SUMS_IN_BLOCK = RESIDENT and not FGR and not SINGLE
 
     @cuda.jit(device=True)
     def param_offsets(n_in, H, O):
@@ -377,31 +385,35 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1,
         h_rows = cuda.shared.array(N_HROWS, ACC)
         scratch = cuda.shared.array(N_SCRATCH, ACC)
         if RESIDENT:
-            load_rows(held, h_rows, p, param_offsets(n_in, H, O)[1], tid, n_threads)
+            load_rows(held, h_rows, p, param_offsets(n_in, H, O)[1], part)
         groups = (rows + RB - 1) // RB  # a thread takes unit j of RB rows at once
+        # this thread's (group, unit) elements: the tile's, or its block's run of units
+        e0, e_stop, e_step, unit0, units = elements(groups, H, tid, n_threads, part, parts)
         for t in range(T):
             if RESIDENT and t > 0:  # R h_{t-1} into the gate slots, before the sums below
-                forward_sum(held, h_rows, scratch, w, o_gates, t, B, row0, rows, tid)
-                cuda.syncthreads()
-            for e in range(tid, groups * H, n_threads):
-                g_e, j = unit_of(e, H, groups, parts)
+                if SPREAD:  # h_{t-1} of every unit, which all the tile's blocks wrote
+                    stage_rows(h_rows, w, o_h + (t - 1) * B * H, row0, rows)
+                forward_sum(held, h_rows, scratch, w, o_gates, t, B, row0, rows, part)
+                cuda.syncthreads()  # its sums are this block's units' (resident.py)
+            for e in range(e0, e_stop, e_step):
+                g_e, j = unit_of(e, unit0, units)
                 first = row0 + g_e * RB
                 stop = min(first + RB, row0 + rows)
                 preactivations(p, rt, xs, w, o_b, o_h, o_c, o_gates, t, B, H, n_in, first, stop,
                                j)
                 for r in range(first, stop):
                     unit_forward(p, w, o_gates, o_c, o_h, o_aux, o_fc, o_peep, t, B, H, r, j)
-                    if RESIDENT and GATED_READ:  # h_t for step t+1's forward_sum
+                    if RESIDENT and GATED_READ and not SPREAD:  # h_t for step t+1's sums
                         h_rows[(r - row0) * HP + j] = w[o_h + (t * B + r) * H + j]
             meet(sync, group, parts)
             if NET_READOUT or USE_GATE:  # reads c_t (f ⊙ c_{t-1}) of every unit
-                for e in range(tid, groups * H, n_threads):
-                    g_e, j = unit_of(e, H, groups, parts)
+                for e in range(e0, e_stop, e_step):
+                    g_e, j = unit_of(e, unit0, units)
                     first = row0 + g_e * RB
                     stop = min(first + RB, row0 + rows)
                     read_network(p, rt, w, o_gates, o_h, o_aux, o_c, o_fc, o_bu, t, B, H, n_in,
                                  first, stop, j)
-                    if RESIDENT:
+                    if RESIDENT and not SPREAD:
                         for r in range(first, stop):
                             h_rows[(r - row0) * HP + j] = w[o_h + (t * B + r) * H + j]
                 meet(sync, group, parts)
@@ -418,14 +430,14 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1,
         """Backpropagation through time of step s for the block's rows, then this tile's
         weight gradients into grad_tiles[m, tile, :] (forward must have run on work)."""
         if SPREAD:
-            m, tile, _, T, B, n_in, row0, rows, tid, n_threads = place(
+            m, tile, part, T, B, n_in, row0, rows, tid, n_threads = place(
                 x, tile_rows, limit.shape[0], parts, sync)
         else:
             m = cuda.blockIdx.y
         if s >= limit[m]:  # the model has stopped, or its interval is shorter
             return
         if not SPREAD:
-            tile = cuda.blockIdx.x
+            tile, part = cuda.blockIdx.x, 0
             T, B, n_in, row0, rows, tid, n_threads = block_rows(x, tile_rows)
         group = m * ((B + tile_rows - 1) // tile_rows) + tile if SPREAD else 0  # barrier set
         H = n_hidden
@@ -440,13 +452,14 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1,
         ki, kf, kg, ko = I_SLOT * H, F_SLOT * H, G_SLOT * H, O_SLOT * H
         width = 3 * H
         groups = (rows + RB - 1) // RB  # as in the forward: unit j of RB rows per thread
+        e0, e_stop, e_step, unit0, units = elements(groups, H, tid, n_threads, part, parts)
         # resident weights: this lane's share of R's columns and of R's gradient
         held = cuda.local.array(HELD_B, ACC)
         grad_r = cuda.local.array(HELD_B, ACC)
         da_rows = cuda.shared.array(N_DAROWS, ACC)
         scratch = cuda.shared.array(N_SCRATCH, ACC)
         if RESIDENT:
-            load_columns(held, grad_r, da_rows, p, o_r, tid, n_threads)
+            load_columns(held, grad_r, da_rows, p, o_r, part)
         for t in range(T - 1, -1, -1):
             here = t * B
             # Pass 1: dL/dh_t, then into the read-out of the memory: dL/dc_t from h_t.
@@ -455,7 +468,7 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1,
                 # through R h_t: into the dc slots
                 if RESIDENT:  # and R's gradient, term (t+1, t), in registers
                     backward_sum(held, grad_r, da_rows, scratch, w, d_next, G, G, 0, 0, o_h,
-                                 o_dc, H, t, B, row0, rows, tid, n_threads)
+                                 o_dc, H, t, B, row0, rows, part)
                 else:
                     transposed_rows(w, o_dc, H, w, d_next, G, G, p, o_r, H, H, row0, rows, tid,
                                     n_threads, False, parts)
@@ -474,9 +487,12 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1,
                     transposed_rows(w, d_here + ko, G, w, d_next + ko, G, H, p,
                                     o_rows + 2 * H, width, H, row0, rows, tid, n_threads, True,
                                     parts)
-                meet(sync, group, parts)
-            for e in range(tid, groups * H, n_threads):
-                g_e, j = unit_of(e, H, groups, parts)
+                if SUMS_IN_BLOCK:
+                    cuda.syncthreads()
+                else:
+                    meet(sync, group, parts)
+            for e in range(e0, e_stop, e_step):
+                g_e, j = unit_of(e, unit0, units)
                 first = row0 + g_e * RB
                 for r in range(first, min(first + RB, row0 + rows)):
                     dh = readout_grad(p, w, o_wout, o_dy, t, B, H, O, r, j, mask[m, s, t])
@@ -516,8 +532,8 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1,
                                 rows, tid, n_threads, False, parts)
                 meet(sync, group, parts)
             # Pass 2: into the gates and c_{t-1}.
-            for e in range(tid, groups * H, n_threads):
-                g_e, j = unit_of(e, H, groups, parts)
+            for e in range(e0, e_stop, e_step):
+                g_e, j = unit_of(e, unit0, units)
                 first = row0 + g_e * RB
                 for r in range(first, min(first + RB, row0 + rows)):
                     base = o_gates + (here + r) * G
@@ -570,7 +586,7 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1,
         # (``outer_sum``), the biases and peepholes one parameter per thread at a time.
         g = grad_tiles[m, tile]
         if RESIDENT:  # R's gradient leaves the registers first, which frees them for the tiles
-            store_gradient(grad_r, g, o_r, tid)
+            store_gradient(grad_r, g, o_r, part)
         outer_sum_x(g, o_w, n_in, w, o_da, G, G, xs, 0, n_in, n_in, 0, T, B, row0, rows, tid,
                     n_threads)
         if not RESIDENT:  # else store_gradient wrote it above

@@ -21,6 +21,16 @@ the per-step sums read only shared memory:
 SF and SB are the largest powers of two (≤ 32) with G·SF and H·SB within the block, so a
 lane group never crosses a warp. Entries past G or H are zero weights and are never stored.
 
+A tile spread over P blocks (``parts``, ``ablate.cuda.tiles``): block p owns the run of
+U = ⌈H / P⌉ units ``unit_run`` gives it in the cell's loops, and holds just their rows and
+columns of R: the forward's gate rows g = slot·H + j and the backward's columns j for j in
+its run (SF and SB then count the block's U·G/H rows and U columns). So R is held once
+across the P SMs, 1/P a block: H 128's 65,536 weights at P 8 are 32 a thread of 256.
+Each step a block stages h_{t-1} of every unit (written by all P blocks before their
+barrier) from the work vector into ``h_rows`` (``stage_rows``) and da_{t+1} likewise (in
+``backward_sum``, as at one block); the sums it writes are read only by its own units'
+elements, so a block barrier orders them.
+
 Each dot product runs in CHAINS = 4 independent partial sums, so a multiply-add does not
 wait for the one before. In the PTX for sm_90 (lstm, H 64, 256 threads) the forward's sum
 is 64 shared loads and 64 FMAs a row, the backward's 64 and 128, and nothing goes to local
@@ -28,9 +38,11 @@ memory; ``python -m ablate.cuda.resources`` checks every cell with R so.
 
 Limits, checked by ``layout`` with one message each: every thread holds at most
 ``MAX_HELD`` = 64 float32 weights a matrix, 32 float64 (lstm: H ≤ 64 at 256 threads; 128
-registers for R and its gradient beside the kernel's own), and the two shared arrays fit
-48 KiB (float32, H 64: a tile of up to 32 rows). The simulator has no warp shuffles; there
-the lane groups add up through shared memory and two barriers (same sums, another order).
+registers for R and its gradient beside the kernel's own; ``MAX_HELD_SPREAD`` = 32 in a
+spread tile: lstm H 128 over 8 or more blocks), and the two shared arrays fit 48 KiB
+(float32, H 64: a tile of up to 32 rows; H 128 spread: 16 rows). The simulator has no
+warp shuffles; there the lane groups add up through shared memory and two barriers (same
+sums, another order).
 """
 
 from __future__ import annotations
@@ -45,6 +57,9 @@ from ablate.cuda import simulator
 from ablate.cuda.index import at
 
 MAX_HELD = 64  # float32 weights a thread holds of one matrix (R, and R's gradient); float64 32
+# the same in the blocks of a spread tile, whose barriers take registers of their own: at 64
+# ptxas spilled 20-32 B (lstm backward, fgr forward; H 128 over 4 blocks), at 32 nothing
+MAX_HELD_SPREAD = 32
 CHAINS = 4  # independent partial sums a dot product runs in (a multiply-add's latency is 4)
 SHARED_LIMIT = 48 * 1024  # static shared memory a block may use without opting in
 FULL_MASK = 0xFFFFFFFF
@@ -60,6 +75,8 @@ class Layout(NamedTuple):
     HS: int  # forward: weights of row g a lane holds (⌈H / SF⌉)
     SB: int  # backward: lanes a unit j is split over
     GS: int  # backward: rows k of column j a lane holds (⌈G / SB⌉)
+    parts: int = 1  # blocks a tile is spread over; each holds R's rows and columns of
+    units: int = 0  # its run of ⌈H / parts⌉ units (ablate.cuda.tiles.unit_run)
 
     @property
     def h_stride(self) -> int:
@@ -84,20 +101,29 @@ def _lanes(items: int, threads: int) -> int:
     return lanes
 
 
-def layout(G: int, H: int, threads: int, tile_rows: int, dtype) -> Layout:
-    """The split of R over a block, or ValueError naming the limit it breaks."""
+def layout(G: int, H: int, threads: int, tile_rows: int, dtype, parts: int = 1) -> Layout:
+    """The split of R over a block (over each of ``parts`` blocks of a spread tile, the
+    rows and columns of its units), or ValueError naming the limit it breaks."""
     dtype = np.dtype(dtype)
-    most = MAX_HELD * 4 // dtype.itemsize  # a float64 takes two registers
-    if G * H > threads * most:
-        raise ValueError(f"resident weights: R's {G * H} weights (G {G} × H {H}) are more "
-                         f"than {threads} threads hold at {most} each in {dtype.name}; use the "
-                         f"default kernels (resident=False)")
-    if threads % 32 or threads < max(G, H):
+    most = (MAX_HELD if parts == 1 else MAX_HELD_SPREAD) * 4 // dtype.itemsize  # float64: 2
+    units = -(-H // parts)
+    rows = G // H * units  # the block's gate rows: every slot of its units
+    if parts == 1:
+        whose, rows_named = f"R's {G * H} weights (G {G} × H {H}) are", f"the G = {G} gate rows"
+    else:
+        whose = (f"a block's share of R, {rows * H} weights ({rows} gate rows × H {H} of "
+                 f"R over {parts} blocks), is")
+        rows_named = f"its {rows} gate rows (R over {parts} blocks)"
+    if rows * H > threads * most:
+        raise ValueError(f"resident weights: {whose} more than {threads} threads hold at "
+                         f"{most} each in {dtype.name}; use the default kernels "
+                         f"(resident=False)" + (" or more parts" if parts > 1 else ""))
+    if threads % 32 or threads < max(rows, units):
         raise ValueError(f"resident weights need a block of whole warps with a thread for "
-                         f"each of the G = {G} gate rows; got {threads} threads")
-    SF, SB = _lanes(G, threads), _lanes(H, threads)
+                         f"each of {rows_named}; got {threads} threads")
+    SF, SB = _lanes(rows, threads), _lanes(units, threads)
     HS, GS = -(-H // SF), -(-G // SB)
-    shape = Layout(G, H, threads, tile_rows, SF, HS, SB, GS)
+    shape = Layout(G, H, threads, tile_rows, SF, HS, SB, GS, parts, units)
     if max(HS, GS) > most:
         raise ValueError(f"resident weights: a thread would hold {max(HS, GS)} weights of R "
                          f"(G {G} × H {H} over {threads} threads), more than {most} in "
@@ -116,75 +142,104 @@ def without_r(cell: str, cells) -> ValueError:
 
 
 def make_resident(dtype, shape: Layout) -> tuple:
-    """(load_rows, forward_sum, load_columns, backward_sum, store_gradient): the device
-    functions for one precision and layout (see the module docstring)."""
+    """(load_rows, forward_sum, stage_rows, load_columns, backward_sum, store_gradient): the
+    device functions for one precision and layout (see the module docstring). Each takes
+    the block's ``part`` of its tile (0 at one block a tile) and works with the block's own
+    threads: a lane is thread l = threadIdx.x of the block."""
     dtype = np.dtype(dtype)
     ACC = numba.from_dtype(dtype)
     zero = dtype.type(0)
     G, H, TR = shape.G, shape.H, shape.tile_rows
     SF, HS, SB, GS = shape.SF, shape.HS, shape.SB, shape.GS
+    U = shape.units or H  # the units a block holds R of
+    ROWS = G // H * U  # and their gate rows
     HP, DP = shape.h_stride, shape.da_stride
     sum_forward = lane_sum(SF)
     sum_backward = lane_sum(SB)
 
     @cuda.jit(device=True)
-    def load_rows(held, h_rows, p, o_r, tid, n_threads):
-        """held[m] = R[g, s·HS + m] (0 past H or G) for the lane (g, s) = divmod(tid, SF);
+    def gate_row(l, part):
+        """(R's row g, whether it is one) of lane l's group l // SF: slot-major over the
+        block's gate rows, every slot of the units part·U … part·U + U − 1."""
+        index = l // SF
+        j = part * U + index % U
+        return (index // U) * H + j, index < ROWS and j < H
+
+    @cuda.jit(device=True)
+    def load_rows(held, h_rows, p, o_r, part):
+        """held[m] = R[g, s·HS + m] (0 past H, or without a row) for the lane (row g, s);
         h_rows = 0 (h_{-1}, and the columns past H for good), then a barrier."""
-        g = tid // SF
-        q0 = (tid % SF) * HS
+        l = cuda.threadIdx.x
+        g, real = gate_row(l, part)
+        q0 = (l % SF) * HS
         for m in range(HS):
-            held[m] = p[at(o_r + g * H + q0 + m)] if g < G and q0 + m < H else zero
-        for e in range(tid, TR * HP, n_threads):
+            held[m] = p[at(o_r + g * H + q0 + m)] if real and q0 + m < H else zero
+        for e in range(l, TR * HP, cuda.blockDim.x):
             h_rows[e] = zero
         cuda.syncthreads()
 
     @cuda.jit(device=True)
-    def forward_sum(held, h_rows, scratch, w, o_gates, t, B, row0, rows, tid):
+    def forward_sum(held, h_rows, scratch, w, o_gates, t, B, row0, rows, part):
         """w's gate slot g of step t, row r ← Σ_q R[g, q] h_{t-1}[r, q] for the tile's rows
-        (h_{t-1} in h_rows); every thread of the block must call it. The sum runs in CHAINS
-        independent partial sums (terms m ≡ c mod CHAINS), so one multiply-add need not
-        wait for the one before."""
-        g = tid // SF
-        q0 = (tid % SF) * HS
-        part = cuda.local.array(CHAINS, ACC)
+        (h_{t-1} in h_rows) and the block's gate rows; every thread of the block must call
+        it. The sum runs in CHAINS independent partial sums (terms m ≡ c mod CHAINS), so one
+        multiply-add need not wait for the one before."""
+        l = cuda.threadIdx.x
+        g, real = gate_row(l, part)
+        q0 = (l % SF) * HS
+        part_sums = cuda.local.array(CHAINS, ACC)
         for r in range(rows):
             base = r * HP + q0
             for c in range(CHAINS):
-                part[c] = zero
+                part_sums[c] = zero
             for m in range(HS):
-                part[m % CHAINS] += held[m] * h_rows[at(base + m)]
-            acc = part[0]
+                part_sums[m % CHAINS] += held[m] * h_rows[at(base + m)]
+            acc = part_sums[0]
             for c in range(1, CHAINS):
-                acc += part[c]
-            acc = sum_forward(acc, scratch, tid)
-            if g < G and tid % SF == 0:
+                acc += part_sums[c]
+            acc = sum_forward(acc, scratch, l)
+            if real and l % SF == 0:
                 w[at(o_gates + (t * B + row0 + r) * G + g)] = acc
 
     @cuda.jit(device=True)
-    def load_columns(held, grad, da_rows, p, o_r, tid, n_threads):
-        """held[m] = R[s·GS + m, j] (0 past G or H) for the lane (j, s) = divmod(tid, SB);
-        grad[m] = 0; da_rows = 0 (its pad words and columns past G for good), then a
-        barrier."""
-        j = tid // SB
-        k0 = (tid % SB) * GS
+    def stage_rows(h_rows, w, prev, row0, rows):
+        """h_rows ← h_{t-1} of the tile's rows, every unit, from w at ``prev`` ([B, H] of
+        step t − 1), then a barrier: a spread tile's blocks each compute only their units'
+        h, and meet before this."""
+        l = cuda.threadIdx.x
+        for e in range(l, rows * H, cuda.blockDim.x):
+            r = e // H
+            q = e % H
+            h_rows[at(r * HP + q)] = w[at(prev + (row0 + r) * H + q)]
+        cuda.syncthreads()
+
+    @cuda.jit(device=True)
+    def load_columns(held, grad, da_rows, p, o_r, part):
+        """held[m] = R[s·GS + m, j] (0 past G, or without a unit) for the lane (unit j of
+        the block's run, s); grad[m] = 0; da_rows = 0 (its pad words and columns past G for
+        good), then a barrier."""
+        l = cuda.threadIdx.x
+        j = part * U + l // SB
+        real = l // SB < U and j < H
+        k0 = (l % SB) * GS
         for m in range(GS):
-            held[m] = p[at(o_r + (k0 + m) * H + j)] if j < H and k0 + m < G else zero
+            held[m] = p[at(o_r + (k0 + m) * H + j)] if real and k0 + m < G else zero
             grad[m] = zero
-        for e in range(tid, TR * DP, n_threads):
+        for e in range(l, TR * DP, cuda.blockDim.x):
             da_rows[e] = zero
         cuda.syncthreads()
 
     @cuda.jit(device=True)
     def backward_sum(held, grad, da_rows, scratch, w, left, l_width, n_left, rest, r_width,
-                     o_h, dest, d_width, t, B, row0, rows, tid, n_threads):
-        """dest[r·d_width + j] ← Σ_k d[r, k] R[k, j] for the tile's rows, and grad[m] +=
-        d[r, k] h_t[r, j]: R's gradient, term (t+1, t). d [B, G] is what R's rows fed at
-        step t+1: columns k < n_left from w[left + r·l_width + k] (the gate gradients da_{t+1}),
-        the others from w[rest + r·r_width + k − n_left] (GRU's R_n rows: d_hidden_n_{t+1}).
-        Stages d in da_rows first (barriers inside: every thread of the block must call
-        it)."""
-        for e in range(tid, rows * G, n_threads):
+                     o_h, dest, d_width, t, B, row0, rows, part):
+        """dest[r·d_width + j] ← Σ_k d[r, k] R[k, j] for the tile's rows and the block's
+        units, and grad[m] += d[r, k] h_t[r, j]: R's gradient, term (t+1, t). d [B, G] is
+        what R's rows fed at step t+1: columns k < n_left from w[left + r·l_width + k] (the
+        gate gradients da_{t+1}), the others from w[rest + r·r_width + k − n_left] (GRU's
+        R_n rows: d_hidden_n_{t+1}). Stages all of d in da_rows first (barriers inside:
+        every thread of the block must call it)."""
+        l = cuda.threadIdx.x
+        for e in range(l, rows * G, cuda.blockDim.x):
             r = e // G
             k = e % G
             row = row0 + r
@@ -192,35 +247,37 @@ def make_resident(dtype, shape: Layout) -> tuple:
                      w[at(rest + row * r_width + k - n_left)])
             da_rows[at(r * DP + (k // GS) * (GS + 1) + k % GS)] = value
         cuda.syncthreads()
-        j = tid // SB
-        lane = tid % SB
-        part = cuda.local.array(CHAINS, ACC)
+        j = part * U + l // SB
+        real = l // SB < U and j < H
+        lane = l % SB
+        part_sums = cuda.local.array(CHAINS, ACC)
         for r in range(rows):
-            h_rj = w[at(o_h + (t * B + row0 + r) * H + j)] if j < H else zero
+            h_rj = w[at(o_h + (t * B + row0 + r) * H + j)] if real else zero
             base = r * DP + lane * (GS + 1)
             for c in range(CHAINS):
-                part[c] = zero
+                part_sums[c] = zero
             for m in range(GS):
                 d = da_rows[at(base + m)]
-                part[m % CHAINS] += d * held[m]  # chains as in forward_sum
+                part_sums[m % CHAINS] += d * held[m]  # chains as in forward_sum
                 grad[m] += d * h_rj
-            acc = part[0]
+            acc = part_sums[0]
             for c in range(1, CHAINS):
-                acc += part[c]
-            acc = sum_backward(acc, scratch, tid)
-            if j < H and lane == 0:
+                acc += part_sums[c]
+            acc = sum_backward(acc, scratch, l)
+            if real and lane == 0:
                 w[at(dest + (row0 + r) * d_width + j)] = acc
 
     @cuda.jit(device=True)
-    def store_gradient(grad, g, o_r, tid):
-        """g[o_r + k·H + j] = R's gradient held by the lane (j, s)."""
-        j = tid // SB
-        k0 = (tid % SB) * GS
+    def store_gradient(grad, g, o_r, part):
+        """g[o_r + k·H + j] = R's gradient held by the lane (unit j of the block's run, s)."""
+        l = cuda.threadIdx.x
+        j = part * U + l // SB
+        k0 = (l % SB) * GS
         for m in range(GS):
-            if j < H and k0 + m < G:
+            if l // SB < U and j < H and k0 + m < G:
                 g[o_r + (k0 + m) * H + j] = grad[m]
 
-    return load_rows, forward_sum, load_columns, backward_sum, store_gradient
+    return load_rows, forward_sum, stage_rows, load_columns, backward_sum, store_gradient
 
 
 class KernelParts(NamedTuple):
@@ -229,6 +286,7 @@ class KernelParts(NamedTuple):
     local and shared arrays they declare either way (one word without a layout)."""
     load_rows: object  # forward: this lane's share of R's row g; h_rows zeroed
     forward_sum: object  # forward: R h_{t-1} into the gate slots of step t
+    stage_rows: object  # forward of a spread tile: h_{t-1} of every unit into h_rows
     load_columns: object  # backward: this lane's share of R's column j; da_rows zeroed
     backward_sum: object  # backward: dh_t into a block of w, R's gradient accumulated
     store_gradient: object  # backward: R's gradient of the tile
@@ -243,7 +301,7 @@ class KernelParts(NamedTuple):
 def kernel_parts(dtype, shape: Layout | None) -> KernelParts:
     """The resident-weights parts of a family's kernels for ``shape`` (or stand-ins)."""
     if shape is None:
-        return KernelParts(None, None, None, None, None, 1, 1, 1, 1, 1, 1)
+        return KernelParts(None, None, None, None, None, None, 1, 1, 1, 1, 1, 1)
     return KernelParts(*make_resident(dtype, shape),
                        shape.tile_rows * shape.h_stride, shape.tile_rows * shape.da_stride,
                        shape.threads, shape.h_stride, shape.HS, shape.GS)

@@ -7,7 +7,9 @@ memory, spills. Needs no GPU (NVVM and ptxas only); run outside the CUDA simulat
 Each cell's kernels at every rows_per_thread, and, for the cells with R, the same kernels
 with R resident in registers (``ablate.cuda.resident``, at the largest share of R a thread
 holds: ``resident_checked``); ``--resident-rows`` limits those to some rows_per_thread
-(the CI test checks 1 and 8; the committed report has them all).
+(the CI test checks 1 and 8; the committed report has them all). Kernels for a tile spread
+over blocks (``ablate.cuda.tiles``) likewise at ``--spread-rows``, and with R resident too
+(each block its units' share: ``resident_spread_checked``) where both lists have the rows.
 
 Budgets, checked by tests/test_cuda_resources.py:
   - no spill stores or loads in any kernel (a spill turns a register into local memory
@@ -39,6 +41,7 @@ SHARED_BUDGET = 48 * 1024
 REGISTER_FILE = 65536
 RESIDENT_H = 64  # the resident-weights layout checked: see resident_checked
 RESIDENT_TILE = 32
+SPREAD_H, SPREAD_PARTS, SPREAD_TILE = 128, 8, 16  # and spread: see resident_spread_checked
 
 
 class Usage(NamedTuple):
@@ -182,6 +185,9 @@ def _measure_part(part: tuple[str, str | None, tuple, tuple]) -> list[Usage]:
             kinds = [(None, False), *((layout, False) for layout in checked)]
             if rows in spread_rows:
                 kinds.append((None, True))
+                if rows in resident_rows:
+                    kinds += [(layout, True)
+                              for layout in resident_spread_checked(cell, dtype, rows)]
             for resident, spread in kinds:
                 pair = kernels(cell, dtype, rows, resident, spread)
                 suffix = ((f" rows{rows}" if rows > 1 else "") + (" resident" if resident else "")
@@ -207,6 +213,23 @@ def resident_checked(cell: str, dtype, rows_per_thread: int) -> tuple:
     try:
         return (resident_layout(cell, RESIDENT_H, MAX_THREADS, RESIDENT_TILE, dtype,
                                 rows_per_thread),)
+    except ValueError:
+        return ()
+
+
+def resident_spread_checked(cell: str, dtype, rows_per_thread: int) -> tuple:
+    """The layout of R resident in the blocks of a spread tile that is checked (none where
+    refused): H 128 over 8 blocks of 256 threads, 16 rows a tile, the one-model benchmark's
+    shape at the largest share of R a thread holds there (32 weights of a row, 32 of a
+    column and their gradients: ``resident.MAX_HELD_SPREAD``) and near the shared-memory
+    limit (43 KiB for the lstm)."""
+    from ablate.cuda.device import MAX_THREADS, resident_layout
+
+    if np.dtype(dtype) != np.float32:
+        return ()
+    try:
+        return (resident_layout(cell, SPREAD_H, MAX_THREADS, SPREAD_TILE, dtype,
+                                rows_per_thread, SPREAD_PARTS),)
     except ValueError:
         return ()
 

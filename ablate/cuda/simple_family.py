@@ -13,10 +13,10 @@ synchronises:
 Launch: grid (batch tiles, models), any block size. A block owns ``tile_rows`` batch rows
 of one model for the whole sequence, so the time loop needs only block barriers (kernels
 built ``spread``: P blocks own a tile together, as one block of P · blockDim threads, and
-meet at their own barrier, ``ablate.cuda.tiles``; an element's unit then picks its block,
-so each block reads only its units' weights). Its rows
-are cut into groups of RB = ``rows_per_thread``; each thread takes the (group, unit j)
-pairs e = tid, tid + blockDim, … and computes every gate of unit j for the group's rows.
+meet at their own barrier, ``ablate.cuda.tiles``; each block then takes the elements of a
+run of ⌈H / P⌉ units, ``unit_run``, so it reads only their weights). Its rows are cut into
+groups of RB = ``rows_per_thread``; each thread takes the (group, unit j) pairs e = tid,
+tid + blockDim, … and computes every gate of unit j for the group's rows.
 Step t's states are written to the model's work vector and read back by the other threads
 of the block after a barrier. An element keeps its thread at every step, so the
 elementwise carries (dc-like terms: GRU's z ⊙ h_{t-1}, the min cells' h_{t-1}) need no
@@ -60,7 +60,7 @@ from ablate.cuda.blocking import make_blocked
 from ablate.cuda.index import at
 from ablate.cuda.readout import make_readout
 from ablate.cuda.resident import Layout, kernel_parts
-from ablate.cuda.tiles import block_rows, place, spread_functions
+from ablate.cuda.tiles import block_rows, place, spread_functions, unit_of
 
 __all__ = ["VARIANTS", "make_kernels", "output_offset", "work_size"]
 
@@ -120,11 +120,11 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1,
     N_R_SLOTS = 1 if KIND == ELMAN else (2 if KIND == GRU else 0)  # slots R h_{t-1} feeds
     RESIDENT = resident is not None
     SPREAD = spread  # a tile over several blocks (ablate.cuda.tiles); else parts is 1
-    meet, unit_of, reader = spread_functions(spread)
+    meet, elements, reader = spread_functions(spread)
     # R in registers (ablate.cuda.resident): the functions, and the arrays' sizes
     assert not (RESIDENT and KIND == MIN), "the min cells have no R"  # resident_layout says so
-    (load_rows, forward_sum, load_columns, backward_sum, store_gradient, N_HROWS, N_DAROWS,
-     N_SCRATCH, HP, HELD_F, HELD_B) = kernel_parts(dtype, resident)
+    (load_rows, forward_sum, stage_rows, load_columns, backward_sum, store_gradient, N_HROWS,
+     N_DAROWS, N_SCRATCH, HP, HELD_F, HELD_B) = kernel_parts(dtype, resident)
 
     @cuda.jit(device=True)
     def param_offsets(n_in, H, O):
@@ -274,21 +274,25 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1,
         h_rows = cuda.shared.array(N_HROWS, ACC)
         scratch = cuda.shared.array(N_SCRATCH, ACC)
         if RESIDENT:
-            load_rows(held, h_rows, p, param_offsets(n_in, H, O)[1], tid, n_threads)
+            load_rows(held, h_rows, p, param_offsets(n_in, H, O)[1], part)
         groups = (rows + RB - 1) // RB  # a thread takes unit j of RB rows at once
+        # this thread's (group, unit) elements: the tile's, or its block's run of units
+        e0, e_stop, e_step, unit0, units = elements(groups, H, tid, n_threads, part, parts)
         for t in range(T):
             if RESIDENT and t > 0:  # R h_{t-1} into the da slots, before the sums below
-                forward_sum(held, h_rows, scratch, w, o_da, t, B, row0, rows, tid)
-                cuda.syncthreads()
-            for e in range(tid, groups * H, n_threads):
-                g_e, j = unit_of(e, H, groups, parts)
+                if SPREAD:  # h_{t-1} of every unit, which all the tile's blocks wrote
+                    stage_rows(h_rows, w, o_h + (t - 1) * B * H, row0, rows)
+                forward_sum(held, h_rows, scratch, w, o_da, t, B, row0, rows, part)
+                cuda.syncthreads()  # its sums are this block's units' (resident.py)
+            for e in range(e0, e_stop, e_step):
+                g_e, j = unit_of(e, unit0, units)
                 first = row0 + g_e * RB
                 stop = min(first + RB, row0 + rows)
                 preactivations(p, rt, xs, w, o_b, o_bhn, o_h, o_da, o_hn, t, B, H, n_in, first,
                                stop, j)
                 for r in range(first, stop):
                     unit_forward(w, o_da, o_gates, o_hn, o_h, t, B, H, r, j)
-                    if RESIDENT:  # h_t for step t+1's forward_sum
+                    if RESIDENT and not SPREAD:  # h_t for step t+1's forward_sum
                         h_rows[(r - row0) * HP + j] = w[o_h + (t * B + r) * H + j]
             meet(sync, group, parts)  # the readout reads h_t of every unit
             # each block reads out its share of the rows (all of them at parts 1): block
@@ -343,14 +347,14 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1,
         """Backpropagation through time of step s for the block's rows, then this tile's
         weight gradients into grad_tiles[m, tile, :] (forward must have run on work)."""
         if SPREAD:
-            m, tile, _, T, B, n_in, row0, rows, tid, n_threads = place(
+            m, tile, part, T, B, n_in, row0, rows, tid, n_threads = place(
                 x, tile_rows, limit.shape[0], parts, sync)
         else:
             m = cuda.blockIdx.y
         if s >= limit[m]:  # the model has stopped, or its interval is shorter
             return
         if not SPREAD:
-            tile = cuda.blockIdx.x
+            tile, part = cuda.blockIdx.x, 0
             T, B, n_in, row0, rows, tid, n_threads = block_rows(x, tile_rows)
         group = m * ((B + tile_rows - 1) // tile_rows) + tile if SPREAD else 0  # barrier set
         H = n_hidden
@@ -362,13 +366,14 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1,
         o_w, o_r, o_b, o_bhn, o_wout, o_bout = param_offsets(n_in, H, O)
         o_gates, o_hn, o_h, o_dy, o_da, o_dhn, o_carry = work_offsets(T, B, H, O)
         groups = (rows + RB - 1) // RB  # as in the forward: unit j of RB rows per thread
+        e0, e_stop, e_step, unit0, units = elements(groups, H, tid, n_threads, part, parts)
         # resident weights: this lane's share of R's columns and of R's gradient
         held = cuda.local.array(HELD_B, ACC)
         grad_r = cuda.local.array(HELD_B, ACC)
         da_rows = cuda.shared.array(N_DAROWS, ACC)
         scratch = cuda.shared.array(N_SCRATCH, ACC)
         if RESIDENT:
-            load_columns(held, grad_r, da_rows, p, o_r, tid, n_threads)
+            load_columns(held, grad_r, da_rows, p, o_r, part)
         for t in range(T - 1, -1, -1):
             here = t * B
             if t < T - 1 and KIND != MIN:
@@ -378,7 +383,7 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1,
                 if RESIDENT:  # and R's gradient, term (t+1, t), in registers
                     backward_sum(held, grad_r, da_rows, scratch, w, o_da + (t + 1) * B * G, G,
                                  N_R_SLOTS * H, o_dhn + (t + 1) * B * H, H, o_h,
-                                 o_da + here * G, G, t, B, row0, rows, tid, n_threads)
+                                 o_da + here * G, G, t, B, row0, rows, part)
                 else:
                     transposed_rows(w, o_da + here * G, G, w, o_da + (t + 1) * B * G, G,
                                     N_R_SLOTS * H, p, o_r, H, H, row0, rows, tid, n_threads,
@@ -387,10 +392,13 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1,
                         transposed_rows(w, o_da + here * G, G, w, o_dhn + (t + 1) * B * H, H,
                                         H, p, o_r + 2 * H * H, H, H, row0, rows, tid,
                                         n_threads, True, parts)
-                meet(sync, group, parts)
+                if RESIDENT:  # the sums through R wrote this block's units' slots only
+                    cuda.syncthreads()
+                else:
+                    meet(sync, group, parts)
             # Total dL/dh_t: the readout, R h_t at t+1 (ELMAN, GRU), the elementwise carry.
-            for e in range(tid, groups * H, n_threads):
-                g_e, j = unit_of(e, H, groups, parts)
+            for e in range(e0, e_stop, e_step):
+                g_e, j = unit_of(e, unit0, units)
                 first = row0 + g_e * RB
                 for r in range(first, min(first + RB, row0 + rows)):
                     unit_backward(p, w, o_wout, o_dy, o_gates, o_hn, o_h, o_da, o_dhn,
@@ -402,7 +410,7 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1,
         # others one parameter per thread at a time (k skips W, R and W_out).
         g = grad_tiles[m, tile]
         if RESIDENT:  # R's gradient leaves the registers first, which frees them for the tiles
-            store_gradient(grad_r, g, o_r, tid)
+            store_gradient(grad_r, g, o_r, part)
         outer_sum_x(g, o_w, n_in, w, o_da, G, G, xs, 0, n_in, n_in, 0, T, B, row0, rows, tid,
                     n_threads)
         if KIND != MIN and not RESIDENT:  # R [G, H]: Σ_{t≥1} dL/d(R h_{t-1}) h_{t-1}

@@ -7,9 +7,10 @@ row0 + rows − 1 of one model for the whole sequence and its barriers are ``syn
 Several blocks a tile (``parts`` P > 1, grid = M · tiles · P blocks in one dimension): the
 P blocks of a (model, tile) act as one block of P · blockDim threads (thread ``tid`` of
 ``n_threads`` = part · blockDim + threadIdx), so every loop over (row, unit) elements is
-shared among P SMs, and each SM reads only its share of the weights each time step: the
-way to spread one model over the GPU (at H 128 R alone is 256 KiB, an SM's whole register
-file, and one block re-reads all of it every step). They meet at ``barrier``: a count per
+shared among P SMs (the cell's loops by runs of units, ``unit_run``), and each SM reads only
+its share of the weights each time step: the way to spread one model over the GPU (at H 128
+R alone is 256 KiB, an SM's whole register file, and one block re-reads all of it every
+step). They meet at ``barrier``: a count per
 (model, tile) in ``sync`` that each block adds itself to and waits on, as a grid barrier
 does (a fence before and after, so the states written before are seen after).
 
@@ -108,13 +109,30 @@ def barrier(sync, group, parts):
 
 @cuda.jit(device=True)
 def element(e, H, groups, parts):
-    """(group of RB rows, unit j) of element e of a (rows, units) loop: group-major at one
-    block a tile (a warp's threads take adjacent units: adjacent weights); unit-major when
-    the tile is spread over parts, so that each block takes a run of units, and reads only
-    their rows of the weights."""
+    """(group of RB rows, unit j) of element e of a (rows, units) loop over the virtual
+    block's threads: group-major at one block a tile (a warp's threads take adjacent units:
+    adjacent weights); unit-major when the tile is spread over parts, so that each block
+    takes a run of units (``ablate.cuda.blocking``'s transposed sums)."""
     if parts == 1:
         return e // H, e % H
     return e % groups, e // groups
+
+
+@cuda.jit(device=True)
+def unit_run(H, part, parts):
+    """(first unit, units) of the run of ⌈H / parts⌉ units that part ``part`` of a spread
+    tile owns in the cell's element loops (the last run may be short, or empty)."""
+    share = (H + parts - 1) // parts
+    first = min(part * share, H)
+    return first, min(share, H - first)
+
+
+@cuda.jit(device=True)
+def unit_of(e, unit0, units):
+    """(group of RB rows, unit j) of element e of a block's loop over the (group, unit)
+    pairs of its units unit0 … unit0 + units − 1, group-major: a warp's threads take
+    adjacent units, so they read adjacent weights."""
+    return e // units, unit0 + e % units
 
 
 @cuda.jit(device=True)
@@ -130,12 +148,16 @@ _SPREAD_FUNCTIONS: dict = {}
 
 
 def spread_functions(spread: bool) -> tuple:
-    """(meet, unit_of, reader) for a cell kernel built ``spread`` or not: ``meet(sync,
-    group, parts)`` is ``barrier`` or a plain block barrier, ``unit_of(e, H, groups,
-    parts)`` is ``element`` or group-major (e // H, e % H), ``reader(row0, rows, tid,
-    n_threads, part, parts)`` the (first row, rows, tid, n_threads) of the readout: this
-    block's share (``part_rows``) with its own threads, or the tile with the tile's; the
-    other branch is not compiled."""
+    """(meet, elements, reader) for a cell kernel built ``spread`` or not: ``meet(sync,
+    group, parts)`` is ``barrier`` or a plain block barrier; ``elements(groups, H, tid,
+    n_threads, part, parts)`` the (start, stop, step, unit0, units) of this thread's loop
+    over the (group, unit) elements (``unit_of`` decodes one): every element of the tile at
+    one block a tile, this block's run of units (``unit_run``) over its own threads when
+    spread, so a unit's elements, and the resident weights of its gate rows
+    (``ablate.cuda.resident``), stay in one block; ``reader(row0, rows, tid, n_threads,
+    part, parts)`` the (first row, rows, tid, n_threads) of the readout: this block's share
+    (``part_rows``) with its own threads, or the tile with the tile's. The other branch is
+    not compiled."""
     if spread not in _SPREAD_FUNCTIONS:
         SPREAD = bool(spread)
 
@@ -147,10 +169,11 @@ def spread_functions(spread: bool) -> tuple:
                 cuda.syncthreads()
 
         @cuda.jit(device=True)
-        def unit_of(e, H, groups, parts):
+        def elements(groups, H, tid, n_threads, part, parts):
             if SPREAD:
-                return element(e, H, groups, parts)
-            return e // H, e % H
+                unit0, units = unit_run(H, part, parts)
+                return cuda.threadIdx.x, groups * units, cuda.blockDim.x, unit0, units
+            return tid, groups * H, n_threads, 0, H
 
         @cuda.jit(device=True)
         def reader(row0, rows, tid, n_threads, part, parts):
@@ -159,5 +182,5 @@ def spread_functions(spread: bool) -> tuple:
                 return first, count, cuda.threadIdx.x, cuda.blockDim.x
             return row0, rows, tid, n_threads
 
-        _SPREAD_FUNCTIONS[spread] = meet, unit_of, reader
+        _SPREAD_FUNCTIONS[spread] = meet, elements, reader
     return _SPREAD_FUNCTIONS[spread]
