@@ -45,12 +45,15 @@ def device_loss_and_grad(cell, params, x, target, mask, loss, H, O, tile_rows, t
     return ens.loss_rows.copy_to_host(), ens.grad_tiles.copy_to_host().sum(axis=1)
 
 
-def random_problem(cell, loss, rng, dtype):
+def random_problem(cell, loss, rng, dtype, H=None):
     """Two models with perturbed parameters (peepholes and extras start at zero otherwise)
-    on a random batch of random odd sizes; a random mask with at least one scored step."""
+    on a random batch of random odd sizes (H units if given, else 2–4); a random mask with
+    at least one scored step."""
     M = 2
-    T, B, n_in, H, O = (int(rng.integers(2, 5)), int(rng.integers(2, 6)), int(rng.integers(1, 4)),
-                        int(rng.integers(2, 5)), int(rng.integers(2, 4)))
+    T, B, n_in, drawn_H, O = (int(rng.integers(2, 5)), int(rng.integers(2, 6)),
+                              int(rng.integers(1, 4)), int(rng.integers(2, 5)),
+                              int(rng.integers(2, 4)))
+    H = H or drawn_H
     params = np.stack([init_params(cell, n_in, H, O, int(rng.integers(1000)), dtype)
                        for _ in range(M)])
     params += rng.normal(0, 0.3, params.shape).astype(dtype)
@@ -272,12 +275,18 @@ def test_training_equals_the_cpu_engine(cell, task, upload, tile_rows, rows_per_
 def test_training_with_resident_weights_equals_the_cpu_engine(cell, rows_per_thread):
     """R in registers through a whole training (Adam updates R between steps; each launch
     loads it again): the CPU engine's steps, curves and parameters up to float32 rounding."""
+    trains_like_the_cpu_engine(small_specs(cell), tile_rows=3, block_threads=32,
+                               rows_per_thread=rows_per_thread, resident=True)
+
+
+def trains_like_the_cpu_engine(specs, **device_options):
+    """Train ``specs`` on the device with ``device_options`` (train_ensemble's) and on the
+    CPU: the same steps and stop reasons, curves and final parameters up to float32
+    rounding."""
     from ablate.cuda.engine import train_ensemble
 
-    specs = small_specs(cell)
     cpu = cpu_train(specs, diagnostics=False)
-    gpu = train_ensemble(specs, diagnostics=False, tile_rows=3, block_threads=32,
-                         rows_per_thread=rows_per_thread, resident=True)
+    gpu = train_ensemble(specs, diagnostics=False, **device_options)
     for a, b in zip(cpu.results, gpu.results, strict=True):
         assert (a.steps, a.stop_reason) == (b.steps, b.stop_reason)
         np.testing.assert_allclose(a.curve["train_loss"][1:], b.curve["train_loss"][1:],

@@ -16,9 +16,15 @@ import pytest
 
 pytest.importorskip("numba.cuda")
 from numba import cuda  # noqa: E402  (a module global: the simulator swaps it in launches)
-from test_cuda import SPILLING_BESIDE_R, cpu_train, random_problem, small_specs  # noqa: E402
+from test_cuda import (  # noqa: E402
+    SPILLING_BESIDE_R,
+    cpu_train,
+    random_problem,
+    small_specs,
+    trains_like_the_cpu_engine,
+)
 
-from ablate import init_params, loss_and_grad  # noqa: E402
+from ablate import loss_and_grad  # noqa: E402
 from ablate.kernels.driver import LOSS_CODES  # noqa: E402
 
 ON_GPU = os.environ.get("ABLATE_TEST_GPU") == "1"
@@ -211,21 +217,6 @@ def test_a_bad_parts_is_one_clear_error(parts, H, resident, message):
 RESIDENT_SPREAD_CELLS = ["lstm", "fgr", "single_net", "net_readout", "gru", "rnn"]
 
 
-def wider_problem(cell, rng, H, dtype=np.float32):
-    """``random_problem``'s two models and batch at H units: with H 8–12 a block's share of
-    R has several weights a lane, rows over several lanes, and blocks of unequal runs."""
-    M = 2
-    T, B, n_in, O = (int(rng.integers(2, 5)), int(rng.integers(2, 6)), int(rng.integers(1, 4)),
-                     int(rng.integers(2, 4)))
-    params = np.stack([init_params(cell, n_in, H, O, int(rng.integers(1000)), dtype)
-                       for _ in range(M)])
-    params += rng.normal(0, 0.3, params.shape).astype(dtype)
-    x = rng.normal(size=(M, T, B, n_in)).astype(dtype)
-    mask = (rng.random((M, T, B)) < 0.6).astype(dtype)
-    mask[:, -1, 0] = 1
-    return params, x, rng.integers(0, O, (M, T, B)), mask, O
-
-
 @pytest.mark.parametrize("cell", RESIDENT_SPREAD_CELLS)
 def test_resident_weights_spread_over_blocks_give_the_cpu_gradients(cell):
     """R held in registers by the blocks of a spread tile, each its run of units' rows and
@@ -234,8 +225,10 @@ def test_resident_weights_spread_over_blocks_give_the_cpu_gradients(cell):
     from ablate.cuda.device import ROWS_PER_THREAD, resident_layout
 
     rng = np.random.default_rng(sum(map(ord, cell)) + 9)
-    H = int(rng.integers(8, 13))
-    params, x, target, mask, O = wider_problem(cell, rng, H)
+    # H 8–12: a block's share of R has several weights a lane, rows over several lanes, and
+    # the blocks' runs of units differ
+    params, x, target, mask, H, O = random_problem(cell, "xent", rng, np.float32,
+                                                   int(rng.integers(8, 13)))
     B = x.shape[2]
     # at most 2 tiles and 3 parts: the simulator runs every thread of the launch at once
     tile_rows = int(rng.integers((B + 1) // 2, B + 1))
@@ -261,7 +254,7 @@ def test_resident_weights_spread_over_blocks_give_the_cpu_gradients(cell):
 
 def test_resident_weights_spread_over_blocks_in_float64(cell="gru", H=7, parts=3):
     rng = np.random.default_rng(31)
-    params, x, target, mask, O = wider_problem(cell, rng, H, np.float64)
+    params, x, target, mask, H, O = random_problem(cell, "xent", rng, np.float64, H)
     _, grads, _ = spread_loss_and_grad(cell, params, x, target, mask, H, O, x.shape[2], 32, 1,
                                        parts, np.float64, resident=True)
     for k in range(len(params)):
@@ -273,16 +266,5 @@ def test_training_with_resident_weights_spread_over_blocks_equals_the_cpu_engine
         cell="lstm", parts=2):
     """Adam updates R between steps and each launch's blocks load their shares again: the
     CPU engine's steps, curves and parameters up to float32 rounding."""
-    from ablate.cuda.engine import train_ensemble
-
-    specs = small_specs(cell)
-    cpu = cpu_train(specs, diagnostics=False)
-    gpu = train_ensemble(specs, diagnostics=False, tile_rows=5, block_threads=32,
-                         resident=True, parts=parts)
-    for a, b in zip(cpu.results, gpu.results, strict=True):
-        assert (a.steps, a.stop_reason) == (b.steps, b.stop_reason)
-        np.testing.assert_allclose(a.curve["train_loss"][1:], b.curve["train_loss"][1:],
-                                   rtol=1e-5)
-        np.testing.assert_allclose(a.curve["val_loss"], b.curve["val_loss"], rtol=1e-4)
-    for a, b in zip(cpu.params, gpu.params, strict=True):
-        assert np.abs(a - b).max() < 1e-5 * np.abs(a).max()
+    trains_like_the_cpu_engine(small_specs(cell), tile_rows=5, block_threads=32,
+                               resident=True, parts=parts)

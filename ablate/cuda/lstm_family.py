@@ -120,8 +120,9 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1,
     SPREAD = spread  # a tile over several blocks (ablate.cuda.tiles); else parts is 1
     meet, elements, reader = spread_functions(spread)
     # R in registers (ablate.cuda.resident): the functions, and the arrays' sizes
-    (load_rows, forward_sum, stage_rows, load_columns, backward_sum, store_gradient, N_HROWS,
-     N_DAROWS, N_SCRATCH, HP, HELD_F, HELD_B) = kernel_parts(dtype, resident)
+    (load_rows, forward_step, load_columns, backward_sum, store_gradient, N_HROWS, N_DAROWS,
+     N_SCRATCH, HP, HELD_F, HELD_B) = kernel_parts(dtype, resident)
+    assert resident is None or (resident.parts > 1) == spread, "a spread layout, spread kernels"
     # The backward's sums through R write dh_t of the block's own units only when R is
     # resident (its columns follow the block's run of units); the other sums' threads take
     # units across the tile, so a spread tile's blocks meet before pass 1 reads them.
@@ -391,10 +392,8 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1,
         e0, e_stop, e_step, unit0, units = elements(groups, H, tid, n_threads, part, parts)
         for t in range(T):
             if RESIDENT and t > 0:  # R h_{t-1} into the gate slots, before the sums below
-                if SPREAD:  # h_{t-1} of every unit, which all the tile's blocks wrote
-                    stage_rows(h_rows, w, o_h + (t - 1) * B * H, row0, rows)
-                forward_sum(held, h_rows, scratch, w, o_gates, t, B, row0, rows, part)
-                cuda.syncthreads()  # its sums are this block's units' (resident.py)
+                forward_step(held, h_rows, scratch, w, o_h + (t - 1) * B * H, o_gates, t, B,
+                             row0, rows, part)
             for e in range(e0, e_stop, e_step):
                 g_e, j = unit_of(e, unit0, units)
                 first = row0 + g_e * RB

@@ -142,9 +142,9 @@ def without_r(cell: str, cells) -> ValueError:
 
 
 def make_resident(dtype, shape: Layout) -> tuple:
-    """(load_rows, forward_sum, stage_rows, load_columns, backward_sum, store_gradient): the
-    device functions for one precision and layout (see the module docstring). Each takes
-    the block's ``part`` of its tile (0 at one block a tile) and works with the block's own
+    """(load_rows, forward_step, load_columns, backward_sum, store_gradient): the device
+    functions for one precision and layout (see the module docstring). Each takes the
+    block's ``part`` of its tile (0 at one block a tile) and works with the block's own
     threads: a lane is thread l = threadIdx.x of the block."""
     dtype = np.dtype(dtype)
     ACC = numba.from_dtype(dtype)
@@ -154,6 +154,7 @@ def make_resident(dtype, shape: Layout) -> tuple:
     U = shape.units or H  # the units a block holds R of
     ROWS = G // H * U  # and their gate rows
     HP, DP = shape.h_stride, shape.da_stride
+    SPREAD = shape.parts > 1  # the kernels are built spread for such a layout
     sum_forward = lane_sum(SF)
     sum_backward = lane_sum(SB)
 
@@ -211,6 +212,16 @@ def make_resident(dtype, shape: Layout) -> tuple:
             r = e // H
             q = e % H
             h_rows[at(r * HP + q)] = w[at(prev + (row0 + r) * H + q)]
+        cuda.syncthreads()
+
+    @cuda.jit(device=True)
+    def forward_step(held, h_rows, scratch, w, prev, o_gates, t, B, row0, rows, part):
+        """Step t's R h_{t-1} into the gate slots of the block's units (``forward_sum``),
+        h_{t-1} at ``prev`` in w staged first in a spread tile (the units of one block keep
+        h_rows themselves), then a barrier: the block's own elements read those slots."""
+        if SPREAD:
+            stage_rows(h_rows, w, prev, row0, rows)
+        forward_sum(held, h_rows, scratch, w, o_gates, t, B, row0, rows, part)
         cuda.syncthreads()
 
     @cuda.jit(device=True)
@@ -277,7 +288,7 @@ def make_resident(dtype, shape: Layout) -> tuple:
             if l // SB < U and j < H and k0 + m < G:
                 g[o_r + (k0 + m) * H + j] = grad[m]
 
-    return load_rows, forward_sum, stage_rows, load_columns, backward_sum, store_gradient
+    return load_rows, forward_step, load_columns, backward_sum, store_gradient
 
 
 class KernelParts(NamedTuple):
@@ -285,8 +296,7 @@ class KernelParts(NamedTuple):
     layout: the kernels' ``if RESIDENT`` branches are compiled out) and the sizes of the
     local and shared arrays they declare either way (one word without a layout)."""
     load_rows: object  # forward: this lane's share of R's row g; h_rows zeroed
-    forward_sum: object  # forward: R h_{t-1} into the gate slots of step t
-    stage_rows: object  # forward of a spread tile: h_{t-1} of every unit into h_rows
+    forward_step: object  # forward: R h_{t-1} into the gate slots of step t (h staged)
     load_columns: object  # backward: this lane's share of R's column j; da_rows zeroed
     backward_sum: object  # backward: dh_t into a block of w, R's gradient accumulated
     store_gradient: object  # backward: R's gradient of the tile
@@ -301,7 +311,7 @@ class KernelParts(NamedTuple):
 def kernel_parts(dtype, shape: Layout | None) -> KernelParts:
     """The resident-weights parts of a family's kernels for ``shape`` (or stand-ins)."""
     if shape is None:
-        return KernelParts(None, None, None, None, None, None, 1, 1, 1, 1, 1, 1)
+        return KernelParts(None, None, None, None, None, 1, 1, 1, 1, 1, 1)
     return KernelParts(*make_resident(dtype, shape),
                        shape.tile_rows * shape.h_stride, shape.tile_rows * shape.da_stride,
                        shape.threads, shape.h_stride, shape.HS, shape.GS)

@@ -123,8 +123,9 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1,
     meet, elements, reader = spread_functions(spread)
     # R in registers (ablate.cuda.resident): the functions, and the arrays' sizes
     assert not (RESIDENT and KIND == MIN), "the min cells have no R"  # resident_layout says so
-    (load_rows, forward_sum, stage_rows, load_columns, backward_sum, store_gradient, N_HROWS,
-     N_DAROWS, N_SCRATCH, HP, HELD_F, HELD_B) = kernel_parts(dtype, resident)
+    (load_rows, forward_step, load_columns, backward_sum, store_gradient, N_HROWS, N_DAROWS,
+     N_SCRATCH, HP, HELD_F, HELD_B) = kernel_parts(dtype, resident)
+    assert resident is None or (resident.parts > 1) == spread, "a spread layout, spread kernels"
 
     @cuda.jit(device=True)
     def param_offsets(n_in, H, O):
@@ -280,10 +281,8 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1,
         e0, e_stop, e_step, unit0, units = elements(groups, H, tid, n_threads, part, parts)
         for t in range(T):
             if RESIDENT and t > 0:  # R h_{t-1} into the da slots, before the sums below
-                if SPREAD:  # h_{t-1} of every unit, which all the tile's blocks wrote
-                    stage_rows(h_rows, w, o_h + (t - 1) * B * H, row0, rows)
-                forward_sum(held, h_rows, scratch, w, o_da, t, B, row0, rows, part)
-                cuda.syncthreads()  # its sums are this block's units' (resident.py)
+                forward_step(held, h_rows, scratch, w, o_h + (t - 1) * B * H, o_da, t, B,
+                             row0, rows, part)
             for e in range(e0, e_stop, e_step):
                 g_e, j = unit_of(e, unit0, units)
                 first = row0 + g_e * RB
