@@ -50,6 +50,20 @@ def spread_loss_and_grad(cell, params, x, target, mask, H, O, tile_rows, threads
             ens.sync.copy_to_host())
 
 
+def equal_the_cpu_kernels(cell, params, x, target, mask, H, O, losses, grads, sync, parts,
+                          setting):
+    """The loss and gradients of each model are the CPU kernels' (float32 rounding), and
+    every barrier of every set was met by all its blocks; the tickets start again at 0."""
+    for k in range(len(params)):
+        expected_loss, expected = loss_and_grad(cell, params[k], x[k], target[k], mask[k],
+                                                "xent", H, O)
+        error = np.abs(grads[k] - expected).max() / np.abs(expected).max()
+        assert error < 1e-4, (setting, k, error)
+        assert abs(losses[k].sum() - expected_loss) < 1e-4 * abs(expected_loss)
+    counts = sync[2:]
+    assert sync[0] == 0 and sync[1] == 0 and (counts > 0).all() and (counts % parts == 0).all()
+
+
 @pytest.mark.parametrize("cell", SPREAD_CELLS)
 def test_spread_tiles_give_the_cpu_gradients_and_one_blocks_bits(cell):
     """Random parts, tiles (ragged), block sizes and rows a thread: the CPU kernels' loss
@@ -71,15 +85,8 @@ def test_spread_tiles_give_the_cpu_gradients_and_one_blocks_bits(cell):
     setting = (cell, tile_rows, threads, rows_per_thread, parts)
     np.testing.assert_array_equal(grads, one_grads, err_msg=str(setting))
     np.testing.assert_array_equal(losses, one_losses, err_msg=str(setting))
-    for k in range(len(params)):
-        expected_loss, expected = loss_and_grad(cell, params[k], x[k], target[k], mask[k],
-                                                "xent", H, O)
-        error = np.abs(grads[k] - expected).max() / np.abs(expected).max()
-        assert error < 1e-4, (setting, k, error)
-        assert abs(losses[k].sum() - expected_loss) < 1e-4 * abs(expected_loss)
-    # every barrier of every set was met by all its blocks; the tickets start again at 0
-    counts = sync[2:]
-    assert sync[0] == 0 and sync[1] == 0 and (counts > 0).all() and (counts % parts == 0).all()
+    equal_the_cpu_kernels(cell, params, x, target, mask, H, O, losses, grads, sync, parts,
+                          setting)
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
@@ -242,14 +249,8 @@ def test_resident_weights_spread_over_blocks_give_the_cpu_gradients(cell):
     losses, grads, sync = spread_loss_and_grad(cell, params, x, target, mask, H, O, tile_rows,
                                                threads, rows_per_thread, parts,
                                                resident=True)
-    for k in range(len(params)):
-        expected_loss, expected = loss_and_grad(cell, params[k], x[k], target[k], mask[k],
-                                                "xent", H, O)
-        error = np.abs(grads[k] - expected).max() / np.abs(expected).max()
-        assert error < 1e-4, (setting, k, error)
-        assert abs(losses[k].sum() - expected_loss) < 1e-4 * abs(expected_loss)
-    counts = sync[2:]
-    assert sync[0] == 0 and sync[1] == 0 and (counts > 0).all() and (counts % parts == 0).all()
+    equal_the_cpu_kernels(cell, params, x, target, mask, H, O, losses, grads, sync, parts,
+                          setting)
 
 
 def test_resident_weights_spread_over_blocks_in_float64(cell="gru", H=7, parts=3):
