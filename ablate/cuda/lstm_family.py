@@ -14,11 +14,9 @@ column already (Σ_k left[k] R[k, j]) and takes them as they are.
 
 Launch: grid (batch tiles, models), any block size. A block owns ``tile_rows`` batch rows
 of one model for the whole sequence, so the time loop needs only block barriers (kernels
-built ``spread``: P blocks own a tile together, as one block of P · blockDim threads, and
-meet at their own barrier, ``ablate.cuda.tiles``; each block then takes the elements of a
-run of ⌈H / P⌉ units, ``unit_run``, so it reads only their weights). Its rows are cut into
-groups of RB = ``rows_per_thread``; each thread takes the (group, unit j) pairs e = tid,
-tid + blockDim, … and computes every gate of unit j for the group's rows.
+built ``spread`` share a tile among P blocks instead: ``ablate.cuda.tiles``). Its rows are
+cut into groups of RB = ``rows_per_thread``; each thread takes its (group, unit j) pairs
+(``elements``) and computes every gate of unit j for the group's rows.
 Step t's states are written to the model's work vector and read back by the other threads
 of the block after a barrier.
 

@@ -75,8 +75,8 @@ class Layout(NamedTuple):
     HS: int  # forward: weights of row g a lane holds (⌈H / SF⌉)
     SB: int  # backward: lanes a unit j is split over
     GS: int  # backward: rows k of column j a lane holds (⌈G / SB⌉)
-    parts: int = 1  # blocks a tile is spread over; each holds R's rows and columns of
-    units: int = 0  # its run of ⌈H / parts⌉ units (ablate.cuda.tiles.unit_run)
+    parts: int  # blocks a tile is spread over; each holds R's rows and columns of
+    units: int  # its run of ⌈H / parts⌉ units (ablate.cuda.tiles.unit_run)
 
     @property
     def h_stride(self) -> int:
@@ -151,7 +151,7 @@ def make_resident(dtype, shape: Layout) -> tuple:
     zero = dtype.type(0)
     G, H, TR = shape.G, shape.H, shape.tile_rows
     SF, HS, SB, GS = shape.SF, shape.HS, shape.SB, shape.GS
-    U = shape.units or H  # the units a block holds R of
+    U = shape.units  # the units a block holds R of
     ROWS = G // H * U  # and their gate rows
     HP, DP = shape.h_stride, shape.da_stride
     SPREAD = shape.parts > 1  # the kernels are built spread for such a layout

@@ -9,7 +9,7 @@ with R resident in registers (``ablate.cuda.resident``, at the largest share of 
 holds: ``resident_checked``); ``--resident-rows`` limits those to some rows_per_thread
 (the CI test checks 1 and 8; the committed report has them all). Kernels for a tile spread
 over blocks (``ablate.cuda.tiles``) likewise at ``--spread-rows``, and with R resident too
-(each block its units' share: ``resident_spread_checked``) where both lists have the rows.
+(each block its units' share: ``resident_checked``) where both lists have the rows.
 
 Budgets, checked by tests/test_cuda_resources.py:
   - no spill stores or loads in any kernel (a spill turns a register into local memory
@@ -39,9 +39,9 @@ import numpy as np
 CC = (9, 0)
 SHARED_BUDGET = 48 * 1024
 REGISTER_FILE = 65536
-RESIDENT_H = 64  # the resident-weights layout checked: see resident_checked
-RESIDENT_TILE = 32
-SPREAD_H, SPREAD_PARTS, SPREAD_TILE = 128, 8, 16  # and spread: see resident_spread_checked
+# (H, tile_rows, parts) of the resident-weights layouts checked: see resident_checked
+CHECKED_ONE_BLOCK = (64, 32, 1)
+CHECKED_SPREAD = (128, 16, 8)
 
 
 class Usage(NamedTuple):
@@ -187,7 +187,7 @@ def _measure_part(part: tuple[str, str | None, tuple, tuple]) -> list[Usage]:
                 kinds.append((None, True))
                 if rows in resident_rows:
                     kinds += [(layout, True)
-                              for layout in resident_spread_checked(cell, dtype, rows)]
+                              for layout in resident_checked(cell, dtype, rows, spread=True)]
             for resident, spread in kinds:
                 pair = kernels(cell, dtype, rows, resident, spread)
                 suffix = ((f" rows{rows}" if rows > 1 else "") + (" resident" if resident else "")
@@ -199,37 +199,23 @@ def _measure_part(part: tuple[str, str | None, tuple, tuple]) -> list[Usage]:
         return usages
 
 
-def resident_checked(cell: str, dtype, rows_per_thread: int) -> tuple:
+def resident_checked(cell: str, dtype, rows_per_thread: int, spread: bool = False) -> tuple:
     """The resident-weights layout whose kernels are checked for ``cell`` at
     ``rows_per_thread`` (none where ``resident_layout`` refuses it, as for the min cells,
-    or in float64): H = 64 over the largest block and the largest tile. That is each
-    thread's largest share of R (64 weights of a row, up to 64 of a column and their
-    gradients), so the most registers; a smaller H holds fewer, and
-    ``ablate.cuda.resident.layout`` checks the shared memory itself."""
+    or in float64), at the largest share of R a thread holds, so the most registers (a
+    smaller H holds fewer; ``ablate.cuda.resident.layout`` checks shared memory itself):
+    one block a tile, H 64 over the largest block and tile (64 weights of a row, up to 64
+    of a column and their gradients); ``spread``, the one-model benchmark's shape, H 128
+    over 8 blocks of 256 threads with 16 rows a tile (32 and 32:
+    ``resident.MAX_HELD_SPREAD``; 43 KiB of shared memory for the lstm)."""
     from ablate.cuda.device import MAX_THREADS, resident_layout
 
     if np.dtype(dtype) != np.float32:
         return ()
+    H, tile_rows, parts = CHECKED_SPREAD if spread else CHECKED_ONE_BLOCK
     try:
-        return (resident_layout(cell, RESIDENT_H, MAX_THREADS, RESIDENT_TILE, dtype,
-                                rows_per_thread),)
-    except ValueError:
-        return ()
-
-
-def resident_spread_checked(cell: str, dtype, rows_per_thread: int) -> tuple:
-    """The layout of R resident in the blocks of a spread tile that is checked (none where
-    refused): H 128 over 8 blocks of 256 threads, 16 rows a tile, the one-model benchmark's
-    shape at the largest share of R a thread holds there (32 weights of a row, 32 of a
-    column and their gradients: ``resident.MAX_HELD_SPREAD``) and near the shared-memory
-    limit (43 KiB for the lstm)."""
-    from ablate.cuda.device import MAX_THREADS, resident_layout
-
-    if np.dtype(dtype) != np.float32:
-        return ()
-    try:
-        return (resident_layout(cell, SPREAD_H, MAX_THREADS, SPREAD_TILE, dtype,
-                                rows_per_thread, SPREAD_PARTS),)
+        return (resident_layout(cell, H, MAX_THREADS, tile_rows, dtype, rows_per_thread,
+                                parts),)
     except ValueError:
         return ()
 
