@@ -6,12 +6,16 @@ its own training batches. Measured in one run:
 
   one model  H=128, B=32, T=100 (gap 80) and T=1000 (gap 980): the wall time of a training
              step and of its forward + backward alone, and both per time step (time / T);
-             the forward + backward also at the other tilings (as the ensembles' below)
+             the forward + backward also at the other tilings (as the ensembles' below),
+             and with --parts its batch spread over that many blocks (--resident: each
+             holding its units' share of R)
   ensembles  16 and 128 models, H=64, B=32, T=100, trained together by one DeviceEnsemble
              (three launches a step for all models): model-steps/s (models × steps / wall
              seconds) and the 128-model step time over the 16-model one; also 6 models, a
              suite's shape group (3 seeds × 2 learning rates), which run_suite.py trains as
-             one ensemble at a time: how much of the GPU one such launch uses
+             one ensemble at a time: how much of the GPU one such launch uses; with
+             --resident and --parts also each model's tile spread over that many blocks
+             holding R, where all the blocks fit the SMs at once
   groups at once  1, 2, 4 and 8 such shape groups, each its own DeviceEnsemble and CUDA
              stream, trained at once on as many threads of this process (what run_suite.py's
              CUDA worker does, --workers of them): total model-steps/s, at the group's
@@ -46,6 +50,9 @@ with NUMBA_ENABLE_CUDASIM=1) to check the script's code paths; its timings mean 
                                              # repeating after CASE_SECONDS)
     python bench/gpu.py --quick --json gpu.json
     python bench/gpu.py --quick --tile-rows 8,32 --rows-per-thread 1,2,4,8   # other tilings
+    python bench/gpu.py --quick --resident --parts 8,16 --budget 220   # the new designs
+                                             # first, each case's other tilings cut at its
+                                             # share of 220 s
     NUMBA_ENABLE_CUDASIM=1 python bench/gpu.py --simulate
 """
 
@@ -337,6 +344,7 @@ def single_rows(args, sizes: Sizes, torch, rows: list) -> list[dict]:
     appended to ``rows`` as soon as it is measured (``save_partial`` writes them)."""
     H = sizes.single_hidden
     for gap in sizes.single_gaps:
+        deadline = args.budget.case_deadline()
         data, O = copy_data(sizes, 1, args.steps, gap)
         T = data.shape[2]
         ours = AblateCase(data, H, O)
@@ -373,11 +381,13 @@ def single_rows(args, sizes: Sizes, torch, rows: list) -> list[dict]:
         print(f"    µs a time step: {phase_words(row['ablate_phases_us_per_time_step'])}",
               flush=True)
         row["variants"], row["failed_variants"] = [], []
-        for rows_per_thread, tile_rows, resident, parts in variants(args, ours.ens):
+
+        def time_one(rows_per_thread, tile_rows, resident, parts, data=data, O=O, row=row,
+                     T=T):
             timed = time_variant(args, data, H, O, tile_rows, rows_per_thread,
                                  "forward_backward", row["failed_variants"], resident, parts)
             if timed is None:
-                continue
+                return
             seconds, ens = timed
             occupancy = AblateCase.occupancy_of(ens)
             row["variants"].append({"tile_rows": ens.tile_rows,
@@ -387,7 +397,9 @@ def single_rows(args, sizes: Sizes, torch, rows: list) -> list[dict]:
                                     "fwd_bwd_us_per_time_step": 1e6 * seconds / T})
             print(f"    {occupancy_words(ens, occupancy)}: fwd+bwd {1e6 * seconds / T:.1f} µs "
                   "a time step", flush=True)
-            del ens
+
+        row["skipped_variants"] = time_variants(variants(args, ours.ens), time_one, deadline,
+                                                args.budget.clock)
         rows.append(row)
         args.save_partial()
         del ours, theirs
@@ -408,6 +420,45 @@ def phase_words(split: dict) -> str:
     total = sum(split.values())
     return ", ".join(f"{name} {value:.1f} ({value / total:.0%})" if total > 0 else
                      f"{name} {value:.1f}" for name, value in split.items())
+
+
+class Budget:
+    """--budget: the seconds the cases may spend, shared out as they start: a case gets the
+    time left over the cases still to come (so one slow case cannot take the later cases'
+    targets with it, and a quick one leaves its share to them). A case's default tiling is
+    always timed; only its other tilings stop at the case's deadline."""
+
+    def __init__(self, seconds: float | None, cases: int,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.end = None if seconds is None else clock() + seconds
+        self.cases_left = cases
+
+    def case_deadline(self) -> float:
+        """The clock reading after which the starting case times no more tilings."""
+        if self.end is None:
+            return math.inf
+        now = self.clock()
+        share = max(0.0, self.end - now) / max(1, self.cases_left)
+        self.cases_left -= 1
+        return now + share
+
+
+def time_variants(chosen: list[tuple[int, int, bool, int]], time_one: Callable[..., None],
+                  deadline: float, clock: Callable[[], float]) -> list[dict]:
+    """time_one(*variant) for each variant in order until ``clock()`` reaches ``deadline``;
+    the variants left untimed, as dicts (one printed line lists them)."""
+    skipped = []
+    for variant in chosen:
+        if clock() >= deadline:
+            skipped.append(dict(zip(("rows_per_thread", "tile_rows", "resident", "parts"),
+                                    variant, strict=True)))
+            continue
+        time_one(*variant)
+    if skipped:
+        print(f"    not timed within --budget: {len(skipped)} tiling(s): "
+              + "; ".join(variant_words(v) for v in skipped), flush=True)
+    return skipped
 
 
 def time_variant(args, data: Data, H: int, O: int, tile_rows: int, rows_per_thread: int,
@@ -431,10 +482,12 @@ def time_variant(args, data: Data, H: int, O: int, tile_rows: int, rows_per_thre
 
 
 def ensemble_rows(args, sizes: Sizes, torch, rows: list) -> list[dict]:
-    """Each ensemble size: one DeviceEnsemble against its models run one after another,
-    appended to ``rows`` as soon as it is measured."""
+    """Each ensemble size, the targets' first and then the shape group's: one DeviceEnsemble
+    against its models run one after another, appended to ``rows`` as soon as it is
+    measured."""
     H = sizes.ensemble_hidden
-    for M in (sizes.group_models, *sizes.models):
+    for M in (*sizes.models, sizes.group_models):
+        deadline = args.budget.case_deadline()
         data, O = copy_data(sizes, M, args.steps, sizes.ensemble_gap)
         T = data.shape[2]
         ours = AblateCase(data, H, O)
@@ -465,11 +518,13 @@ def ensemble_rows(args, sizes: Sizes, torch, rows: list) -> list[dict]:
               f"({occupancy_words(ours.ens, row['occupancy'])})", flush=True)
         print(f"    ms a step: {phase_words(row['ablate_phases_ms'])}", flush=True)
         row["variants"], row["failed_variants"] = [], []
-        for rows_per_thread, tile_rows, resident, parts in variants(args, ours.ens):
+
+        def time_one(rows_per_thread, tile_rows, resident, parts, data=data, O=O, row=row,
+                     M=M):
             timed = time_variant(args, data, H, O, tile_rows, rows_per_thread, "train",
                                  row["failed_variants"], resident, parts)
             if timed is None:
-                continue
+                return
             seconds, ens = timed
             occupancy = AblateCase.occupancy_of(ens)
             row["variants"].append({
@@ -479,7 +534,9 @@ def ensemble_rows(args, sizes: Sizes, torch, rows: list) -> list[dict]:
                 "model_steps_per_second": M / seconds, "occupancy": occupancy})
             print(f"    {occupancy_words(ens, occupancy)}: {M / seconds:.0f} "
                   "model-steps/s", flush=True)
-            del ens
+
+        row["skipped_variants"] = time_variants(variants(args, ours.ens), time_one, deadline,
+                                                args.budget.clock)
         rows.append(row)
         args.save_partial()
         del ours, theirs, data
@@ -568,15 +625,18 @@ def evaluation_row(args, sizes: Sizes, group: dict) -> dict:
 
 
 def variants(args, default) -> list[tuple[int, int, bool, int]]:
-    """(rows_per_thread, tile_rows, resident, parts) of the other tilings to time: every
+    """(rows_per_thread, tile_rows, resident, parts) of the other tilings to time, the
+    designs never timed on a GPU first (``by_novelty``; a --budget may cut the rest): every
     --rows-per-thread with its default tile and every --tile-rows, less the default
     ensemble's own, tiles larger than the batch and tiles smaller than the rows a thread
     takes (which would compute the same row several times); with --resident each also with
     R resident in registers, where its layout allows (one line says where it does not);
-    for one model, with --parts, its whole batch as one tile spread over each number of
-    blocks listed (ablate.cuda.tiles) at every --rows-per-thread: the design for one model
-    on many SMs (an ensemble has its models for that); with --resident too, each block
-    holding its units' share of R, at the largest tile that layout takes (``spread_tile``)."""
+    with --parts, each tile spread over that many blocks (ablate.cuda.tiles) at every
+    --rows-per-thread: for one model its whole batch (the design for one model on many
+    SMs), with --resident also each block holding its units' share of R at the largest tile
+    that layout takes (``spread_tile``); for an ensemble only so, R resident in the blocks,
+    and only where its models' sets of blocks all fit the GPU's SMs at once (a model's
+    share of R stays on chip; more blocks than SMs would wait in waves)."""
     from ablate.cuda.device import default_tiling, resident_layout
 
     chosen, refused = [], set()
@@ -597,11 +657,15 @@ def variants(args, default) -> list[tuple[int, int, bool, int]]:
                 if key != (default.rows_per_thread, default.tile_rows, False, 1) and (
                         key not in chosen):
                     chosen.append(key)
-    for parts in args.parts if default.M == 1 else ():
+    one_model = default.M == 1
+    for parts in args.parts:
+        if not one_model and (not args.resident or default.M * parts > sm_count()):
+            continue
         for rows_per_thread in args.rows_per_thread:
             if rows_per_thread > default.B:
                 continue
-            chosen.append((rows_per_thread, default.B, False, parts))
+            if one_model:
+                chosen.append((rows_per_thread, default.B, False, parts))
             if args.resident:
                 try:
                     tile = spread_tile(default.B, default.H, default.dtype, rows_per_thread,
@@ -612,7 +676,25 @@ def variants(args, default) -> list[tuple[int, int, bool, int]]:
                 chosen.append((rows_per_thread, tile, True, parts))
     for words in sorted(refused):
         print(f"    not timed: {words}", flush=True)
-    return chosen
+    return sorted(chosen, key=by_novelty)
+
+
+def by_novelty(variant: tuple[int, int, bool, int]) -> int:
+    """Sort key of a variant: R resident in spread blocks first, then spread blocks, then R
+    resident in one block, then the plain tilings (the first GPU run timed those)."""
+    _, _, resident, parts = variant
+    return (0 if resident else 1) if parts > 1 else (2 if resident else 3)
+
+
+def sm_count() -> int:
+    """The GPU's SMs; an H100 SXM's (132, as an H200's) under the simulator."""
+    from ablate.cuda.occupancy import H100_SXM
+
+    if simulator.active():
+        return H100_SXM.sm_count
+    from numba import cuda
+
+    return cuda.get_current_device().MULTIPROCESSOR_COUNT
 
 
 def spread_tile(B: int, H: int, dtype, rows_per_thread: int, parts: int,
@@ -844,10 +926,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resident", action="store_true",
                         help="time every tiling also with R resident in registers "
                              "(ablate.cuda.resident), where its layout allows")
+    parser.add_argument("--budget", type=float,
+                        help="seconds for all cases: each times its other tilings (the new "
+                             "designs first) only within its share, its default always; "
+                             "default: no limit")
     parser.add_argument("--parts", default="",
-                        help="comma-separated numbers of blocks to spread one model's batch "
+                        help="comma-separated numbers of blocks to spread a batch tile "
                              "over (ablate.cuda.tiles), e.g. 8,16: the one-model cases at "
-                             "every --rows-per-thread with each (ablate only)")
+                             "every --rows-per-thread with each, and with --resident the "
+                             "ensembles whose blocks then fit the SMs (ablate only)")
     args = parser.parse_args(argv)
     from ablate.cuda.device import MAX_PARTS, ROWS_PER_THREAD
 
@@ -902,10 +989,11 @@ def main(argv: list[str] | None = None) -> int:
                                              "evaluation": evaluation}, indent=2))
 
     args.save_partial = save_partial
+    args.budget = Budget(args.budget, len(sizes.single_gaps) + len(sizes.models) + 1)
     single_rows(args, sizes, torch, single)
     ensemble_rows(args, sizes, torch, ensembles)
-    print_tables(single, ensembles)
-    group = ensembles[0]
+    *sized, group = ensembles  # the targets' sizes, then the shape group's
+    print_tables(single, [group, *sized])
     fastest = fastest_tiling(group)
     plural = "s" if group["models"] != 1 else ""
     print(f"\na shape group of {group['models']} model{plural} (one run_suite.py ensemble): "
@@ -916,18 +1004,17 @@ def main(argv: list[str] | None = None) -> int:
     groups_at_once_rows(args, sizes, group, at_once)
     evaluation.update(evaluation_row(args, sizes, group))
     args.save_partial()
-    ensembles = ensembles[1:]  # the targets' sizes
-    small, large = ensembles
+    small, large = sized
     scaling = large["ablate_step_ms"] / small["ablate_step_ms"]
     print(f"\nablate step time, {large['models']} models / {small['models']} models: "
           f"{scaling:.2f}×")
     if torch is None:
         print(f"cuDNN columns empty: {torch_words}")
-    diverged = [r for r in single + ensembles if r["diverged"]]
+    diverged = [r for r in single + sized if r["diverged"]]
     if diverged:
         print(f"warning: {sum(r['diverged'] for r in diverged)} model(s) diverged; their "
               "steps after that return at once, so those timings are too short")
-    targets = judge(single, ensembles)
+    targets = judge(single, sized)
     print_targets(targets, simulated)
     if args.json:
         args.json.write_text(json.dumps({
@@ -936,7 +1023,7 @@ def main(argv: list[str] | None = None) -> int:
                          "numba-cuda": version("numba-cuda"), "numpy": np.__version__,
                          "torch": torch_words},
             "steps": args.steps, "repeats": args.repeats, "tf32": args.tf32,
-            "complete": True, "single": single, "ensembles": ensembles, "group": group,
+            "complete": True, "single": single, "ensembles": sized, "group": group,
             "groups_at_once": at_once, "evaluation": evaluation,
             "scaling": scaling,
             "targets": targets}, indent=2))

@@ -537,7 +537,8 @@ def test_gpu_benchmark_runs_under_the_simulator(tmp_path):
     env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
     result = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu.py"), "--simulate",
                              "--tile-rows", "1", "--rows-per-thread", "1", "--resident",
-                             "--parts", "2", "--json", str(out)], capture_output=True,
+                             "--parts", "2", "--budget", "100000", "--json", str(out)],
+                            capture_output=True,
                             text=True, env=env, cwd=ROOT, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "SIMULATOR RUN" in result.stdout and "targets (issue 7" in result.stdout
@@ -548,14 +549,18 @@ def test_gpu_benchmark_runs_under_the_simulator(tmp_path):
     # B 3: the default tile is 3 rows; one model is timed at the other tilings too
     # (fwd+bwd), and so is the shape group's ensemble, each tiling also with R resident in
     # registers (--resident); one model (the single cases, and the simulated shape group)
-    # also with its batch over 2 blocks (--parts), and so with R resident too
+    # also with its batch over 2 blocks (--parts), and so with R resident too; an ensemble
+    # spread only with R resident (its 2 or 3 models' blocks fit the SMs); the designs never
+    # timed on a GPU first
     tilings = {(1, 1, False, 1), (3, 1, True, 1), (1, 1, True, 1)}
     for row in data["ensembles"] + data["single"] + [data["group"]]:
         one_model = row in data["single"] or row["models"] == 1
-        spread = {(3, 1, False, 2), (3, 1, True, 2)} if one_model else set()
-        assert {(v["tile_rows"], v["rows_per_thread"], v["resident"], v["parts"])
-                for v in row["variants"]} == tilings | spread
-        assert not row["failed_variants"]
+        spread = {(3, 1, False, 2), (3, 1, True, 2)} if one_model else {(3, 1, True, 2)}
+        timed = [(v["tile_rows"], v["rows_per_thread"], v["resident"], v["parts"])
+                 for v in row["variants"]]
+        assert set(timed) == tilings | spread and len(timed) == len(set(timed))
+        assert timed[0] == (3, 1, True, 2) and timed[-1] == (1, 1, False, 1)
+        assert not row["failed_variants"] and not row["skipped_variants"]
     assert "R resident in registers: fwd+bwd " in result.stdout
     assert "a tile over 2 blocks: fwd+bwd " in result.stdout
     assert "R resident in registers, a tile over 2 blocks: fwd+bwd " in result.stdout
@@ -577,6 +582,45 @@ def test_gpu_benchmark_runs_under_the_simulator(tmp_path):
     assert data["complete"] is True
     assert "the same at each T's fastest tiling measured" in result.stdout
     assert "the same two targets at each size's fastest tiling measured" in result.stdout
+
+
+def test_gpu_benchmark_budget_shares_time_over_the_cases_and_keeps_the_order():
+    """--budget: each case gets the time left over the cases still to come; its tilings are
+    timed in order until its deadline passes, the rest listed as skipped (a fake clock: each
+    tiling takes 10 s)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_budget", ROOT / "bench" / "gpu.py")
+    gpu = importlib.util.module_from_spec(spec)
+    sys.modules["gpu_budget"] = gpu  # its dataclasses look it up
+    try:
+        spec.loader.exec_module(gpu)
+    finally:
+        del sys.modules["gpu_budget"]
+    now = [0.0]
+    budget = gpu.Budget(100.0, cases=4, clock=lambda: now[0])
+    chosen = [(1, 32, True, 8), (2, 32, True, 8), (1, 2, True, 1), (2, 2, False, 1)]
+    timed = []
+
+    def time_one(*variant):
+        timed.append(variant)
+        now[0] += 10.0
+
+    deadline = budget.case_deadline()  # 100 s over 4 cases: 25 s, so 3 tilings start
+    assert deadline == 25.0
+    skipped = gpu.time_variants(chosen, time_one, deadline, budget.clock)
+    assert timed == chosen[:3]
+    assert skipped == [{"rows_per_thread": 2, "tile_rows": 2, "resident": False, "parts": 1}]
+    assert budget.case_deadline() == 30.0 + 70.0 / 3  # the rest over the 3 cases left
+    now[0] = 200.0  # past the end: the last cases start no tiling
+    assert budget.case_deadline() == 200.0
+    assert gpu.time_variants(chosen, time_one, 200.0, budget.clock) == [
+        dict(zip(("rows_per_thread", "tile_rows", "resident", "parts"), v, strict=True))
+        for v in chosen]
+    assert gpu.Budget(None, cases=4).case_deadline() == float("inf")
+    assert sorted([(1, 2, False, 1), (1, 2, True, 1), (1, 32, False, 8), (1, 16, True, 8)],
+                  key=gpu.by_novelty) == [(1, 16, True, 8), (1, 32, False, 8),
+                                          (1, 2, True, 1), (1, 2, False, 1)]
 
 
 @pytest.mark.skipif(ON_GPU, reason="runs bench/gpu.py under the simulator")
