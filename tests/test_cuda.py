@@ -582,21 +582,28 @@ def test_gpu_benchmark_runs_under_the_simulator(tmp_path):
     assert data["complete"] is True
     assert "the same at each T's fastest tiling measured" in result.stdout
     assert "the same two targets at each size's fastest tiling measured" in result.stdout
+    assert "the same two targets at one tiling for both sizes" in result.stdout
+
+
+def gpu_bench_module(name: str):
+    """bench/gpu.py imported as a module of its own (it is a script, not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / "gpu.py")
+    gpu = importlib.util.module_from_spec(spec)
+    sys.modules[name] = gpu  # its dataclasses look it up
+    try:
+        spec.loader.exec_module(gpu)
+    finally:
+        del sys.modules[name]
+    return gpu
 
 
 def test_gpu_benchmark_budget_shares_time_over_the_cases_and_keeps_the_order():
     """--budget: each case gets the time left over the cases still to come; its tilings are
     timed in order until its deadline passes, the rest listed as skipped (a fake clock: each
     tiling takes 10 s)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("gpu_budget", ROOT / "bench" / "gpu.py")
-    gpu = importlib.util.module_from_spec(spec)
-    sys.modules["gpu_budget"] = gpu  # its dataclasses look it up
-    try:
-        spec.loader.exec_module(gpu)
-    finally:
-        del sys.modules["gpu_budget"]
+    gpu = gpu_bench_module("gpu_budget")
     now = [0.0]
     budget = gpu.Budget(100.0, cases=4, clock=lambda: now[0])
     chosen = [(1, 32, True, 8), (2, 32, True, 8), (1, 2, True, 1), (2, 2, False, 1)]
@@ -623,16 +630,41 @@ def test_gpu_benchmark_budget_shares_time_over_the_cases_and_keeps_the_order():
                                           (1, 2, True, 1), (1, 2, False, 1)]
 
 
+def test_gpu_benchmark_judges_the_two_ensemble_targets_at_one_shared_tiling():
+    """Beside each size's fastest tiling, the tiling timed at both sizes that comes nearest
+    both ensemble targets at once: here tile 32 resident (16 models 6,400 model-steps/s,
+    128 models 1.25× the time) although tile 2 is the fastest at 16 models."""
+    gpu = gpu_bench_module("gpu_judge")
+
+    def ensemble(M, default_ms, timed):
+        variants = [{"tile_rows": tile, "rows_per_thread": 1, "resident": resident,
+                     "parts": parts, "step_ms": ms, "model_steps_per_second": 1e3 * M / ms}
+                    for (tile, resident, parts), ms in timed.items()]
+        return {"models": M, "H": 64, "B": 32, "T": 100, "tile_rows": 4, "rows_per_thread": 1,
+                "ablate_step_ms": default_ms, "ablate_model_steps_per_second": 1e3 * M / default_ms,
+                "cudnn_over_ablate": 5.0, "variants": variants, "occupancy": None}
+
+    small = ensemble(16, 8.0, {(2, False, 1): 2.0, (32, True, 1): 2.5, (32, True, 8): 1.0})
+    large = ensemble(128, 40.0, {(2, False, 1): 16.0, (32, True, 1): 3.125})
+    tiling, rate, scaling = gpu.one_tiling_for_both(small, large)
+    assert (tiling["tile_rows"], tiling["resident"], tiling["parts"]) == (32, True, 1)
+    assert rate == pytest.approx(6400) and scaling == pytest.approx(1.25)
+    single = [{"T": 100, "H": 128, "ablate_fwd_bwd_us_per_time_step": 50.0,
+               "ablate_us_per_time_step": 60.0, "variants": []}]
+    targets = {t["target"]: t for t in gpu.judge(single, [small, large])}
+    shared = next(t for name, t in targets.items() if "one tiling for both sizes" in name)
+    assert shared["met"] and shared["value"] == pytest.approx(1.25)
+    fastest = targets["the same two targets at each size's fastest tiling measured"]
+    assert not fastest["met"] and fastest["value"] == pytest.approx(3.125)  # 3.125 / 1.0
+    # sizes that share only the default tiling: no such line
+    assert gpu.one_tiling_for_both(ensemble(16, 8.0, {}), large) is None
+
+
 @pytest.mark.skipif(ON_GPU, reason="runs bench/gpu.py under the simulator")
 def test_gpu_benchmark_keeps_the_rows_measured_before_a_failure(tmp_path, monkeypatch):
     """The GPU session has one try: a case that fails or hangs (here the ensembles raise)
     must not take the single-model rows already measured with it."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("gpu_bench", ROOT / "bench" / "gpu.py")
-    gpu = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "gpu_bench", gpu)  # its dataclasses look it up
-    spec.loader.exec_module(gpu)
+    gpu = gpu_bench_module("gpu_bench")
 
     def hung(*args):
         raise RuntimeError("the ensembles hung")
