@@ -12,10 +12,13 @@
 #   3. beside them, the resource report (ptxas -v for sm_90) with the GPU's own numba-cuda;
 #   4. Nsight Compute (ncu) on one training step of the ensemble target with R resident and
 #      of the single-model target spread over 16 blocks with R resident in them
-#      (bench/profile_step.py): where the cycles go, stall reasons, memory traffic.
+#      (bench/profile_step.py): where the cycles go, stall reasons, memory traffic;
+#   0. before all that, a few seconds: what one barrier between blocks costs, and whether
+#      each block's writes are seen after it (bench/barrier_cost.py), the floor under the
+#      spread designs.
 # Output goes to $OUT (the device tool's folder) or ./gpu_out, at most 8 files (the device
 # tool brings back no more); every step runs even if an earlier one failed, and the
-# script's status is the first failure's. The steps' time limits add up to 571 s, under
+# script's status is the first failure's. The steps' time limits add up to 576 s, under
 # the device tool's 600 s a command; the first run there (2026-12-04, H200) took 338 s
 # without step 4 (the benchmark about 150 s, the tests 174 s).
 #
@@ -35,6 +38,10 @@ status=0
 "$py" -m pip install -q --no-index --no-build-isolation --no-deps -e . >> "$out/setup.log" 2>&1
 "$py" -c "import numba, numba.cuda, numpy; print(numba.__version__)" >> "$out/setup.log" 2>&1
 
+# The barrier first: seconds, and it says whether the spread designs below can be fast.
+timeout 25 "$py" bench/barrier_cost.py > "$out/barrier.md" 2>&1 \
+    || status=4
+
 quick="--quick"
 [ "${FULL:-0}" = 1 ] && quick=""
 # 7 tilings a case, each also with R resident where it fits: the fastest of the 16 timed on
@@ -45,8 +52,9 @@ quick="--quick"
 # more). Each case times the designs never run on a GPU first and stops starting tilings
 # at its share of --budget (each tiling compiles its kernels, ~5-10 s, unknown for the new
 # ones): the defaults, the targets and the JSON always come back within the timeout.
-timeout 320 "$py" bench/gpu.py $quick --tile-rows 2,32 --rows-per-thread 1,2,8 --resident \
-    --parts 8,16 --budget 220 --json "$out/gpu.json" > "$out/gpu.md" 2>&1 || status=3
+timeout 300 "$py" bench/gpu.py $quick --tile-rows 2,32 --rows-per-thread 1,2,8 --resident \
+    --parts 8,16 --budget 200 --json "$out/gpu.json" > "$out/gpu.md" 2>&1 || \
+    [ "$status" != 0 ] || status=3
 
 # The resource report compiles 273 kernels on the CPU (every cell at each rows a thread;
 # resident, spread, and resident in spread blocks at 1 row a thread): beside the tests, on
@@ -84,5 +92,5 @@ else
     echo "no ncu found" > "$out/ncu.txt"
 fi
 grep -E "passed|failed" "$out/tests.log"
-cat "$out/gpu.md"
+cat "$out/barrier.md" "$out/gpu.md"
 exit "$status"

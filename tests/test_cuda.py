@@ -585,11 +585,11 @@ def test_gpu_benchmark_runs_under_the_simulator(tmp_path):
     assert "the same two targets at one tiling for both sizes" in result.stdout
 
 
-def gpu_bench_module(name: str):
-    """bench/gpu.py imported as a module of its own (it is a script, not a package)."""
+def bench_module(name: str, script: str = "gpu.py"):
+    """bench/<script> imported as a module of its own (a script, not a package)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / "gpu.py")
+    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / script)
     gpu = importlib.util.module_from_spec(spec)
     sys.modules[name] = gpu  # its dataclasses look it up
     try:
@@ -603,7 +603,7 @@ def test_gpu_benchmark_budget_shares_time_over_the_cases_and_keeps_the_order():
     """--budget: each case gets the time left over the cases still to come; its tilings are
     timed in order until its deadline passes, the rest listed as skipped (a fake clock: each
     tiling takes 10 s)."""
-    gpu = gpu_bench_module("gpu_budget")
+    gpu = bench_module("gpu_budget")
     now = [0.0]
     budget = gpu.Budget(100.0, cases=4, clock=lambda: now[0])
     chosen = [(1, 32, True, 8), (2, 32, True, 8), (1, 2, True, 1), (2, 2, False, 1)]
@@ -634,7 +634,7 @@ def test_gpu_benchmark_judges_the_two_ensemble_targets_at_one_shared_tiling():
     """Beside each size's fastest tiling, the tiling timed at both sizes that comes nearest
     both ensemble targets at once: here tile 32 resident (16 models 6,400 model-steps/s,
     128 models 1.25× the time) although tile 2 is the fastest at 16 models."""
-    gpu = gpu_bench_module("gpu_judge")
+    gpu = bench_module("gpu_judge")
 
     def ensemble(M, default_ms, timed):
         variants = [{"tile_rows": tile, "rows_per_thread": 1, "resident": resident,
@@ -664,7 +664,7 @@ def test_gpu_benchmark_judges_the_two_ensemble_targets_at_one_shared_tiling():
 def test_gpu_benchmark_keeps_the_rows_measured_before_a_failure(tmp_path, monkeypatch):
     """The GPU session has one try: a case that fails or hangs (here the ensembles raise)
     must not take the single-model rows already measured with it."""
-    gpu = gpu_bench_module("gpu_bench")
+    gpu = bench_module("gpu_bench")
 
     def hung(*args):
         raise RuntimeError("the ensembles hung")

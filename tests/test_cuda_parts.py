@@ -9,7 +9,9 @@ by 500×, seen while writing this). With ABLATE_TEST_GPU=1 the same tests run on
 
 from __future__ import annotations
 
+import json
 import os
+import time
 
 import numpy as np
 import pytest
@@ -18,6 +20,7 @@ pytest.importorskip("numba.cuda")
 from numba import cuda  # noqa: E402  (a module global: the simulator swaps it in launches)
 from test_cuda import (  # noqa: E402
     SPILLING_BESIDE_R,
+    bench_module,
     cpu_train,
     random_problem,
     small_specs,
@@ -25,6 +28,7 @@ from test_cuda import (  # noqa: E402
 )
 
 from ablate import loss_and_grad  # noqa: E402
+from ablate.cuda.tiles import barrier as real_barrier  # noqa: E402
 from ablate.kernels.driver import LOSS_CODES  # noqa: E402
 
 ON_GPU = os.environ.get("ABLATE_TEST_GPU") == "1"
@@ -269,3 +273,47 @@ def test_training_with_resident_weights_spread_over_blocks_equals_the_cpu_engine
     CPU engine's steps, curves and parameters up to float32 rounding."""
     trains_like_the_cpu_engine(small_specs(cell), tile_rows=5, block_threads=32,
                                resident=True, parts=parts)
+
+
+def test_barrier_benchmark_counts_no_violation_with_the_barrier(tmp_path):
+    """bench/barrier_cost.py: each block's count, written before the barrier, is seen by
+    its set after it (under the simulator its blocks run at once; on a GPU, for real)."""
+    bench = bench_module("barrier_cost", "barrier_cost.py")
+    out = tmp_path / "barrier.json"
+    assert bench.main(["--simulate", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["sets"], r["parts"]) for r in rows] == list(bench.SIMULATED_CASES)
+    assert all(r["violations"] == 0 and not r["gave_up"] for r in rows)
+
+
+@cuda.jit(device=True)
+def second_block_slow(parts):
+    if cuda.blockIdx.x % parts == 1 and cuda.threadIdx.x == 0:
+        time.sleep(0.05)
+
+
+@cuda.jit(device=True)
+def slow_then_the_barrier(sync, group, parts):
+    second_block_slow(parts)
+    real_barrier(sync, group, parts)
+
+
+@cuda.jit(device=True)
+def slow_then_the_block_only(sync, group, parts):
+    second_block_slow(parts)
+    cuda.syncthreads()
+
+
+@pytest.mark.skipif(ON_GPU, reason="simulated device functions that sleep")
+@pytest.mark.parametrize("meet, broken", [(slow_then_the_barrier, False),
+                                          (slow_then_the_block_only, True)])
+def test_barrier_benchmark_sees_a_barrier_that_does_not_wait(monkeypatch, meet, broken):
+    """With the second block of the set 50 ms late at every barrier, the barrier keeps the
+    others waiting for its count (no violation); a block barrier in its place lets them
+    read counts a step old, which the benchmark's check counts."""
+    from ablate.cuda import tiles
+
+    bench = bench_module("barrier_cost_slow", "barrier_cost.py")
+    monkeypatch.setattr(tiles, "barrier", meet)
+    row = bench.run_case(bench.make_kernel(), sets=1, parts=3, threads=2, steps=6, repeats=1)
+    assert (row["violations"] > 0) == broken and not row["gave_up"]
