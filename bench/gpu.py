@@ -990,6 +990,8 @@ def main(argv: list[str] | None = None) -> int:
     args.case_seconds = defaults[2] if not args.simulate else float("inf")
     if min(args.steps, args.repeats) < 1:
         parser.error("--steps and --repeats must be positive")
+    if args.budget is not None and not args.budget >= 0:
+        parser.error(f"--budget must be seconds, 0 or more, got {args.budget}")
 
     problem = unusable("bench/gpu.py", args.simulate)
     if problem:

@@ -630,6 +630,19 @@ def test_gpu_benchmark_budget_shares_time_over_the_cases_and_keeps_the_order():
                                           (1, 2, True, 1), (1, 2, False, 1)]
 
 
+@pytest.mark.parametrize("flags, message", [
+    (["--budget", "-1"], "--budget must be seconds, 0 or more, got -1.0"),
+    (["--budget", "nan"], "--budget must be seconds, 0 or more, got nan"),
+    (["--parts", "1"], "--parts must be in 2.."),
+    (["--rows-per-thread", "3"], "--rows-per-thread must be among"),
+])
+def test_gpu_benchmark_refuses_bad_options_in_one_line(capsys, flags, message):
+    gpu = bench_module("gpu_options")
+    with pytest.raises(SystemExit) as stopped:
+        gpu.main(flags)
+    assert stopped.value.code == 2 and message in capsys.readouterr().err
+
+
 def test_gpu_benchmark_judges_the_two_ensemble_targets_at_one_shared_tiling():
     """Beside each size's fastest tiling, the tiling timed at both sizes that comes nearest
     both ensemble targets at once: here tile 32 resident (16 models 6,400 model-steps/s,
