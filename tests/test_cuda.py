@@ -536,7 +536,7 @@ def test_gpu_benchmark_runs_under_the_simulator(tmp_path):
     out = tmp_path / "gpu.json"
     env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
     result = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu.py"), "--simulate",
-                             "--tile-rows", "1", "--rows-per-thread", "1", "--resident",
+                             "--rows-per-thread", "1", "--resident",
                              "--parts", "2", "--budget", "100000", "--json", str(out)],
                             capture_output=True,
                             text=True, env=env, cwd=ROOT, timeout=600)
@@ -547,19 +547,17 @@ def test_gpu_benchmark_runs_under_the_simulator(tmp_path):
     assert len(data["single"]) == 2 and data["group"]["models"] == 1
     assert "a shape group of 1 model (one run_suite.py ensemble)" in result.stdout
     # B 3: the default tile is 3 rows; one model is timed at the other tilings too
-    # (fwd+bwd), and so is the shape group's ensemble, each tiling also with R resident in
-    # registers (--resident); one model (the single cases, and the simulated shape group)
-    # also with its batch over 2 blocks (--parts), and so with R resident too; an ensemble
-    # spread only with R resident (its 2 or 3 models' blocks fit the SMs); the designs never
-    # timed on a GPU first
-    tilings = {(1, 1, False, 1), (3, 1, True, 1), (1, 1, True, 1)}
+    # (fwd+bwd), and so is the shape group's ensemble, here the default tile with R
+    # resident in registers (--resident); one model (the single cases, and the simulated
+    # shape group) also with its batch over 2 blocks (--parts), and so with R resident too;
+    # an ensemble spread only with R resident (its 2 or 3 models' blocks fit the SMs); the
+    # designs never timed on a GPU first (which tilings at the full sizes: the test below)
     for row in data["ensembles"] + data["single"] + [data["group"]]:
         one_model = row in data["single"] or row["models"] == 1
-        spread = {(3, 1, False, 2), (3, 1, True, 2)} if one_model else {(3, 1, True, 2)}
+        spread = [(3, 1, True, 2), (3, 1, False, 2)] if one_model else [(3, 1, True, 2)]
         timed = [(v["tile_rows"], v["rows_per_thread"], v["resident"], v["parts"])
                  for v in row["variants"]]
-        assert set(timed) == tilings | spread and len(timed) == len(set(timed))
-        assert timed[0] == (3, 1, True, 2) and timed[-1] == (1, 1, False, 1)
+        assert timed == spread + [(3, 1, True, 1)]
         assert not row["failed_variants"] and not row["skipped_variants"]
     assert "R resident in registers: fwd+bwd " in result.stdout
     assert "a tile over 2 blocks: fwd+bwd " in result.stdout
@@ -628,6 +626,46 @@ def test_gpu_benchmark_budget_shares_time_over_the_cases_and_keeps_the_order():
     assert sorted([(1, 2, False, 1), (1, 2, True, 1), (1, 32, False, 8), (1, 16, True, 8)],
                   key=gpu.by_novelty) == [(1, 16, True, 8), (1, 32, False, 8),
                                           (1, 2, True, 1), (1, 2, False, 1)]
+
+
+def test_gpu_benchmark_times_these_tilings_at_the_full_sizes(monkeypatch):
+    """What gpu_check.sh's options (--tile-rows 2,32 --rows-per-thread 1,2,8 --resident
+    --parts 8,16) time at the issue's sizes on a GPU of 132 SMs, in order: R resident in
+    spread blocks, spread blocks, R resident in one block, plain tilings; (rows a thread,
+    tile, resident, parts). One model spread at 16 rows a tile with R (H 128's R over 8 or
+    16 blocks: its staged da fills shared memory at 32); ensembles spread only with R and
+    only where their blocks fit the SMs (16 × 8 and 6 × 8, 6 × 16; not 128 models)."""
+    from types import SimpleNamespace
+
+    from ablate.cuda.device import default_tiling
+
+    gpu = bench_module("gpu_variants")
+    monkeypatch.setattr(gpu, "sm_count", lambda: 132)
+    monkeypatch.setattr(gpu, "resident_threads", lambda: 256)
+    options = SimpleNamespace(rows_per_thread=[1, 2, 8], tile_rows=[2, 32], resident=True,
+                              parts=[8, 16])
+
+    def chosen(M, H):
+        tile = default_tiling(32, H, 1)[0]
+        default = SimpleNamespace(M=M, B=32, H=H, dtype=np.float32, rows_per_thread=1,
+                                  tile_rows=tile)
+        return gpu.variants(options, default)
+
+    spread_r = [(rows, tile, True, parts) for parts in (8, 16) for rows, tile in
+                ((1, 16), (2, 16), (8, 16))]
+    spread = [(rows, 32, False, parts) for parts in (8, 16) for rows in (1, 2, 8)]
+    assert chosen(1, 128) == spread_r + spread + [
+        (1, 32, False, 1), (2, 4, False, 1), (2, 2, False, 1), (2, 32, False, 1),
+        (8, 16, False, 1), (8, 32, False, 1)]
+    one_block_r = [(1, 4, True, 1), (1, 2, True, 1), (1, 32, True, 1), (2, 8, True, 1),
+                   (2, 2, True, 1), (2, 32, True, 1), (8, 32, True, 1)]
+    plain = [(1, 2, False, 1), (1, 32, False, 1), (2, 8, False, 1), (2, 2, False, 1),
+             (2, 32, False, 1), (8, 32, False, 1)]
+    ensemble_spread = [(rows, 32, True, 8) for rows in (1, 2, 8)]
+    assert chosen(16, 64) == ensemble_spread + one_block_r + plain
+    assert chosen(128, 64) == one_block_r + plain
+    assert chosen(6, 64) == ensemble_spread + [(rows, 32, True, 16) for rows in (1, 2, 8)] + (
+        one_block_r + plain)
 
 
 @pytest.mark.parametrize("flags, message", [
