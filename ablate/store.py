@@ -86,7 +86,9 @@ def code_text(source: str) -> str:
     return ast.dump(tree, include_attributes=False)
 
 
-def _kernel_version(patterns: tuple[str, ...] = _KERNEL_SOURCES) -> str:
+def source_hash(patterns: tuple[str, ...] = _KERNEL_SOURCES) -> str:
+    """12 hex digits of the code (``code_text``) of the package's files matching ``patterns``
+    (globs under ablate/), in path order."""
     files = {p.relative_to(_PACKAGE.parent).as_posix(): p
              for pattern in patterns for p in _PACKAGE.glob(pattern)}
     digest = hashlib.sha256()
@@ -97,7 +99,7 @@ def _kernel_version(patterns: tuple[str, ...] = _KERNEL_SOURCES) -> str:
     return digest.hexdigest()[:12]
 
 
-KERNEL_VERSION: str = _kernel_version()  # of the CPU backend
+KERNEL_VERSION: str = source_hash()  # of the CPU backend
 _CUDA_SOURCES = ("cuda/**/*.py",)
 
 
@@ -109,7 +111,7 @@ def kernel_version(backend: str = "cpu") -> str:
     if backend == "cpu":
         return KERNEL_VERSION
     if backend == "cuda":
-        return "cuda-" + _kernel_version(_KERNEL_SOURCES + _CUDA_SOURCES)
+        return "cuda-" + source_hash(_KERNEL_SOURCES + _CUDA_SOURCES)
     raise ValueError(f"unknown backend {backend!r}; allowed: cpu, cuda")
 
 

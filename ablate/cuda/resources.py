@@ -2,14 +2,19 @@
 memory, spills. Needs no GPU (NVVM and ptxas only); run outside the CUDA simulator.
 
     python -m ablate.cuda.resources [--out bench/cuda_resources.txt] [--cells lstm,gru]
-                                    [--resident-rows 1,8]
+                                    [--resident-rows 1,8] [--only "lstm forward float32"]
 
 Each cell's kernels at every rows_per_thread, and, for the cells with R, the same kernels
 with R resident in registers (``ablate.cuda.resident``, at the largest share of R a thread
 holds: ``resident_checked``); ``--resident-rows`` limits those to some rows_per_thread
-(the CI test checks 1 and 8; the committed report has them all). Kernels for a tile spread
+(the committed report has them all). Kernels for a tile spread
 over blocks (``ablate.cuda.tiles``) likewise at ``--spread-rows``, and with R resident too
 (each block its units' share: ``resident_checked``) where both lists have the rows.
+``--only`` compiles just the kernels named (as in the report's first column).
+
+The report names the hash of the code its kernels compile from (``source_version``: the
+cells, the CPU kernels' shared math and the CUDA package); the tests fail while the
+committed report is of other code, so it always lists what these sources compile to.
 
 Budgets, checked by tests/test_cuda_resources.py:
   - no spill stores or loads in any kernel (a spill turns a register into local memory
@@ -37,6 +42,9 @@ from typing import NamedTuple
 import numpy as np
 
 CC = (9, 0)
+# The code the kernels compile from (globs under ablate/): the variants and pointwise math
+# (cells), the Adam update and activations shared with the CPU (kernels), the CUDA package.
+SOURCES = ("cells/**/*.py", "kernels/**/*.py", "cuda/**/*.py")
 SHARED_BUDGET = 48 * 1024
 REGISTER_FILE = 65536
 # (H, tile_rows, parts) of the resident-weights layouts checked: see resident_checked
@@ -52,6 +60,13 @@ class Usage(NamedTuple):
     spill_loads: int
     stack: int  # bytes of stack frame (local memory)
     rows_per_thread: int = 1  # the cell kernels' row blocking (1 for Adam)
+
+
+def source_version() -> str:
+    """The hash of ``SOURCES``' code (comments and docstrings aside: ablate.store.code_text)."""
+    from ablate.store import source_hash
+
+    return source_hash(SOURCES)
 
 
 def ptxas_path() -> str:
@@ -141,38 +156,73 @@ def _compiling_for(cc: tuple[int, int]):
 
 
 def measure(cell_names=None, dtypes=("float32",), jobs: int = 1,
-            resident_rows=None, spread_rows=None) -> list[Usage]:
+            resident_rows=None, spread_rows=None, only=None) -> list[Usage]:
     """Usage of every kernel: each cell's forward and backward at every rows_per_thread
     (named "… rows<n>" beyond 1), with R resident too (named "… resident") at the
     rows_per_thread in ``resident_rows`` and for a tile spread over blocks (named
     "… spread", ablate.cuda.tiles) at those in ``spread_rows`` (default: every one), and
-    Adam, per dtype; ``jobs`` processes compile the cells side by side (NVVM runs on one
-    core), the order of the list is the same."""
+    Adam, per dtype; ``only``: just the kernels of these names (of any cell, dtype and
+    rows; ValueError naming any that is none). ``jobs`` processes compile the cells side by
+    side (NVVM runs on one core), the order of the list is the same."""
     from ablate import cells
     from ablate.cuda.device import ROWS_PER_THREAD
 
     rows = tuple(ROWS_PER_THREAD if resident_rows is None else resident_rows)
     spread = tuple(ROWS_PER_THREAD if spread_rows is None else spread_rows)
-    parts = [(dtype, None, rows, spread) for dtype in dtypes]  # None: Adam
-    parts += [(dtype, cell, rows, spread) for dtype in dtypes
-              for cell in cell_names or cells.names()]
+    wanted = frozenset(only) if only is not None else None
+    if wanted is not None:  # the cells and dtypes the names are of
+        dtypes = [d for d in ("float32", "float64") if any(d in n.split() for n in wanted)]
+        cell_names = [c for c in cells.names() if any(n.split()[0] == c for n in wanted)]
+    parts = [(dtype, None, rows, spread, wanted) for dtype in dtypes
+             if wanted is None or f"adam {dtype}" in wanted]  # None: Adam
+    parts += [(dtype, cell, rows, spread, wanted) for dtype in dtypes
+              for cell in (cell_names if cell_names is not None else cells.names())]
     if jobs <= 1:
-        return [u for part in parts for u in _measure_part(part)]
-    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked NVVM
-    with ProcessPoolExecutor(jobs, mp_context=context) as pool:
-        return [u for found in pool.map(_measure_part, parts) for u in found]
+        usages = [u for part in parts for u in _measure_part(part)]
+    else:
+        context = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked NVVM
+        with ProcessPoolExecutor(jobs, mp_context=context) as pool:
+            usages = [u for found in pool.map(_measure_part, parts) for u in found]
+    missing = sorted(wanted - {u.kernel for u in usages}) if wanted is not None else []
+    if missing:
+        raise ValueError(f"no such kernel: {', '.join(map(repr, missing))}; names are the "
+                         "report's first column, as 'lstm backward float32 rows8 resident' "
+                         "or 'adam float32'")
+    return usages
 
 
-def _measure_part(part: tuple[str, str | None, tuple, tuple]) -> list[Usage]:
-    """The usages of one cell's kernels (every rows_per_thread; resident at those in the
-    part's third item, spread at those in its fourth), or of Adam, for one dtype."""
+def kernel_specs(cell: str, dtype, resident_rows, spread_rows) -> list[tuple]:
+    """(name, rows_per_thread, resident layout or None, spread, role) of each of ``cell``'s
+    kernels ``measure`` compiles: every rows_per_thread; resident at those in
+    ``resident_rows``, spread at those in ``spread_rows``, both where both have them."""
+    from ablate.cuda.device import ROWS_PER_THREAD
+
+    specs = []
+    for rows in ROWS_PER_THREAD:
+        checked = resident_checked(cell, dtype, rows) if rows in resident_rows else ()
+        kinds = [(None, False), *((layout, False) for layout in checked)]
+        if rows in spread_rows:
+            kinds.append((None, True))
+            if rows in resident_rows:
+                kinds += [(layout, True)
+                          for layout in resident_checked(cell, dtype, rows, spread=True)]
+        for resident, spread in kinds:
+            suffix = ((f" rows{rows}" if rows > 1 else "") + (" resident" if resident else "")
+                      + (" spread" if spread else ""))
+            specs += [(f"{cell} {role} {dtype}{suffix}", rows, resident, spread, role)
+                      for role in ("forward", "backward")]
+    return specs
+
+
+def _measure_part(part: tuple) -> list[Usage]:
+    """The usages of one cell's kernels (``kernel_specs``; only those named in the part's
+    last item unless it is None), or of Adam, for one dtype."""
     from numba import cuda
 
     from ablate.cuda.adam import make_adam
-    from ablate.cuda.device import ROWS_PER_THREAD
     from ablate.cuda.kernels import kernels
 
-    dtype, cell, resident_rows, spread_rows = part
+    dtype, cell, resident_rows, spread_rows, wanted = part
     ptxas = ptxas_path()
     sig = signatures(dtype)
     with _compiling_for(CC):
@@ -180,22 +230,12 @@ def _measure_part(part: tuple[str, str | None, tuple, tuple]) -> list[Usage]:
             ptx, _ = cuda.compile_ptx(make_adam(np.dtype(dtype)).py_func, sig["adam"], cc=CC)
             return [ptxas_usage(f"adam {dtype}", ptx, ptxas)]
         usages = []
-        for rows in ROWS_PER_THREAD:
-            checked = resident_checked(cell, dtype, rows) if rows in resident_rows else ()
-            kinds = [(None, False), *((layout, False) for layout in checked)]
-            if rows in spread_rows:
-                kinds.append((None, True))
-                if rows in resident_rows:
-                    kinds += [(layout, True)
-                              for layout in resident_checked(cell, dtype, rows, spread=True)]
-            for resident, spread in kinds:
-                pair = kernels(cell, dtype, rows, resident, spread)
-                suffix = ((f" rows{rows}" if rows > 1 else "") + (" resident" if resident else "")
-                          + (" spread" if spread else ""))
-                for role in ("forward", "backward"):
-                    ptx, _ = cuda.compile_ptx(getattr(pair, role).py_func, sig[role], cc=CC)
-                    usages.append(ptxas_usage(f"{cell} {role} {dtype}{suffix}", ptx, ptxas,
-                                              rows))
+        for name, rows, resident, spread, role in kernel_specs(cell, dtype, resident_rows,
+                                                               spread_rows):
+            if wanted is None or name in wanted:
+                kernel = getattr(kernels(cell, dtype, rows, resident, spread), role)
+                ptx, _ = cuda.compile_ptx(kernel.py_func, sig[role], cc=CC)
+                usages.append(ptxas_usage(name, ptx, ptxas, rows))
         return usages
 
 
@@ -234,8 +274,11 @@ def problems(usages: list[Usage], max_threads: int) -> list[str]:
     return lines
 
 
-def report(usages: list[Usage], max_threads: int) -> str:
-    """The text saved to bench/cuda_resources.txt."""
+EVERY = "every ablate CUDA kernel"  # the first line's scope where nothing was left out
+
+
+def report(usages: list[Usage], max_threads: int, scope: str = EVERY) -> str:
+    """The text saved to bench/cuda_resources.txt; ``scope`` says which kernels it has."""
     from importlib.metadata import version as installed
 
     numba_version, cuda_version = installed("numba"), installed("numba-cuda")
@@ -244,9 +287,10 @@ def report(usages: list[Usage], max_threads: int) -> str:
     version = subprocess.run([ptxas, "--version"], capture_output=True, text=True).stdout
     release = next((line for line in version.splitlines() if "release" in line), "").strip()
     lines = [
-        f"# ptxas -v for sm_{CC[0]}{CC[1]}: every ablate CUDA kernel "
-        "(python -m ablate.cuda.resources)",
+        f"# ptxas -v for sm_{CC[0]}{CC[1]}: {scope} (python -m ablate.cuda.resources)",
         f"# numba {numba_version}, numba-cuda {cuda_version}, ptxas: {release}",
+        f"# sources: {source_version()} (the code of ablate/cells, ablate/kernels and "
+        "ablate/cuda these kernels compile from)",
         f"# budgets: no spills; static shared <= {SHARED_BUDGET} B; registers x "
         f"{max_threads} threads <= {REGISTER_FILE}",
         f"{'kernel':48s} {'registers':>9s} {'smem B':>7s} {'spill st':>8s} "
@@ -272,6 +316,9 @@ def main(argv=None) -> int:
     parser.add_argument("--spread-rows",
                         help="comma-separated rows_per_thread to check the kernels for a tile "
                              "spread over blocks at (default: every one)")
+    parser.add_argument("--only",
+                        help="comma-separated kernel names, as the report's first column, to "
+                             "compile only those (e.g. 'lstm backward float32 rows8 resident')")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                         help="processes compiling side by side (default: the cores)")
     args = parser.parse_args(argv)
@@ -285,8 +332,16 @@ def main(argv=None) -> int:
                      if args.resident_rows else None)
     spread_rows = ([int(v) for v in args.spread_rows.split(",") if v.strip()]
                    if args.spread_rows else None)
-    text = report(measure(names, dtypes, max(1, args.jobs), resident_rows, spread_rows),
-                  MAX_THREADS)
+    only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
+    try:
+        usages = measure(names, dtypes, max(1, args.jobs), resident_rows, spread_rows, only)
+    except ValueError as error:
+        parser.exit(2, f"error: {error}\n")
+    chosen = [flag for flag, value in (("--cells", args.cells), ("--only", args.only),
+                                       ("--resident-rows", args.resident_rows),
+                                       ("--spread-rows", args.spread_rows)) if value]
+    text = report(usages, MAX_THREADS,
+                  f"the kernels {', '.join(chosen)} chose" if chosen else EVERY)
     if args.out:
         args.out.write_text(text)
     print(text, end="")
@@ -300,6 +355,12 @@ def refuse_simulator() -> bool:
     print("error: run without NUMBA_ENABLE_CUDASIM: the simulator compiles no PTX",
           file=sys.stderr)
     return True
+
+
+def report_sources(text: str) -> str | None:
+    """The ``source_version`` a report names, or None where it names none."""
+    found = re.search(r"^# sources: ([0-9a-f]+) ", text, re.MULTILINE)
+    return found.group(1) if found else None
 
 
 def problems_in(text: str) -> bool:
