@@ -1,6 +1,7 @@
 """What ablate.cuda.simulator changes under Numba's CUDA simulator, checked where it matters:
-the switch interval, one shared array per call site for every thread of a launch, and no
-host code that reads ``cuda`` in a module whose globals a simulated launch rebinds."""
+the switch interval, barriers without the simulator's poller, one shared array per call
+site for every thread of a launch, and no host code that reads ``cuda`` in a module whose
+globals a simulated launch rebinds."""
 
 from __future__ import annotations
 
@@ -23,9 +24,8 @@ pytestmark = pytest.mark.skipif(ON_GPU, reason="the simulator's own behaviour")
 
 
 def test_the_simulator_hands_the_gil_over_sooner():
-    """Under the simulator the launching thread polls the block's threads without waiting;
-    at Python's 5 ms switch interval they queue behind it (ablate.cuda.simulator: the
-    simulated CUDA tests take half the time at 0.1 ms)."""
+    """Under the simulator a block's threads share the GIL; at Python's 5 ms switch interval
+    one that waits for another spends its turns idle (ablate.cuda.simulator)."""
     import ablate.cuda.device  # noqa: F401  (sets it on import)
     from ablate.cuda import simulator
 
@@ -67,6 +67,73 @@ def test_every_thread_of_a_block_gets_the_one_shared_array(monkeypatch):
     kernel[1, THREADS](out)
     monkeypatch.setattr(np, "empty", make)
     assert out[0] == THREADS * (THREADS + 1) / 2
+
+
+ROUNDS = 40
+
+
+def neighbour_chain(out, stop_at):
+    """Each round thread t adds its neighbour's last value to its own, between two barriers;
+    thread t returns after stop_at[t] rounds (a thread that has returned no longer holds a
+    barrier, as under the simulator's poller)."""
+    values = cuda.shared.array(THREADS, float64)
+    tid = cuda.threadIdx.x
+    values[tid] = tid
+    cuda.syncthreads()
+    for r in range(ROUNDS):
+        if r == stop_at[tid]:
+            return
+        seen = values[(tid + 1) % THREADS]
+        cuda.syncthreads()
+        values[tid] += seen
+        out[r, tid] = values[tid]
+        cuda.syncthreads()
+
+
+def neighbour_chain_on_the_host(stop_at) -> np.ndarray:
+    values = np.arange(THREADS, dtype=float)
+    out = np.zeros((ROUNDS, THREADS))
+    for r in range(ROUNDS):
+        live = stop_at > r
+        seen = np.roll(values, -1)
+        values = np.where(live, values + seen, values)
+        out[r] = np.where(live, values, 0.0)
+    return out
+
+
+def test_barriers_without_the_poller_order_every_round():
+    """Every round's reads see the last round's writes and no thread runs ahead: the values
+    equal the host's, with threads returning at different rounds meanwhile."""
+    from numba.cuda.simulator import kernel as simulated
+
+    import ablate.cuda.device  # noqa: F401  (installs it on import)
+
+    assert getattr(simulated.BlockManager.run, "without_polling", False)
+    stop_at = np.full(THREADS, ROUNDS, dtype=np.int64)
+    stop_at[[3, 17]] = [5, 22]
+    out = np.zeros((ROUNDS, THREADS))
+    cuda.jit(neighbour_chain)[1, THREADS](out, stop_at)
+    np.testing.assert_array_equal(out, neighbour_chain_on_the_host(stop_at))
+
+
+def fails_in_one_thread(out):
+    tid = cuda.threadIdx.x
+    for r in range(ROUNDS):
+        cuda.syncthreads()
+        if tid == 5 and r == 3:
+            out[THREADS + 100] = 1.0  # out of bounds: an IndexError in thread 5 alone
+        out[tid] = r
+
+
+def test_an_error_in_one_thread_stops_the_block_and_names_the_thread():
+    """The others, waiting at the barrier, stop instead of waiting for ever, and the launch
+    raises thread 5's error with its indices, as the simulator's poller did."""
+    import ablate.cuda.device  # noqa: F401
+
+    out = np.zeros(THREADS)
+    with pytest.raises(IndexError, match=r"tid=\[5, 0, 0\]"):
+        cuda.jit(fails_in_one_thread)[2, THREADS](out)
+    assert out.max() <= 3
 
 
 def _compiled(tree: ast.Module) -> list[ast.FunctionDef]:

@@ -47,6 +47,7 @@ from ablate.cuda.tiles import FAILED, SPIN_LIMIT, sync_size
 _ADAM: dict = {}
 simulator.hand_over_sooner()  # a no-op on a GPU; under the simulator, 2× faster
 simulator.shared_arrays_made_once()  # a no-op on a GPU; under the simulator, no race
+simulator.barriers_without_polling()  # a no-op on a GPU; under the simulator, no poller
 # The largest block launched: 256 threads × up to 255 registers each fit an SM's 65,536
 # registers, so no kernel can fail to launch for lack of registers (ablate.cuda.resources).
 MAX_THREADS = 256
