@@ -155,9 +155,9 @@ class _Barrier:
 
 
 def barriers_without_polling() -> None:
-    """Under the simulator, let a block's threads meet at ``syncthreads`` through a
-    condition instead of the block manager's polling loop (module doc); on a GPU, or done
-    already, nothing."""
+    """Under the simulator, let a block's threads meet at ``syncthreads`` through a count
+    and their own events (``_Barrier``) instead of the block manager's polling loop (module
+    doc); on a GPU, or done already, nothing."""
     if not active():
         return
     from numba.cuda.simulator import kernel
