@@ -46,16 +46,13 @@ def design(name: str) -> str:
     return " ".join(words[3:]) if words[0] != "adam" else ""
 
 
-def resident_kernels(names, marker: str = " resident") -> set[tuple[str, str, str]]:
-    """(cell, role, "rows<n>") of the kernels whose names have ``marker`` (" resident",
-    " spread", " resident spread") and, but for the last, not the other one."""
+def kernels_of_kind(names, kind: str) -> set[tuple[str, str, str]]:
+    """(cell, role, "rows<n>") of the kernels of one ``kind``: "resident" (R in registers,
+    one block a tile), "spread" (R in memory) or "resident spread"."""
     found = set()
     for name in names:
         words = name.split()
-        spread, resident = "spread" in words, "resident" in words
-        kind = (" resident spread" if resident and spread else " spread" if spread
-                else " resident" if resident else "")
-        if kind == marker:
+        if " ".join(w for w in words if w in ("resident", "spread")) == kind:
             rows = next((w for w in words if w.startswith("rows")), "rows1")
             found.add((words[0], words[1], rows))
     return found
@@ -99,9 +96,9 @@ def test_the_committed_report_has_every_kernel_of_these_sources_within_budget():
              if "resident" not in n and "spread" not in n and not n.startswith("adam")}
     assert plain == {(cell, role, f"rows{rows}") for cell in cells.names()
                      for role in ("forward", "backward") for rows in ROWS_PER_THREAD}
-    assert resident_kernels(names) == expected_resident()
-    assert resident_kernels(names, " spread") == expected_spread()
-    assert resident_kernels(names, " resident spread") == expected_resident()
+    assert kernels_of_kind(names, "resident") == expected_resident()
+    assert kernels_of_kind(names, "spread") == expected_spread()
+    assert kernels_of_kind(names, "resident spread") == expected_resident()
     assert "adam float32" in names
     within_budget(text)
 
