@@ -14,7 +14,9 @@ violation: the barrier's fences must make the writes visible. Grids stay within 
 SMs, one block an SM at most, so every block of a set runs at once (as ``blocks_at_once``
 makes the simulator do). Time a barrier = (launch of N steps − launch of 0 steps) / N, the
 best of --repeats, measured with CUDA events; P = 1 is a plain ``syncthreads`` for
-comparison.
+comparison. Then the same in thread-block clusters of P blocks meeting at the hardware's
+cluster barrier (bench/cluster_barrier.py), the alternative for P ≤ 8 (16 on an H100 with
+the non-portable opt-in); not under the simulator, which runs no inline PTX.
 
     python bench/barrier_cost.py                      # a few seconds on an H100
     NUMBA_ENABLE_CUDASIM=1 python bench/barrier_cost.py --simulate   # code paths only
@@ -41,6 +43,9 @@ except ImportError:
 
 CASES = ((1, 1), (1, 2), (1, 8), (1, 16), (16, 8), (8, 16))  # (sets, parts a set)
 SIMULATED_CASES = ((1, 1), (2, 2), (1, 3))
+# (clusters, blocks a cluster): 16 × 8 mirrors the spread ensemble above; beside 8 × 8 it
+# shows whether 16 clusters of 8 were resident at once (else its launches run in waves)
+CLUSTER_CASES = ((1, 2), (1, 8), (1, 16), (8, 8), (16, 8))
 
 
 def make_kernel():
@@ -133,10 +138,47 @@ def main(argv: list[str] | None = None) -> int:
             ", GAVE UP (a block never arrived)" if row["gave_up"] else "")
         print(f"  {kind}: {row['us_per_barrier']:.2f} µs a barrier (launch "
               f"{row['launch_us']:.1f} µs){trouble}", flush=True)
+    cluster_rows = [] if args.simulate else run_clusters(threads, steps, repeats)
     if args.json:
         args.json.write_text(json.dumps({"device": device_line(), "simulated": args.simulate,
-                                         "rows": rows}, indent=2))
-    return 1 if any(r["violations"] or r["gave_up"] for r in rows) else 0
+                                         "rows": rows, "cluster_rows": cluster_rows},
+                                        indent=2))
+    troubled = [r for r in rows if r["violations"] or r["gave_up"]]
+    troubled += [r for r in cluster_rows if r["violations"] and r["clustered"]]
+    return 1 if troubled else 0
+
+
+def run_clusters(threads: int, steps: int, repeats: int) -> list[dict]:
+    """The cluster barrier's rows (CLUSTER_CASES); a case the launch API or the GPU refuses
+    is one line saying why, and the others still run."""
+    import cluster_barrier
+    from gpu import sm_count
+
+    print("# barrier within a thread-block cluster (barrier.cluster, bench/cluster_barrier.py)")
+    try:
+        meet = cluster_barrier.make_kernel()
+    except Exception as error:  # noqa: BLE001 - one line, and the global rows stand
+        print(f"  not run: the kernel did not build: {type(error).__name__}: {error}")
+        return []
+    rows = []
+    for clusters, parts in CLUSTER_CASES:
+        if clusters * parts > sm_count():
+            print(f"  {clusters} × {parts} blocks: not run (more blocks than the {sm_count()} "
+                  "SMs)")
+            continue
+        try:
+            row = cluster_barrier.run_case(meet, clusters, parts, threads, steps, repeats)
+        except Exception as error:  # noqa: BLE001
+            print(f"  {clusters} cluster(s) of {parts} blocks: not run: "
+                  f"{type(error).__name__}: {error}", flush=True)
+            continue
+        rows.append(row)
+        trouble = (f", {row['violations']} VIOLATIONS" if row["violations"] else "") + (
+            "" if row["clustered"] else f", NOT CLUSTERED ({row['blocks_ran']} blocks ran, "
+            f"clusters of {row['cluster_size_seen']} seen)")
+        print(f"  {clusters} cluster(s) of {parts} blocks: {row['us_per_barrier']:.2f} µs a "
+              f"barrier (launch {row['launch_us']:.1f} µs){trouble}", flush=True)
+    return rows
 
 
 if __name__ == "__main__":

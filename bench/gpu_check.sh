@@ -15,10 +15,11 @@
 #      (bench/profile_step.py): where the cycles go, stall reasons, memory traffic;
 #   0. before all that, a few seconds: what one barrier between blocks costs, and whether
 #      each block's writes are seen after it (bench/barrier_cost.py), the floor under the
-#      spread designs.
+#      spread designs; then the same at the hardware barrier of thread-block clusters
+#      (bench/cluster_barrier.py), the alternative a spread tile of up to 8-16 blocks has.
 # Output goes to $OUT (the device tool's folder) or ./gpu_out, at most 8 files (the device
 # tool brings back no more); every step runs even if an earlier one failed, and the
-# script's status is the first failure's. The steps' time limits add up to 576 s, under
+# script's status is the first failure's. The steps' time limits add up to 581 s, under
 # the device tool's 600 s a command; the first run there (2026-12-04, H200) took 338 s
 # without step 4 (the benchmark about 150 s, the tests 174 s).
 #
@@ -39,7 +40,7 @@ status=0
 "$py" -c "import numba, numba.cuda, numpy; print(numba.__version__)" >> "$out/setup.log" 2>&1
 
 # The barrier first: seconds, and it says whether the spread designs below can be fast.
-timeout 25 "$py" bench/barrier_cost.py > "$out/barrier.md" 2>&1 \
+timeout 30 "$py" bench/barrier_cost.py > "$out/barrier.md" 2>&1 \
     || status=4
 
 quick="--quick"

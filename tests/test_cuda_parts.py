@@ -320,3 +320,50 @@ def test_barrier_benchmark_sees_a_barrier_that_does_not_wait(monkeypatch, meet, 
     monkeypatch.setattr(tiles, "barrier", meet)
     row = bench.run_case(bench.make_kernel(), sets=1, parts=3, threads=2, steps=6, repeats=1)
     assert (row["violations"] > 0) == broken and not row["gave_up"]
+
+
+def test_a_cluster_launch_counts_its_grid_in_clusters():
+    """bench/cluster_barrier.py makes numba's launches cluster launches: numba gives the
+    grid in blocks, cuda.core's LaunchConfig counts it in clusters once a cluster shape is
+    given; a grid that is not whole clusters is refused before any launch."""
+    bench = bench_module("cluster_barrier", "cluster_barrier.py")
+    made = []
+    config = bench.cluster_config(lambda **options: made.append(options) or "config", 8)
+    assert config(grid=(16, 1, 1), block=(256, 1, 1), shmem_size=0) == "config"
+    assert made == [{"grid": (2, 1, 1), "cluster": (8, 1, 1), "block": (256, 1, 1),
+                     "shmem_size": 0}]
+    with pytest.raises(ValueError, match="a grid of 12 blocks is not whole clusters of 8"):
+        config(grid=(12, 1, 1), block=(256, 1, 1))
+
+
+def test_the_cluster_barrier_assembles_for_sm90():
+    """The cluster barrier's kernel is inline PTX the simulator cannot run: its PTX for sm_90
+    has the barrier with release and acquire and the cluster's special registers, and ptxas
+    takes it without spills."""
+    import subprocess
+    import sys
+
+    from test_cuda import ROOT
+
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "0"}  # the simulator compiles no PTX
+    result = subprocess.run([sys.executable, "bench/cluster_barrier.py", "--ptx"], env=env,
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    for instruction in ("barrier.cluster.arrive.release;", "barrier.cluster.wait.acquire;",
+                        "mov.u32 %r3, %cluster_nctarank;", "%cluster_ctarank;",
+                        "%clusterid.x;"):
+        assert any(instruction in line for line in lines), instruction
+    assert "spill_stores=0, spill_loads=0" in lines[-1]
+
+
+@pytest.mark.skipif(not ON_GPU, reason="inline PTX and cluster launches need a GPU")
+def test_the_cluster_barrier_on_the_gpu():
+    """On a GPU of compute capability 9.0: the launch comes out as clusters of the size asked
+    (every block ran and saw it) and each block's count is seen by its cluster after the
+    barrier."""
+    bench = bench_module("cluster_barrier", "cluster_barrier.py")
+    meet = bench.make_kernel()
+    for clusters, parts in ((1, 2), (3, 4)):
+        row = bench.run_case(meet, clusters, parts, threads=64, steps=200, repeats=1)
+        assert row["clustered"] and row["violations"] == 0, row

@@ -1,0 +1,208 @@
+"""What the hardware barrier of a thread-block cluster (sm_90) costs, beside the barrier in
+global memory that the spread tiles use (ablate.cuda.tiles.barrier); imported by
+bench/barrier_cost.py, which prints both.
+
+Why: a tile spread over P blocks meets 1–2 times a time step in each direction, and the
+one-model target (≤ 20 µs a step, forward + backward) leaves a few µs for all of them. A
+cluster of P ≤ 8 blocks (16 with the non-portable opt-in on an H100) is scheduled onto one
+GPC at once and meets at ``barrier.cluster``, whose arrive has release and whose wait has
+acquire semantics at cluster scope: what a block wrote before it, in global or shared
+memory, is seen by the cluster's other blocks after it. If it costs a fraction of the global
+barrier, the spread designs should meet there; this measures whether it does before any
+kernel is built on it.
+
+numba-cuda 0.30 has neither cluster launches nor cluster intrinsics: the barrier and the
+special registers are inline PTX (``@intrinsic``, as numba-cuda's own cache hints are), and
+a launch becomes a cluster launch by giving cuda.core's ``LaunchConfig`` a cluster shape
+(``clustered``); numba still prepares the arguments. The simulator runs no inline PTX, so
+only the PTX is checked without a GPU (tests/test_cuda_parts.py: ptxas accepts it for sm_90).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from pathlib import Path
+
+import numpy as np
+
+# PTX ISA 8.0, sm_90: arrive with release, wait with acquire (both are also the defaults)
+SYNC = "barrier.cluster.arrive.release;\n\tbarrier.cluster.wait.acquire;"
+PORTABLE_CLUSTER = 8  # blocks a cluster may have without the non-portable opt-in
+SIGNATURE = "void(int64[::1], int64[::1], int64[::1], int64)"  # counts, violations, seen, steps
+
+
+def make_intrinsics() -> tuple:
+    """(cluster_sync, cluster_rank, cluster_size, cluster_index) as numba intrinsics:
+    the barrier, %cluster_ctarank, %cluster_nctarank and %clusterid.x."""
+    from llvmlite import ir
+    from numba import types
+    from numba.cuda.extending import intrinsic
+
+    @intrinsic
+    def cluster_sync(typingctx):
+        def codegen(context, builder, signature, args):
+            asm = ir.InlineAsm(ir.FunctionType(ir.VoidType(), []), SYNC, "~{memory}",
+                               side_effect=True)
+            builder.call(asm, [])
+            return context.get_dummy_value()
+
+        return types.void(), codegen
+
+    def special_register(name):
+        @intrinsic
+        def read(typingctx):
+            def codegen(context, builder, signature, args):
+                asm = ir.InlineAsm(ir.FunctionType(ir.IntType(32), []),
+                                   f"mov.u32 $0, %{name};", "=r", side_effect=True)
+                return builder.call(asm, [])
+
+            return types.uint32(), codegen
+
+        return read
+
+    return (cluster_sync, special_register("cluster_ctarank"),
+            special_register("cluster_nctarank"), special_register("clusterid.x"))
+
+
+def kernel_function():
+    """The cluster twin of barrier_cost.make_kernel's kernel, as a Python function: each
+    block writes its count, meets its cluster, reads the count of the next block of its
+    cluster; ``seen`` gathers the blocks that ran and the largest cluster size any block saw
+    (a launch that came out without clusters sees 1, and then its neighbour is itself: no
+    barrier measured)."""
+    from numba import cuda
+
+    cluster_sync, cluster_rank, cluster_size, cluster_index = make_intrinsics()
+
+    def meet(counts, violations, seen, steps):
+        parts = cluster_size()
+        rank = cluster_rank()
+        block = cluster_index() * parts + rank
+        neighbour = block - rank + (rank + 1) % parts
+        if cuda.threadIdx.x == 0:
+            cuda.atomic.add(seen, 0, 1)
+            cuda.atomic.max(seen, 1, parts)
+        for s in range(steps):
+            if cuda.threadIdx.x == 0:
+                counts[block] = s + 1
+            cluster_sync()
+            if cuda.threadIdx.x == 0:
+                value = counts[neighbour]  # written before this barrier, at most a step on
+                if value < s + 1 or value > s + 2:
+                    cuda.atomic.add(violations, 0, 1)
+
+    return meet
+
+
+def make_kernel():
+    """The kernel, compiled now (on a GPU): a cluster of more than 8 blocks needs the
+    compiled kernel's opt-in before its first launch."""
+    from numba import cuda
+
+    return cuda.jit(SIGNATURE)(kernel_function())
+
+
+def cluster_config(original, parts: int):
+    """A stand-in for cuda.core's LaunchConfig that makes every launch one of clusters of
+    ``parts`` blocks along x: numba passes the grid in blocks, cuda.core then counts it in
+    clusters (its documented rule once ``cluster`` is given)."""
+
+    def config(*, grid, block, **options):
+        x, y, z = grid
+        if x % parts:
+            raise ValueError(f"a grid of {x} blocks is not whole clusters of {parts}")
+        return original(grid=(x // parts, y, z), cluster=(parts, 1, 1), block=block,
+                        **options)
+
+    return config
+
+
+@contextlib.contextmanager
+def clustered(parts: int):
+    """Launches of numba kernels inside are cluster launches of ``parts`` blocks."""
+    from numba.cuda import dispatcher
+
+    original = dispatcher.LaunchConfig
+    dispatcher.LaunchConfig = cluster_config(original, parts)
+    try:
+        yield
+    finally:
+        dispatcher.LaunchConfig = original
+
+
+def allow_large_clusters(kernel_dispatcher) -> None:
+    """Let the compiled kernel run clusters of more than 8 blocks (an H100 takes 16)."""
+    from numba.cuda.cudadrv.driver import binding, driver
+
+    attribute = binding.CUfunction_attribute.CU_FUNC_ATTRIBUTE_NON_PORTABLE_CLUSTER_SIZE_ALLOWED
+    for kernel in kernel_dispatcher.overloads.values():
+        function = kernel._codelibrary.get_cufunc()
+        driver.cuKernelSetAttribute(attribute, 1, function.handle, function.device.id)
+
+
+def run_case(meet, clusters: int, parts: int, threads: int, steps: int,
+             repeats: int) -> dict:
+    """Microseconds a barrier in ``clusters`` clusters of ``parts`` blocks, the violations
+    seen, and whether the launch really had clusters of that size."""
+    from numba import cuda
+
+    blocks = clusters * parts
+    counts = cuda.to_device(np.zeros(blocks, np.int64))
+    violations = cuda.to_device(np.zeros(1, np.int64))
+    seen = cuda.to_device(np.zeros(2, np.int64))
+
+    def launch(n: int) -> float:
+        start, end = cuda.event(), cuda.event()
+        with clustered(parts):
+            start.record()
+            meet[blocks, threads](counts, violations, seen, n)
+            end.record()
+        end.synchronize()
+        return 1e3 * start.elapsed_time(end)  # ms → µs
+
+    if parts > PORTABLE_CLUSTER:
+        allow_large_clusters(meet)
+    launch(steps)  # warm-up: compiles
+    seen.copy_to_device(np.zeros(2, np.int64))
+    launch(1)  # a fresh count of the blocks that ran and the cluster size they saw
+    ran, size = (int(v) for v in seen.copy_to_host())
+    empty = min(launch(0) for _ in range(repeats))
+    full = min(launch(steps) for _ in range(repeats))
+    return {"clusters": clusters, "parts": parts, "blocks": blocks, "threads": threads,
+            "steps": steps, "us_per_barrier": max(0.0, full - empty) / steps,
+            "launch_us": empty, "violations": int(violations.copy_to_host()[0]),
+            "blocks_ran": ran, "cluster_size_seen": size,
+            "clustered": ran == blocks and size == parts}
+
+
+def ptx_usage() -> tuple[str, object]:
+    """The kernel's PTX for sm_90 and its ``ptxas -v`` usage (ablate.cuda.resources; no GPU,
+    outside the simulator)."""
+    from numba import cuda
+
+    from ablate.cuda import resources
+
+    with resources._compiling_for(resources.CC):
+        ptx, _ = cuda.compile_ptx(kernel_function(), SIGNATURE, cc=resources.CC)
+    return ptx, resources.ptxas_usage("cluster barrier", ptx, resources.ptxas_path())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--ptx", action="store_true", required=True,
+                        help="compile the kernel for sm_90, print its cluster instructions "
+                             "and ptxas's usage (no GPU needed; bench/barrier_cost.py times it)")
+    parser.parse_args(argv)
+    ptx, usage = ptx_usage()
+    for line in ptx.splitlines():
+        if "cluster" in line and not line.lstrip().startswith((".", "//", "ld.param")):
+            print(line.strip())
+    print(usage)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
+    sys.exit(main())
