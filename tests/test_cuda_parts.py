@@ -367,3 +367,39 @@ def test_the_cluster_barrier_on_the_gpu():
     for clusters, parts in ((1, 2), (3, 4)):
         row = bench.run_case(meet, clusters, parts, threads=64, steps=200, repeats=1)
         assert row["clustered"] and row["violations"] == 0, row
+
+
+def test_a_cluster_case_the_gpu_refuses_is_one_line_and_the_rest_still_run(
+        monkeypatch, capsys):
+    """barrier_cost.run_clusters: an error in one cluster case (a launch the API or the GPU
+    refuses) is printed as one line naming it, the other cases are timed, and a launch that
+    came out without clusters is flagged rather than passed off as a barrier."""
+    import sys
+    import types
+
+    from test_cuda import ROOT
+
+    bench = bench_module("barrier_cost_clusters", "barrier_cost.py")
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    fake = types.ModuleType("cluster_barrier")
+    fake.make_kernel = lambda: "kernel"
+
+    def run_case(meet, clusters, parts, threads, steps, repeats):
+        if parts == 16:
+            raise RuntimeError("CUDA_ERROR_INVALID_CLUSTER_SIZE")
+        clustered = parts != 2
+        return {"clusters": clusters, "parts": parts, "us_per_barrier": 0.25,
+                "launch_us": 3.0, "violations": 0, "blocks_ran": clusters * parts,
+                "cluster_size_seen": parts if clustered else 1, "clustered": clustered}
+
+    fake.run_case = run_case
+    monkeypatch.setitem(sys.modules, "cluster_barrier", fake)
+    rows = bench.run_clusters(threads=32, steps=10, repeats=1)
+    assert [(r["clusters"], r["parts"]) for r in rows] == [
+        (n, p) for n, p in bench.CLUSTER_CASES if p != 16]
+    lines = capsys.readouterr().out.splitlines()
+    assert ("  1 cluster(s) of 16 blocks: not run: RuntimeError: "
+            "CUDA_ERROR_INVALID_CLUSTER_SIZE") in lines
+    assert any("1 cluster(s) of 2 blocks" in line and "NOT CLUSTERED" in line
+               for line in lines)
+    assert not any("8 blocks" in line and "NOT CLUSTERED" in line for line in lines)
