@@ -88,14 +88,67 @@ def run_case(meet, sets: int, parts: int, threads: int, steps: int, repeats: int
         end.synchronize()
         return 1e3 * start.elapsed_time(end)  # ms → µs
 
+    per_barrier, empty = timed(launch, steps, repeats)
+    state = sync.copy_to_host()
+    return {"sets": sets, "parts": parts, "blocks": blocks, "threads": threads,
+            "steps": steps, "us_per_barrier": per_barrier, "launch_us": empty,
+            "violations": int(violations.copy_to_host()[0]), "gave_up": bool(state[FAILED])}
+
+
+def run_cluster_case(meet, clusters: int, parts: int, threads: int, steps: int,
+                     repeats: int) -> dict:
+    """The same in ``clusters`` thread-block clusters of ``parts`` blocks meeting at the
+    cluster barrier (bench/cluster_barrier.py), and whether the launch really had clusters
+    of that size (every block ran and saw it)."""
+    import cluster_barrier
+
+    blocks = clusters * parts
+    counts = cuda.to_device(np.zeros(blocks, np.int64))
+    violations = cuda.to_device(np.zeros(1, np.int64))
+    seen = cuda.to_device(np.zeros(2, np.int64))
+
+    def launch(n: int) -> float:
+        start, end = cuda.event(), cuda.event()
+        with cluster_barrier.clustered(parts):
+            start.record()
+            meet[blocks, threads](counts, violations, seen, n)
+            end.record()
+        end.synchronize()
+        return 1e3 * start.elapsed_time(end)  # ms → µs
+
+    if parts > cluster_barrier.PORTABLE_CLUSTER:
+        cluster_barrier.allow_large_clusters(meet)
+    launch(1)  # the first launch: it counts the blocks that ran and the cluster size seen
+    ran, size = (int(v) for v in seen.copy_to_host())
+    per_barrier, empty = timed(launch, steps, repeats)
+    return {"clusters": clusters, "parts": parts, "blocks": blocks, "threads": threads,
+            "steps": steps, "us_per_barrier": per_barrier, "launch_us": empty,
+            "violations": int(violations.copy_to_host()[0]), "blocks_ran": ran,
+            "cluster_size_seen": size, "clustered": ran == blocks and size == parts}
+
+
+def timed(launch, steps: int, repeats: int) -> tuple[float, float]:
+    """(µs a barrier, µs of a launch with none): ``launch(n)`` runs n barriers and returns
+    its µs; a warm-up launch first, then the best of ``repeats`` of each."""
     launch(steps)  # warm-up: compiles
     empty = min(launch(0) for _ in range(repeats))
     full = min(launch(steps) for _ in range(repeats))
-    state = sync.copy_to_host()
-    return {"sets": sets, "parts": parts, "blocks": blocks, "threads": threads,
-            "steps": steps, "us_per_barrier": max(0.0, full - empty) / steps,
-            "launch_us": empty, "violations": int(violations.copy_to_host()[0]),
-            "gave_up": bool(state[FAILED])}
+    return max(0.0, full - empty) / steps, empty
+
+
+def print_row(kind: str, row: dict, trouble: str) -> None:
+    print(f"  {kind}: {row['us_per_barrier']:.2f} µs a barrier (launch "
+          f"{row['launch_us']:.1f} µs){trouble}", flush=True)
+
+
+def too_many(blocks: int, label: str) -> bool:
+    """Whether ``blocks`` exceed the GPU's SMs (then one line says the case is not run)."""
+    from gpu import sm_count
+
+    if blocks <= sm_count():
+        return False
+    print(f"  {label}: not run (more blocks than the {sm_count()} SMs)")
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     if min(args.steps, args.repeats, args.threads) < 1:
         parser.error("--steps, --repeats and --threads must be positive")
     sys.path.insert(0, str(ROOT / "bench"))
-    from gpu import device_line, sm_count, unusable
+    from gpu import device_line, unusable
 
     problem = unusable("bench/barrier_cost.py", args.simulate)
     if problem:
@@ -128,16 +181,13 @@ def main(argv: list[str] | None = None) -> int:
     meet = make_kernel()
     rows = []
     for sets, parts in cases:
-        if sets * parts > sm_count():
-            print(f"  {sets} × {parts} blocks: not run (more blocks than the {sm_count()} SMs)")
+        if too_many(sets * parts, f"{sets} × {parts} blocks"):
             continue
         row = run_case(meet, sets, parts, threads, steps, repeats)
         rows.append(row)
         kind = "syncthreads" if parts == 1 else f"{sets} set(s) of {parts} blocks"
-        trouble = (f", {row['violations']} VIOLATIONS" if row["violations"] else "") + (
-            ", GAVE UP (a block never arrived)" if row["gave_up"] else "")
-        print(f"  {kind}: {row['us_per_barrier']:.2f} µs a barrier (launch "
-              f"{row['launch_us']:.1f} µs){trouble}", flush=True)
+        print_row(kind, row, (f", {row['violations']} VIOLATIONS" if row["violations"] else "")
+                  + (", GAVE UP (a block never arrived)" if row["gave_up"] else ""))
     cluster_rows = [] if args.simulate else run_clusters(threads, steps, repeats)
     if args.json:
         args.json.write_text(json.dumps({"device": device_line(), "simulated": args.simulate,
@@ -152,7 +202,6 @@ def run_clusters(threads: int, steps: int, repeats: int) -> list[dict]:
     """The cluster barrier's rows (CLUSTER_CASES); a case the launch API or the GPU refuses
     is one line saying why, and the others still run."""
     import cluster_barrier
-    from gpu import sm_count
 
     print("# barrier within a thread-block cluster (barrier.cluster, bench/cluster_barrier.py)")
     try:
@@ -162,22 +211,18 @@ def run_clusters(threads: int, steps: int, repeats: int) -> list[dict]:
         return []
     rows = []
     for clusters, parts in CLUSTER_CASES:
-        if clusters * parts > sm_count():
-            print(f"  {clusters} × {parts} blocks: not run (more blocks than the {sm_count()} "
-                  "SMs)")
+        kind = f"{clusters} cluster(s) of {parts} blocks"
+        if too_many(clusters * parts, kind):
             continue
         try:
-            row = cluster_barrier.run_case(meet, clusters, parts, threads, steps, repeats)
+            row = run_cluster_case(meet, clusters, parts, threads, steps, repeats)
         except Exception as error:  # noqa: BLE001
-            print(f"  {clusters} cluster(s) of {parts} blocks: not run: "
-                  f"{type(error).__name__}: {error}", flush=True)
+            print(f"  {kind}: not run: {type(error).__name__}: {error}", flush=True)
             continue
         rows.append(row)
-        trouble = (f", {row['violations']} VIOLATIONS" if row["violations"] else "") + (
-            "" if row["clustered"] else f", NOT CLUSTERED ({row['blocks_ran']} blocks ran, "
-            f"clusters of {row['cluster_size_seen']} seen)")
-        print(f"  {clusters} cluster(s) of {parts} blocks: {row['us_per_barrier']:.2f} µs a "
-              f"barrier (launch {row['launch_us']:.1f} µs){trouble}", flush=True)
+        print_row(kind, row, (f", {row['violations']} VIOLATIONS" if row["violations"] else "")
+                  + ("" if row["clustered"] else f", NOT CLUSTERED ({row['blocks_ran']} blocks "
+                     f"ran, clusters of {row['cluster_size_seen']} seen)"))
     return rows
 
 

@@ -16,16 +16,15 @@ special registers are inline PTX (``@intrinsic``, as numba-cuda's own cache hint
 a launch becomes a cluster launch by giving cuda.core's ``LaunchConfig`` a cluster shape
 (``clustered``); numba still prepares the arguments. The simulator runs no inline PTX, so
 only the PTX is checked without a GPU (tests/test_cuda_parts.py: ptxas accepts it for sm_90).
+
+    python bench/cluster_barrier.py     # its PTX for sm_90 and ptxas's usage, no GPU needed
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import sys
 from pathlib import Path
-
-import numpy as np
 
 # PTX ISA 8.0, sm_90: arrive with release, wait with acquire (both are also the defaults)
 SYNC = "barrier.cluster.arrive.release;\n\tbarrier.cluster.wait.acquire;"
@@ -142,41 +141,6 @@ def allow_large_clusters(kernel_dispatcher) -> None:
         driver.cuKernelSetAttribute(attribute, 1, function.handle, function.device.id)
 
 
-def run_case(meet, clusters: int, parts: int, threads: int, steps: int,
-             repeats: int) -> dict:
-    """Microseconds a barrier in ``clusters`` clusters of ``parts`` blocks, the violations
-    seen, and whether the launch really had clusters of that size."""
-    from numba import cuda
-
-    blocks = clusters * parts
-    counts = cuda.to_device(np.zeros(blocks, np.int64))
-    violations = cuda.to_device(np.zeros(1, np.int64))
-    seen = cuda.to_device(np.zeros(2, np.int64))
-
-    def launch(n: int) -> float:
-        start, end = cuda.event(), cuda.event()
-        with clustered(parts):
-            start.record()
-            meet[blocks, threads](counts, violations, seen, n)
-            end.record()
-        end.synchronize()
-        return 1e3 * start.elapsed_time(end)  # ms → µs
-
-    if parts > PORTABLE_CLUSTER:
-        allow_large_clusters(meet)
-    launch(steps)  # warm-up: compiles
-    seen.copy_to_device(np.zeros(2, np.int64))
-    launch(1)  # a fresh count of the blocks that ran and the cluster size they saw
-    ran, size = (int(v) for v in seen.copy_to_host())
-    empty = min(launch(0) for _ in range(repeats))
-    full = min(launch(steps) for _ in range(repeats))
-    return {"clusters": clusters, "parts": parts, "blocks": blocks, "threads": threads,
-            "steps": steps, "us_per_barrier": max(0.0, full - empty) / steps,
-            "launch_us": empty, "violations": int(violations.copy_to_host()[0]),
-            "blocks_ran": ran, "cluster_size_seen": size,
-            "clustered": ran == blocks and size == parts}
-
-
 def ptx_usage() -> tuple[str, object]:
     """The kernel's PTX for sm_90 and its ``ptxas -v`` usage (ablate.cuda.resources; no GPU,
     outside the simulator)."""
@@ -189,12 +153,9 @@ def ptx_usage() -> tuple[str, object]:
     return ptx, resources.ptxas_usage("cluster barrier", ptx, resources.ptxas_path())
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--ptx", action="store_true", required=True,
-                        help="compile the kernel for sm_90, print its cluster instructions "
-                             "and ptxas's usage (no GPU needed; bench/barrier_cost.py times it)")
-    parser.parse_args(argv)
+def main() -> int:
+    """Print the kernel's cluster instructions and ptxas's usage (bench/barrier_cost.py
+    times it on a GPU)."""
     ptx, usage = ptx_usage()
     for line in ptx.splitlines():
         if "cluster" in line and not line.lstrip().startswith((".", "//", "ld.param")):
