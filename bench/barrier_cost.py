@@ -102,6 +102,8 @@ def run_cluster_case(meet, clusters: int, parts: int, threads: int, steps: int,
     of that size (every block ran and saw it)."""
     import cluster_barrier
 
+    from ablate.cuda import cluster
+
     blocks = clusters * parts
     counts = cuda.to_device(np.zeros(blocks, np.int64))
     violations = cuda.to_device(np.zeros(1, np.int64))
@@ -109,14 +111,14 @@ def run_cluster_case(meet, clusters: int, parts: int, threads: int, steps: int,
 
     def launch(n: int) -> float:
         start, end = cuda.event(), cuda.event()
-        with cluster_barrier.clustered(parts):
+        with cluster.launching(parts):
             start.record()
             meet[blocks, threads](counts, violations, seen, n)
             end.record()
         end.synchronize()
         return 1e3 * start.elapsed_time(end)  # ms → µs
 
-    if parts > cluster_barrier.PORTABLE_CLUSTER:
+    if parts > cluster.PORTABLE:
         cluster_barrier.allow_large_clusters(meet)
     launch(1)  # the first launch: it counts the blocks that ran and the cluster size seen
     ran, size = (int(v) for v in seen.copy_to_host())

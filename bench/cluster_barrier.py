@@ -8,46 +8,32 @@ cluster of P ≤ 8 blocks (16 with the non-portable opt-in on an H100) is schedu
 GPC at once and meets at ``barrier.cluster``, whose arrive has release and whose wait has
 acquire semantics at cluster scope: what a block wrote before it, in global or shared
 memory, is seen by the cluster's other blocks after it. If it costs a fraction of the global
-barrier, the spread designs should meet there; this measures whether it does before any
-kernel is built on it.
+barrier, the spread kernels built for clusters (``DeviceEnsemble(..., clusters=True)``)
+should be the default for P ≤ 8; this measures the barrier alone, bench/gpu.py the kernels.
 
-numba-cuda 0.30 has neither cluster launches nor cluster intrinsics: the barrier and the
-special registers are inline PTX (``@intrinsic``, as numba-cuda's own cache hints are), and
-a launch becomes a cluster launch by giving cuda.core's ``LaunchConfig`` a cluster shape
-(``clustered``); numba still prepares the arguments. The simulator runs no inline PTX, so
-only the PTX is checked without a GPU (tests/test_cuda_parts.py: ptxas accepts it for sm_90).
+The barrier and the cluster launch are ablate's (``ablate.cuda.cluster``: inline PTX through
+``@intrinsic``, and numba's launches made cluster launches through cuda.core's
+``LaunchConfig``); this adds the cluster's special registers, so that the kernel can see
+the cluster it ran in. The simulator runs no inline PTX, so only the PTX is checked
+without a GPU (tests/test_cuda_parts.py: ptxas accepts it for sm_90).
 
     python bench/cluster_barrier.py     # its PTX for sm_90 and ptxas's usage, no GPU needed
 """
 
 from __future__ import annotations
 
-import contextlib
 import sys
 from pathlib import Path
 
-# PTX ISA 8.0, sm_90: arrive with release, wait with acquire (both are also the defaults)
-SYNC = "barrier.cluster.arrive.release;\n\tbarrier.cluster.wait.acquire;"
-PORTABLE_CLUSTER = 8  # blocks a cluster may have without the non-portable opt-in
 SIGNATURE = "void(int64[::1], int64[::1], int64[::1], int64)"  # counts, violations, seen, steps
 
 
-def make_intrinsics() -> tuple:
-    """(cluster_sync, cluster_rank, cluster_size, cluster_index) as numba intrinsics:
-    the barrier, %cluster_ctarank, %cluster_nctarank and %clusterid.x."""
+def special_registers() -> tuple:
+    """(cluster_rank, cluster_size, cluster_index) as numba intrinsics reading
+    %cluster_ctarank, %cluster_nctarank and %clusterid.x."""
     from llvmlite import ir
     from numba import types
     from numba.cuda.extending import intrinsic
-
-    @intrinsic
-    def cluster_sync(typingctx):
-        def codegen(context, builder, signature, args):
-            asm = ir.InlineAsm(ir.FunctionType(ir.VoidType(), []), SYNC, "~{memory}",
-                               side_effect=True)
-            builder.call(asm, [])
-            return context.get_dummy_value()
-
-        return types.void(), codegen
 
     def special_register(name):
         @intrinsic
@@ -61,8 +47,8 @@ def make_intrinsics() -> tuple:
 
         return read
 
-    return (cluster_sync, special_register("cluster_ctarank"),
-            special_register("cluster_nctarank"), special_register("clusterid.x"))
+    return (special_register("cluster_ctarank"), special_register("cluster_nctarank"),
+            special_register("clusterid.x"))
 
 
 def kernel_function():
@@ -73,7 +59,10 @@ def kernel_function():
     barrier measured)."""
     from numba import cuda
 
-    cluster_sync, cluster_rank, cluster_size, cluster_index = make_intrinsics()
+    from ablate.cuda.cluster import hardware_sync
+
+    cluster_sync = hardware_sync()
+    cluster_rank, cluster_size, cluster_index = special_registers()
 
     def meet(counts, violations, seen, steps):
         parts = cluster_size()
@@ -101,34 +90,6 @@ def make_kernel():
     from numba import cuda
 
     return cuda.jit(SIGNATURE)(kernel_function())
-
-
-def cluster_config(original, parts: int):
-    """A stand-in for cuda.core's LaunchConfig that makes every launch one of clusters of
-    ``parts`` blocks along x: numba passes the grid in blocks, cuda.core then counts it in
-    clusters (its documented rule once ``cluster`` is given)."""
-
-    def config(*, grid, block, **options):
-        x, y, z = grid
-        if x % parts:
-            raise ValueError(f"a grid of {x} blocks is not whole clusters of {parts}")
-        return original(grid=(x // parts, y, z), cluster=(parts, 1, 1), block=block,
-                        **options)
-
-    return config
-
-
-@contextlib.contextmanager
-def clustered(parts: int):
-    """Launches of numba kernels inside are cluster launches of ``parts`` blocks."""
-    from numba.cuda import dispatcher
-
-    original = dispatcher.LaunchConfig
-    dispatcher.LaunchConfig = cluster_config(original, parts)
-    try:
-        yield
-    finally:
-        dispatcher.LaunchConfig = original
 
 
 def allow_large_clusters(kernel_dispatcher) -> None:

@@ -8,7 +8,8 @@ its own training batches. Measured in one run:
              step and of its forward + backward alone, and both per time step (time / T);
              the forward + backward also at the other tilings (as the ensembles' below),
              and with --parts its batch spread over that many blocks (--resident: each
-             holding its units' share of R)
+             holding its units' share of R; --clusters: those blocks also as a thread-block
+             cluster meeting at its hardware barrier, ablate.cuda.cluster)
   ensembles  16 and 128 models, H=64, B=32, T=100, trained together by one DeviceEnsemble
              (three launches a step for all models): model-steps/s (models × steps / wall
              seconds) and the 128-model step time over the 16-model one; also 6 models, a
@@ -50,7 +51,7 @@ with NUMBA_ENABLE_CUDASIM=1) to check the script's code paths; its timings mean 
                                              # repeating after CASE_SECONDS)
     python bench/gpu.py --quick --json gpu.json
     python bench/gpu.py --quick --tile-rows 8,32 --rows-per-thread 1,2,4,8   # other tilings
-    python bench/gpu.py --quick --resident --parts 8,16 --budget 220   # the new designs
+    python bench/gpu.py --quick --resident --parts 8,16 --clusters --budget 220   # the new designs
                                              # first, each case's other tilings cut at its
                                              # share of 220 s
     NUMBA_ENABLE_CUDASIM=1 python bench/gpu.py --simulate
@@ -183,7 +184,8 @@ class AblateCase:
     """A DeviceEnsemble of M models with S steps of batches loaded (compiled on creation)."""
 
     def __init__(self, data: Data, H: int, O: int, tile_rows: int | None = None,
-                 rows_per_thread: int = 1, resident: bool = False, parts: int = 1) -> None:
+                 rows_per_thread: int = 1, resident: bool = False, parts: int = 1,
+                 clusters: bool = False) -> None:
         from numba import cuda
 
         from ablate import init_params
@@ -196,7 +198,7 @@ class AblateCase:
         self.ens = DeviceEnsemble(CELL, np.float32, M, T, B, n_in, H, O, interval=S,
                                   tile_rows=tile_rows, rows_per_thread=rows_per_thread,
                                   threads=resident_threads() if resident else None,
-                                  resident=resident, parts=parts)
+                                  resident=resident, parts=parts, clusters=clusters)
         self.ens.set_params(np.stack([init_params(CELL, n_in, H, O, seed=m, dtype=np.float32)
                                       for m in range(M)]))
         self.ens.load_interval(
@@ -228,8 +230,12 @@ class AblateCase:
             print(f"    (occupancy not read: {type(error).__name__}: {error})", flush=True)
             return None
         fewest = min(per_sm.values())
-        return {"blocks": grid, "threads": ens.threads, "blocks_per_sm": per_sm,
-                "waves": waves(grid, fewest, device_limits()) if fewest else None}
+        found = {"blocks": grid, "threads": ens.threads, "blocks_per_sm": per_sm,
+                 "waves": waves(grid, fewest, device_limits()) if fewest else None}
+        if ens.clusters:
+            found["clusters"] = grid // ens.parts
+            found["clusters_at_once"] = clusters_at_once(ens)
+        return found
 
     def sync(self) -> None:
         self.cuda.synchronize()
@@ -382,17 +388,19 @@ def single_rows(args, sizes: Sizes, torch, rows: list) -> list[dict]:
               flush=True)
         row["variants"], row["failed_variants"] = [], []
 
-        def time_one(rows_per_thread, tile_rows, resident, parts, data=data, O=O, row=row,
-                     T=T):
+        def time_one(rows_per_thread, tile_rows, resident, parts, clusters, data=data, O=O,
+                     row=row, T=T):
             timed = time_variant(args, data, H, O, tile_rows, rows_per_thread,
-                                 "forward_backward", row["failed_variants"], resident, parts)
+                                 "forward_backward", row["failed_variants"], resident, parts,
+                                 clusters)
             if timed is None:
                 return
             seconds, ens = timed
             occupancy = AblateCase.occupancy_of(ens)
             row["variants"].append({"tile_rows": ens.tile_rows,
                                     "rows_per_thread": rows_per_thread, "resident": resident,
-                                    "parts": parts, "threads": ens.threads,
+                                    "parts": parts, "clusters": clusters,
+                                    "threads": ens.threads,
                                     "occupancy": occupancy,
                                     "fwd_bwd_us_per_time_step": 1e6 * seconds / T})
             print(f"    {occupancy_words(ens, occupancy)}: fwd+bwd {1e6 * seconds / T:.1f} µs "
@@ -444,15 +452,16 @@ class Budget:
         return now + share
 
 
-def time_variants(chosen: list[tuple[int, int, bool, int]], time_one: Callable[..., None],
+def time_variants(chosen: list[tuple[int, int, bool, int, bool]],
+                  time_one: Callable[..., None],
                   deadline: float, clock: Callable[[], float]) -> list[dict]:
     """time_one(*variant) for each variant in order until ``clock()`` reaches ``deadline``;
     the variants left untimed, as dicts (one printed line lists them)."""
     skipped = []
     for variant in chosen:
         if clock() >= deadline:
-            skipped.append(dict(zip(("rows_per_thread", "tile_rows", "resident", "parts"),
-                                    variant, strict=True)))
+            skipped.append(dict(zip(("rows_per_thread", "tile_rows", "resident", "parts",
+                                     "clusters"), variant, strict=True)))
             continue
         time_one(*variant)
     if skipped:
@@ -462,19 +471,19 @@ def time_variants(chosen: list[tuple[int, int, bool, int]], time_one: Callable[.
 
 
 def time_variant(args, data: Data, H: int, O: int, tile_rows: int, rows_per_thread: int,
-                 route: str, failed: list, resident: bool = False, parts: int = 1
-                 ) -> tuple | None:
+                 route: str, failed: list, resident: bool = False, parts: int = 1,
+                 clusters: bool = False) -> tuple | None:
     """(best seconds a step of ``route`` — "train" or "forward_backward" —, the ensemble) of
     one other tiling, ablate only; None, with one printed line and an entry in ``failed``,
     where it fails to build or launch (the other tilings and the JSON are kept)."""
     try:
-        case = AblateCase(data, H, O, tile_rows, rows_per_thread, resident, parts)
+        case = AblateCase(data, H, O, tile_rows, rows_per_thread, resident, parts, clusters)
         seconds = min(measure({"ablate": (getattr(case, route), case.sync)}, args.steps,
                               args.repeats, args.case_seconds)["ablate"])
     except Exception as error:  # one tiling failing must not lose the others
         words = f"{type(error).__name__}: {error}".splitlines()[0]
         chosen = {"tile_rows": tile_rows, "rows_per_thread": rows_per_thread,
-                  "resident": resident, "parts": parts}
+                  "resident": resident, "parts": parts, "clusters": clusters}
         print(f"    {variant_words(chosen)}: failed ({words})", flush=True)
         failed.append({**chosen, "error": words})
         return None
@@ -519,17 +528,17 @@ def ensemble_rows(args, sizes: Sizes, torch, rows: list) -> list[dict]:
         print(f"    ms a step: {phase_words(row['ablate_phases_ms'])}", flush=True)
         row["variants"], row["failed_variants"] = [], []
 
-        def time_one(rows_per_thread, tile_rows, resident, parts, data=data, O=O, row=row,
-                     M=M):
+        def time_one(rows_per_thread, tile_rows, resident, parts, clusters, data=data, O=O,
+                     row=row, M=M):
             timed = time_variant(args, data, H, O, tile_rows, rows_per_thread, "train",
-                                 row["failed_variants"], resident, parts)
+                                 row["failed_variants"], resident, parts, clusters)
             if timed is None:
                 return
             seconds, ens = timed
             occupancy = AblateCase.occupancy_of(ens)
             row["variants"].append({
                 "tile_rows": ens.tile_rows, "rows_per_thread": rows_per_thread,
-                "resident": resident, "parts": parts,
+                "resident": resident, "parts": parts, "clusters": clusters,
                 "threads": ens.threads, "step_ms": 1e3 * seconds,
                 "model_steps_per_second": M / seconds, "occupancy": occupancy})
             print(f"    {occupancy_words(ens, occupancy)}: {M / seconds:.0f} "
@@ -554,10 +563,11 @@ def groups_at_once_rows(args, sizes: Sizes, group: dict, rows: list) -> list[dic
     for K in sizes.groups_at_once:
         row = {"groups": K, "models": K * M, "tile_rows": best["tile_rows"],
                "rows_per_thread": best["rows_per_thread"], "resident": best["resident"],
-               "parts": best["parts"]}
+               "parts": best["parts"], "clusters": best.get("clusters", False)}
         try:
             cases = [AblateCase(data, H, O, best["tile_rows"], best["rows_per_thread"],
-                                best["resident"], best["parts"]) for _ in range(K)]
+                                best["resident"], best["parts"], best.get("clusters", False))
+                     for _ in range(K)]
             with ThreadPoolExecutor(K, thread_name_prefix="group") as pool:
                 def train_all(pool=pool, cases=cases) -> None:
                     list(pool.map(AblateCase.train_and_wait, cases))
@@ -590,11 +600,11 @@ def evaluation_row(args, sizes: Sizes, group: dict) -> dict:
     M, H, N, B = group["models"], sizes.ensemble_hidden, sizes.validation_rows, sizes.batch
     row = {"models": M, "rows": N, "tile_rows": best["tile_rows"],
            "rows_per_thread": best["rows_per_thread"], "resident": best["resident"],
-           "parts": best["parts"]}
+           "parts": best["parts"], "clusters": best.get("clusters", False)}
     try:
         data, O = copy_data(sizes, M, args.steps, sizes.ensemble_gap)
         case = AblateCase(data, H, O, best["tile_rows"], best["rows_per_thread"],
-                          best["resident"], best["parts"])
+                          best["resident"], best["parts"], best.get("clusters", False))
         chunks = math.ceil(N / B)
         rows, _ = copy_data(sizes, 1, chunks, sizes.ensemble_gap)  # x [1, chunks, T, B, I]
         _, _, T, _, I = rows.shape
@@ -624,8 +634,8 @@ def evaluation_row(args, sizes: Sizes, group: dict) -> dict:
 # ---------------------------------------------------------------- report
 
 
-def variants(args, default) -> list[tuple[int, int, bool, int]]:
-    """(rows_per_thread, tile_rows, resident, parts) of the other tilings to time, the
+def variants(args, default) -> list[tuple[int, int, bool, int, bool]]:
+    """(rows_per_thread, tile_rows, resident, parts, clusters) of the other tilings to time, the
     designs never timed on a GPU first (``by_novelty``; a --budget may cut the rest): every
     --rows-per-thread with its default tile and every --tile-rows, less the default
     ensemble's own, tiles larger than the batch and tiles smaller than the rows a thread
@@ -636,7 +646,9 @@ def variants(args, default) -> list[tuple[int, int, bool, int]]:
     SMs), with --resident also each block holding its units' share of R at the largest tile
     that layout takes (``spread_tile``); for an ensemble only so, R resident in the blocks,
     and only where its models' sets of blocks all fit the GPU's SMs at once (a model's
-    share of R stays on chip; more blocks than SMs would wait in waves)."""
+    share of R stays on chip; more blocks than SMs would wait in waves). With --clusters
+    each spread tiling of at most ``cluster.PORTABLE`` blocks is also timed with its blocks
+    a thread-block cluster (ablate.cuda.cluster), just before it."""
     from ablate.cuda.device import default_tiling, resident_layout
 
     chosen, refused = [], set()
@@ -653,8 +665,8 @@ def variants(args, default) -> list[tuple[int, int, bool, int]]:
                     except ValueError as error:
                         refused.add(str(error))
                         continue
-                key = (rows_per_thread, tile, resident, 1)
-                if key != (default.rows_per_thread, default.tile_rows, False, 1) and (
+                key = (rows_per_thread, tile, resident, 1, False)
+                if key != (default.rows_per_thread, default.tile_rows, False, 1, False) and (
                         key not in chosen):
                     chosen.append(key)
     one_model = default.M == 1
@@ -665,7 +677,8 @@ def variants(args, default) -> list[tuple[int, int, bool, int]]:
             if rows_per_thread > default.B:
                 continue
             if one_model:
-                chosen.append((rows_per_thread, default.B, False, parts))
+                chosen += [(rows_per_thread, default.B, False, parts, clusters)
+                           for clusters in as_clusters(args, parts)]
             if args.resident:
                 try:
                     tile = spread_tile(default.B, default.H, default.dtype, rows_per_thread,
@@ -673,16 +686,27 @@ def variants(args, default) -> list[tuple[int, int, bool, int]]:
                 except ValueError as error:
                     refused.add(str(error))
                     continue
-                chosen.append((rows_per_thread, tile, True, parts))
+                chosen += [(rows_per_thread, tile, True, parts, clusters)
+                           for clusters in as_clusters(args, parts)]
     for words in sorted(refused):
         print(f"    not timed: {words}", flush=True)
     return sorted(chosen, key=by_novelty)
 
 
-def by_novelty(variant: tuple[int, int, bool, int]) -> int:
+def as_clusters(args, parts: int) -> tuple[bool, ...]:
+    """The ways to time a tile spread over ``parts`` blocks: as a thread-block cluster too
+    where --clusters asks and the cluster is portable (ablate.cuda.cluster.PORTABLE)."""
+    from ablate.cuda.cluster import PORTABLE
+
+    return (True, False) if args.clusters and parts <= PORTABLE else (False,)
+
+
+def by_novelty(variant: tuple[int, int, bool, int, bool]) -> int:
     """Sort key of a variant: R resident in spread blocks first, then spread blocks, then R
-    resident in one block, then the plain tilings (the first GPU run timed those)."""
-    _, _, resident, parts = variant
+    resident in one block, then the plain tilings (the first GPU run timed those). A sort
+    by it keeps the order within each: a cluster tiling stays just before its twin meeting
+    in global memory, so a --budget cut keeps the pairs that compare the two barriers."""
+    _, _, resident, parts, _ = variant
     return (0 if resident else 1) if parts > 1 else (2 if resident else 3)
 
 
@@ -729,6 +753,28 @@ def resident_threads() -> int:
     return 32 if simulator.active() else MAX_THREADS
 
 
+def clusters_at_once(ens) -> dict | None:
+    """The clusters of ``ens``'s launches the GPU runs at once, forward and backward, by
+    cuda.core's ``max_active_clusters`` (a cluster needs all its blocks' SMs in one GPC at
+    once, so fewer may fit than blocks a wave suggests); None, with one printed line, where
+    this cuda.core cannot say."""
+    try:
+        from cuda.core import Device, LaunchConfig
+
+        config = LaunchConfig(grid=ens.grid[0] // ens.parts, cluster=(ens.parts, 1, 1),
+                              block=ens.threads)
+        stream = Device().default_stream  # what cuda.core's docs say to pass: no launch
+        found = {}
+        for role in ("forward", "backward"):
+            compiled = next(iter(getattr(ens.kernels, role).overloads.values()))
+            kernel = compiled._codelibrary.get_cufunc().kernel
+            found[role] = int(kernel.occupancy.max_active_clusters(config, stream=stream))
+        return found
+    except Exception as error:  # a diagnostic: never lose the measurement for it
+        print(f"    (clusters at once not read: {type(error).__name__}: {error})", flush=True)
+        return None
+
+
 def occupancy_words(ens, occupancy: dict | None) -> str:
     """'tile_rows 4, 1 row a thread, 256 threads a block[, 1024 blocks, an SM holds 1 (fwd)
     1 (bwd), 7.76 waves]' (the bracket only on a GPU)."""
@@ -738,12 +784,17 @@ def occupancy_words(ens, occupancy: dict | None) -> str:
     if ens.resident is not None:
         text += ", R resident in registers"
     if ens.parts > 1:
-        text += f", a tile over {ens.parts} blocks"
+        text += f", a tile over {ens.parts} blocks" + (" (a cluster)" if ens.clusters else "")
     if occupancy is None:
         return text
     per_sm, waves = occupancy["blocks_per_sm"], occupancy["waves"]
-    return (f"{text}, {occupancy['blocks']} blocks, an SM holds {per_sm['forward']} (fwd) "
+    text = (f"{text}, {occupancy['blocks']} blocks, an SM holds {per_sm['forward']} (fwd) "
             f"{per_sm['backward']} (bwd), {'—' if waves is None else f'{waves:.2f}'} waves")
+    at_once = occupancy.get("clusters_at_once")
+    if at_once:
+        text += (f", {occupancy['clusters']} clusters, {at_once['forward']} (fwd) "
+                 f"{at_once['backward']} (bwd) at once")
+    return text
 
 
 def fmt(value, spec: str, suffix: str = "") -> str:
@@ -852,7 +903,7 @@ def judge(single: list[dict], ensembles: list[dict]) -> list[dict]:
 def default_variant(row: dict) -> dict:
     """An ensemble row's default tiling in the form of its variants."""
     return {"tile_rows": row["tile_rows"], "rows_per_thread": row["rows_per_thread"],
-            "resident": False, "parts": 1, "step_ms": row["ablate_step_ms"],
+            "resident": False, "parts": 1, "clusters": False, "step_ms": row["ablate_step_ms"],
             "model_steps_per_second": row["ablate_model_steps_per_second"]}
 
 
@@ -862,7 +913,8 @@ def one_tiling_for_both(small: dict, large: dict) -> tuple[dict, float, float] |
     shortfall, TARGET_MODEL_STEPS / rate or scaling / TARGET_SCALING (≤ 1: both met); None
     where the sizes share no tiling beyond the default (the targets above judge that)."""
     def key(v: dict) -> tuple:
-        return v["tile_rows"], v["rows_per_thread"], v["resident"], v["parts"]
+        return (v["tile_rows"], v["rows_per_thread"], v["resident"], v["parts"],
+                v.get("clusters", False))
 
     at_large = {key(v): v for v in [default_variant(large), *large["variants"]]}
     both = [(v, at_large[key(v)]) for v in [default_variant(small), *small["variants"]]
@@ -889,7 +941,8 @@ def variant_words(variant: dict) -> str:
     parts = variant.get("parts", 1)
     return (f"tile_rows {variant['tile_rows']}, {variant['rows_per_thread']} row(s) a thread"
             + (", R resident" if variant.get("resident") else "")
-            + (f", a tile over {parts} blocks" if parts > 1 else ""))
+            + (f", a tile over {parts} blocks" if parts > 1 else "")
+            + (" (a cluster)" if variant.get("clusters") else ""))
 
 
 def print_targets(targets: list[dict], simulated: bool) -> None:
@@ -969,6 +1022,10 @@ def main(argv: list[str] | None = None) -> int:
                              "over (ablate.cuda.tiles), e.g. 8,16: the one-model cases at "
                              "every --rows-per-thread with each, and with --resident the "
                              "ensembles whose blocks then fit the SMs (ablate only)")
+    parser.add_argument("--clusters", action="store_true",
+                        help="with --parts, time each spread tiling of at most 8 blocks also "
+                             "as a thread-block cluster meeting at its hardware barrier "
+                             "(ablate.cuda.cluster; sm_90), just before it")
     args = parser.parse_args(argv)
     from ablate.cuda.device import MAX_PARTS, ROWS_PER_THREAD
 

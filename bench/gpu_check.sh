@@ -3,12 +3,14 @@
 #   1. bench/gpu.py (--quick unless FULL=1) over tilings and rows per thread, each also with
 #      R resident in registers where it fits (ablate.cuda.resident), and one model's batch
 #      spread over 8 and 16 blocks (ablate.cuda.tiles), also with each block holding its
-#      units' share of R, first: the figures the issue asks for, each default case split by
-#      kernel; JSON and markdown kept;
+#      units' share of R, first, each tiling of 8 blocks first as a thread-block cluster
+#      meeting at its hardware barrier (ablate.cuda.cluster), then meeting in global memory:
+#      the figures the issue asks for, each default case split by kernel; JSON and markdown
+#      kept;
 #   2. the CUDA tests on the real GPU (ABLATE_TEST_GPU=1: no simulator), tiny sizes, the
-#      resident-weights and spread-tile tests first (never run on a GPU before: warp
-#      shuffles, barriers between blocks), then the rest, with ensembles trained at once on
-#      threads and streams and the validation on the device;
+#      resident-weights, spread-tile and cluster tests first (never run on a GPU before:
+#      warp shuffles, barriers between blocks, cluster launches), then the rest, with
+#      ensembles trained at once on threads and streams and the validation on the device;
 #   3. beside them, the resource report (ptxas -v for sm_90) with the GPU's own numba-cuda;
 #   4. Nsight Compute (ncu) on one training step of the ensemble target with R resident and
 #      of the single-model target spread over 16 blocks with R resident in them
@@ -48,13 +50,15 @@ quick="--quick"
 # 7 tilings a case, each also with R resident where it fits: the fastest of the 16 timed on
 # 2026-12-04 were tile 2 at 2 rows a thread (1 to 16 models) and tile 32 at 8 (128 models);
 # one model also spread over 8 and 16 blocks at each rows a thread, each also with R
-# resident in the blocks (12 more a T; the kernels compile once for both T); the 16- and
-# 6-model ensembles also spread with R resident over as many blocks as fit the SMs (3 and 6
-# more). Each case times the designs never run on a GPU first and stops starting tilings
-# at its share of --budget (each tiling compiles its kernels, ~5-10 s, unknown for the new
-# ones): the defaults, the targets and the JSON always come back within the timeout.
+# resident in the blocks (12 more a T; the kernels compile once for both T), those over 8
+# blocks also as a cluster just before (--clusters: 6 more); the 16- and 6-model ensembles
+# also spread with R resident over as many blocks as fit the SMs (3 and 6 more, and 3 as
+# clusters of 8). Each case times the designs never run on a GPU first and stops starting
+# tilings at its share of --budget (each tiling compiles its kernels, ~5-10 s, unknown for
+# the new ones): the defaults, the targets and the JSON always come back within the
+# timeout.
 timeout 300 "$py" bench/gpu.py $quick --tile-rows 2,32 --rows-per-thread 1,2,8 --resident \
-    --parts 8,16 --budget 200 --json "$out/gpu.json" > "$out/gpu.md" 2>&1 || \
+    --parts 8,16 --clusters --budget 200 --json "$out/gpu.json" > "$out/gpu.md" 2>&1 || \
     [ "$status" != 0 ] || status=3
 
 # The resource report compiles 273 kernels on the CPU (every cell at each rows a thread;
@@ -69,12 +73,12 @@ parallel=""
 "$py" -c "import xdist" 2> /dev/null && parallel="-n 8"
 # Ensembles at once on streams too; not the sweeps, whose workers compile the kernels again.
 ABLATE_TEST_GPU=1 timeout 75 "$py" -m pytest -q $parallel tests/test_cuda.py \
-    tests/test_cuda_parts.py -k "resident or spread or barrier or parts" \
+    tests/test_cuda_parts.py -k "resident or spread or barrier or parts or cluster" \
     > "$out/tests.log" 2>&1 || [ "$status" != 0 ] || status=1
 ABLATE_TEST_GPU=1 timeout 100 "$py" -m pytest -q $parallel tests/test_cuda.py \
     tests/test_cuda_occupancy.py tests/test_cuda_concurrent.py tests/test_gpu_worker.py \
     tests/test_cuda_evaluation.py \
-    -k "not sweep and not resident and not spread and not barrier and not parts" \
+    -k "not sweep and not resident and not spread and not barrier and not parts and not cluster" \
     >> "$out/tests.log" 2>&1 || [ "$status" != 0 ] || status=1
 wait "$resources" || [ "$status" != 0 ] || status=2
 

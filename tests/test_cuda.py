@@ -537,7 +537,8 @@ def test_gpu_benchmark_runs_under_the_simulator(tmp_path):
     env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
     result = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu.py"), "--simulate",
                              "--rows-per-thread", "1", "--resident",
-                             "--parts", "2", "--budget", "100000", "--json", str(out)],
+                             "--parts", "2", "--clusters", "--budget", "100000",
+                             "--json", str(out)],
                             capture_output=True,
                             text=True, env=env, cwd=ROOT, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -550,18 +551,22 @@ def test_gpu_benchmark_runs_under_the_simulator(tmp_path):
     # (fwd+bwd), and so is the shape group's ensemble, here the default tile with R
     # resident in registers (--resident); one model (the single cases, and the simulated
     # shape group) also with its batch over 2 blocks (--parts), and so with R resident too;
-    # an ensemble spread only with R resident (its 2 or 3 models' blocks fit the SMs); the
+    # an ensemble spread only with R resident (its 2 or 3 models' blocks fit the SMs);
+    # each spread tiling also with its blocks a cluster (--clusters), just before it; the
     # designs never timed on a GPU first (which tilings at the full sizes: the test below)
     for row in data["ensembles"] + data["single"] + [data["group"]]:
         one_model = row in data["single"] or row["models"] == 1
-        spread = [(3, 1, True, 2), (3, 1, False, 2)] if one_model else [(3, 1, True, 2)]
-        timed = [(v["tile_rows"], v["rows_per_thread"], v["resident"], v["parts"])
-                 for v in row["variants"]]
-        assert timed == spread + [(3, 1, True, 1)]
+        kinds = [True, False] if one_model else [True]  # R resident; R in memory
+        spread = [(3, 1, resident, 2, clusters) for resident in kinds
+                  for clusters in (True, False)]
+        timed = [(v["tile_rows"], v["rows_per_thread"], v["resident"], v["parts"],
+                  v["clusters"]) for v in row["variants"]]
+        assert timed == spread + [(3, 1, True, 1, False)]
         assert not row["failed_variants"] and not row["skipped_variants"]
     assert "R resident in registers: fwd+bwd " in result.stdout
     assert "a tile over 2 blocks: fwd+bwd " in result.stdout
     assert "R resident in registers, a tile over 2 blocks: fwd+bwd " in result.stdout
+    assert "R resident in registers, a tile over 2 blocks (a cluster): fwd+bwd " in result.stdout
     assert all(v["fwd_bwd_us_per_time_step"] > 0 for v in data["single"][0]["variants"])
     # every default-tiling case split by kernel: the forward alone is timed, and the three
     # parts add up to the step (by construction of the differences)
@@ -604,7 +609,8 @@ def test_gpu_benchmark_budget_shares_time_over_the_cases_and_keeps_the_order():
     gpu = bench_module("gpu_budget")
     now = [0.0]
     budget = gpu.Budget(100.0, cases=4, clock=lambda: now[0])
-    chosen = [(1, 32, True, 8), (2, 32, True, 8), (1, 2, True, 1), (2, 2, False, 1)]
+    chosen = [(1, 32, True, 8, True), (2, 32, True, 8, False), (1, 2, True, 1, False),
+              (2, 2, False, 1, False)]
     timed = []
 
     def time_one(*variant):
@@ -615,26 +621,30 @@ def test_gpu_benchmark_budget_shares_time_over_the_cases_and_keeps_the_order():
     assert deadline == 25.0
     skipped = gpu.time_variants(chosen, time_one, deadline, budget.clock)
     assert timed == chosen[:3]
-    assert skipped == [{"rows_per_thread": 2, "tile_rows": 2, "resident": False, "parts": 1}]
+    assert skipped == [{"rows_per_thread": 2, "tile_rows": 2, "resident": False, "parts": 1,
+                        "clusters": False}]
     assert budget.case_deadline() == 30.0 + 70.0 / 3  # the rest over the 3 cases left
     now[0] = 200.0  # past the end: the last cases start no tiling
     assert budget.case_deadline() == 200.0
     assert gpu.time_variants(chosen, time_one, 200.0, budget.clock) == [
-        dict(zip(("rows_per_thread", "tile_rows", "resident", "parts"), v, strict=True))
-        for v in chosen]
+        dict(zip(("rows_per_thread", "tile_rows", "resident", "parts", "clusters"), v,
+                 strict=True)) for v in chosen]
     assert gpu.Budget(None, cases=4).case_deadline() == float("inf")
-    assert sorted([(1, 2, False, 1), (1, 2, True, 1), (1, 32, False, 8), (1, 16, True, 8)],
-                  key=gpu.by_novelty) == [(1, 16, True, 8), (1, 32, False, 8),
-                                          (1, 2, True, 1), (1, 2, False, 1)]
+    novel_first = [(1, 16, True, 8, True), (1, 16, True, 8, False), (1, 32, False, 8, True),
+                   (1, 32, False, 8, False), (1, 2, True, 1, False), (1, 2, False, 1, False)]
+    shuffled = [novel_first[i] for i in (4, 2, 0, 5, 3, 1)]  # each twin still after its cluster
+    assert sorted(shuffled, key=gpu.by_novelty) == novel_first
 
 
 def test_gpu_benchmark_times_these_tilings_at_the_full_sizes(monkeypatch):
     """What gpu_check.sh's options (--tile-rows 2,32 --rows-per-thread 1,2,8 --resident
-    --parts 8,16) time at the issue's sizes on a GPU of 132 SMs, in order: R resident in
-    spread blocks, spread blocks, R resident in one block, plain tilings; (rows a thread,
-    tile, resident, parts). One model spread at 16 rows a tile with R (H 128's R over 8 or
-    16 blocks: its staged da fills shared memory at 32); ensembles spread only with R and
-    only where their blocks fit the SMs (16 × 8 and 6 × 8, 6 × 16; not 128 models)."""
+    --parts 8,16 --clusters) time at the issue's sizes on a GPU of 132 SMs, in order: R
+    resident in spread blocks, spread blocks, R resident in one block, plain tilings, each
+    spread tiling of 8 blocks first as a cluster, then meeting in global memory; (rows a
+    thread, tile, resident, parts, clusters). One model spread at 16 rows a tile with R (H
+    128's R over 8 or 16 blocks: its staged da fills shared memory at 32); ensembles spread
+    only with R and only where their blocks fit the SMs (16 × 8 and 6 × 8, 6 × 16; not 128
+    models); clusters of 8 blocks only (16 is not portable)."""
     from types import SimpleNamespace
 
     from ablate.cuda.device import default_tiling
@@ -643,7 +653,7 @@ def test_gpu_benchmark_times_these_tilings_at_the_full_sizes(monkeypatch):
     monkeypatch.setattr(gpu, "sm_count", lambda: 132)
     monkeypatch.setattr(gpu, "resident_threads", lambda: 256)
     options = SimpleNamespace(rows_per_thread=[1, 2, 8], tile_rows=[2, 32], resident=True,
-                              parts=[8, 16])
+                              parts=[8, 16], clusters=True)
 
     def chosen(M, H):
         tile = default_tiling(32, H, 1)[0]
@@ -651,21 +661,26 @@ def test_gpu_benchmark_times_these_tilings_at_the_full_sizes(monkeypatch):
                                   tile_rows=tile)
         return gpu.variants(options, default)
 
-    spread_r = [(rows, tile, True, parts) for parts in (8, 16) for rows, tile in
-                ((1, 16), (2, 16), (8, 16))]
-    spread = [(rows, 32, False, parts) for parts in (8, 16) for rows in (1, 2, 8)]
-    assert chosen(1, 128) == spread_r + spread + [
-        (1, 32, False, 1), (2, 4, False, 1), (2, 2, False, 1), (2, 32, False, 1),
-        (8, 16, False, 1), (8, 32, False, 1)]
+    def spread(resident, tile):
+        return [(rows, tile, resident, parts, clusters) for parts in (8, 16)
+                for rows in (1, 2, 8) for clusters in ((True, False) if parts == 8 else (False,))]
+
+    assert chosen(1, 128) == spread(True, 16) + spread(False, 32) + [
+        (1, 32, False, 1, False), (2, 4, False, 1, False), (2, 2, False, 1, False),
+        (2, 32, False, 1, False), (8, 16, False, 1, False), (8, 32, False, 1, False)]
     one_block_r = [(1, 4, True, 1), (1, 2, True, 1), (1, 32, True, 1), (2, 8, True, 1),
                    (2, 2, True, 1), (2, 32, True, 1), (8, 32, True, 1)]
     plain = [(1, 2, False, 1), (1, 32, False, 1), (2, 8, False, 1), (2, 2, False, 1),
              (2, 32, False, 1), (8, 32, False, 1)]
-    ensemble_spread = [(rows, 32, True, 8) for rows in (1, 2, 8)]
-    assert chosen(16, 64) == ensemble_spread + one_block_r + plain
-    assert chosen(128, 64) == one_block_r + plain
-    assert chosen(6, 64) == ensemble_spread + [(rows, 32, True, 16) for rows in (1, 2, 8)] + (
-        one_block_r + plain)
+    one_block = [(*v, False) for v in one_block_r + plain]
+    ensemble_spread = [(rows, 32, True, 8, clusters) for rows in (1, 2, 8)
+                       for clusters in (True, False)]
+    assert chosen(16, 64) == ensemble_spread + one_block
+    assert chosen(128, 64) == one_block
+    assert chosen(6, 64) == ensemble_spread + [
+        (rows, 32, True, 16, False) for rows in (1, 2, 8)] + one_block
+    options.clusters = False  # without --clusters: no cluster tiling
+    assert all(not v[4] for v in chosen(1, 128) + chosen(16, 64))
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -727,3 +742,36 @@ def test_gpu_benchmark_keeps_the_rows_measured_before_a_failure(tmp_path, monkey
     data = json.loads(out.read_text())
     assert data["complete"] is False and data["ensembles"] == []
     assert [row["T"] for row in data["single"]] == [5, 7]
+
+
+def test_gpu_benchmark_reads_how_many_clusters_run_at_once(monkeypatch, capsys):
+    """bench/gpu.py's occupancy of a cluster launch: cuda.core's max_active_clusters for the
+    forward and backward kernels at the launch's clusters (a fake cuda.core: no GPU here);
+    where cuda.core cannot say, one line and None, the measurement kept."""
+    import types
+
+    gpu = bench_module("gpu_clusters")
+    asked = []
+
+    class Occupancy:
+        def max_active_clusters(self, config, *, stream):
+            asked.append((config, stream))
+            return 14
+
+    kernel = types.SimpleNamespace(occupancy=Occupancy())
+    cufunc = types.SimpleNamespace(kernel=kernel)
+    compiled = types.SimpleNamespace(
+        _codelibrary=types.SimpleNamespace(get_cufunc=lambda: cufunc))
+    dispatcher = types.SimpleNamespace(overloads={"sig": compiled})
+    ens = types.SimpleNamespace(grid=(32,), parts=8, threads=256,
+                                kernels=types.SimpleNamespace(forward=dispatcher,
+                                                              backward=dispatcher))
+    fake = types.ModuleType("cuda.core")
+    fake.LaunchConfig = lambda **options: options
+    fake.Device = lambda: types.SimpleNamespace(default_stream="stream")
+    monkeypatch.setitem(sys.modules, "cuda.core", fake)
+    assert gpu.clusters_at_once(ens) == {"forward": 14, "backward": 14}
+    assert asked == [({"grid": 4, "cluster": (8, 1, 1), "block": 256}, "stream")] * 2
+    del fake.Device
+    assert gpu.clusters_at_once(ens) is None
+    assert "(clusters at once not read: ImportError" in capsys.readouterr().out

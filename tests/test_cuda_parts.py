@@ -37,13 +37,15 @@ SPREAD_CELLS = ["lstm", "fgr", "single_net", "net_readout", "use_gate", "gru",
 
 
 def spread_loss_and_grad(cell, params, x, target, mask, H, O, tile_rows, threads,
-                         rows_per_thread, parts, dtype=np.float32, resident=False):
-    """(loss per row [M,B], grad [M,P], sync) of one xent step at ``parts`` blocks a tile."""
+                         rows_per_thread, parts, dtype=np.float32, resident=False,
+                         clusters=False):
+    """(loss per row [M,B], grad [M,P], sync) of one xent step at ``parts`` blocks a tile
+    (``clusters``: the blocks a thread-block cluster)."""
     from ablate.cuda.device import DeviceEnsemble
 
     M, T, B, n_in = x.shape
     ens = DeviceEnsemble(cell, dtype, M, T, B, n_in, H, O, 1, tile_rows, threads,
-                         rows_per_thread, resident=resident, parts=parts)
+                         rows_per_thread, resident=resident, parts=parts, clusters=clusters)
     ens.set_params(params)
     ens.load_interval(x[:, None], target[:, None], np.zeros((M, T, B, 0), dtype)[:, None],
                       mask[:, None], np.ones(M, np.int64), np.ones(M, np.int64),
@@ -55,9 +57,10 @@ def spread_loss_and_grad(cell, params, x, target, mask, H, O, tile_rows, threads
 
 
 def equal_the_cpu_kernels(cell, params, x, target, mask, H, O, losses, grads, sync, parts,
-                          setting):
+                          setting, clusters=False):
     """The loss and gradients of each model are the CPU kernels' (float32 rounding), and
-    every barrier of every set was met by all its blocks; the tickets start again at 0."""
+    every barrier of every set was met by all its blocks; the tickets start again at 0
+    (clusters: neither tickets nor counts were used)."""
     for k in range(len(params)):
         expected_loss, expected = loss_and_grad(cell, params[k], x[k], target[k], mask[k],
                                                 "xent", H, O)
@@ -65,6 +68,9 @@ def equal_the_cpu_kernels(cell, params, x, target, mask, H, O, losses, grads, sy
         assert error < 1e-4, (setting, k, error)
         assert abs(losses[k].sum() - expected_loss) < 1e-4 * abs(expected_loss)
     counts = sync[2:]
+    if clusters:
+        assert not sync.any(), sync
+        return
     assert sync[0] == 0 and sync[1] == 0 and (counts > 0).all() and (counts % parts == 0).all()
 
 
@@ -323,17 +329,122 @@ def test_barrier_benchmark_sees_a_barrier_that_does_not_wait(monkeypatch, meet, 
 
 
 def test_a_cluster_launch_counts_its_grid_in_clusters():
-    """bench/cluster_barrier.py makes numba's launches cluster launches: numba gives the
-    grid in blocks, cuda.core's LaunchConfig counts it in clusters once a cluster shape is
-    given; a grid that is not whole clusters is refused before any launch."""
-    bench = bench_module("cluster_barrier", "cluster_barrier.py")
+    """ablate.cuda.cluster makes numba's launches cluster launches where the launching
+    thread asks: numba gives the grid in blocks, cuda.core's LaunchConfig counts it in
+    clusters once a cluster shape is given; a grid that is not whole clusters is refused
+    before any launch; a launch that did not ask, or from another thread, is left alone."""
+    import threading
+
+    from ablate.cuda import cluster
+
     made = []
-    config = bench.cluster_config(lambda **options: made.append(options) or "config", 8)
-    assert config(grid=(16, 1, 1), block=(256, 1, 1), shmem_size=0) == "config"
+    config = cluster.cluster_config(lambda **options: made.append(options) or "config")
+    with cluster.asking(8):
+        assert config(grid=(16, 1, 1), block=(256, 1, 1), shmem_size=0) == "config"
+        with pytest.raises(ValueError, match="a grid of 12 blocks is not whole clusters of 8"):
+            config(grid=(12, 1, 1), block=(256, 1, 1))
+        other = threading.Thread(target=config, kwargs={"grid": (12, 1, 1), "block": (4,)})
+        other.start()
+        other.join()
+    config(grid=(16, 1, 1), block=(256, 1, 1))
     assert made == [{"grid": (2, 1, 1), "cluster": (8, 1, 1), "block": (256, 1, 1),
-                     "shmem_size": 0}]
-    with pytest.raises(ValueError, match="a grid of 12 blocks is not whole clusters of 8"):
-        config(grid=(12, 1, 1), block=(256, 1, 1))
+                     "shmem_size": 0},
+                    {"grid": (12, 1, 1), "block": (4,)},
+                    {"grid": (16, 1, 1), "block": (256, 1, 1)}]
+
+
+# Both families and both kinds of barrier site: sums across the tile (fgr, single_net) and
+# the block's own units (lstm, gru), and a cell without R (minlstm)
+CLUSTER_CELLS = ["lstm", "fgr", "single_net", "gru", "minlstm"]
+
+
+@pytest.mark.parametrize("cell", CLUSTER_CELLS)
+def test_spread_tiles_as_clusters_give_one_blocks_bits(cell):
+    """The blocks of each tile as a thread-block cluster (place from blockIdx, the cluster's
+    barrier; under the simulator a barrier of Python threads that every thread of the
+    cluster must reach): random parts, tiles, block sizes and rows a thread, several models
+    and tiles (several clusters a launch); one block a tile's numbers to the bit, the CPU
+    kernels' up to float32 rounding, and no ticket or count used."""
+    from ablate.cuda.device import ROWS_PER_THREAD
+
+    rng = np.random.default_rng(sum(map(ord, cell)) + 17)
+    params, x, target, mask, H, O = random_problem(cell, "xent", rng, np.float32)
+    B = x.shape[2]
+    tile_rows = int(rng.integers(1, B + 1))
+    threads = int(rng.choice([1, 5, 8]))
+    rows_per_thread = int(rng.choice(ROWS_PER_THREAD))
+    parts = int(rng.integers(2, 5))
+    setting = (cell, tile_rows, threads, rows_per_thread, parts)
+    losses, grads, sync = spread_loss_and_grad(cell, params, x, target, mask, H, O,
+                                               tile_rows, threads, rows_per_thread, parts,
+                                               clusters=True)
+    one_losses, one_grads, _ = spread_loss_and_grad(cell, params, x, target, mask, H, O,
+                                                    tile_rows, threads, rows_per_thread, 1)
+    np.testing.assert_array_equal(grads, one_grads, err_msg=str(setting))
+    np.testing.assert_array_equal(losses, one_losses, err_msg=str(setting))
+    equal_the_cpu_kernels(cell, params, x, target, mask, H, O, losses, grads, sync, parts,
+                          setting, clusters=True)
+
+
+@pytest.mark.skipif(ON_GPU, reason="replaces the simulated cluster barrier")
+def test_a_cluster_barrier_that_holds_only_the_block_is_seen(monkeypatch):
+    """The test above sees the cluster barrier: with each block waiting only for its own
+    threads at every cluster barrier, a gru gradient is wrong."""
+    import threading
+
+    from ablate.cuda import cluster
+
+    monkeypatch.setattr(cluster._SimulatedClusters, "sync",
+                        lambda self: threading.current_thread().syncthreads())
+    rng = np.random.default_rng(5)
+    params, x, target, mask, H, O = random_problem("gru", "xent", rng, np.float32)
+    _, grads, _ = spread_loss_and_grad("gru", params, x, target, mask, H, O, x.shape[2], 4, 1,
+                                       3, clusters=True)
+    _, expected = loss_and_grad("gru", params[0], x[0], target[0], mask[0], "xent", H, O)
+    assert np.abs(grads[0] - expected).max() > 1e-3 * np.abs(expected).max()
+
+
+def test_resident_weights_spread_over_a_cluster_give_the_cpu_gradients(cell="lstm"):
+    """R held by the blocks of a cluster, each its units' rows and columns: the CPU
+    kernels' loss and gradients."""
+    rng = np.random.default_rng(41)
+    params, x, target, mask, H, O = random_problem(cell, "xent", rng, np.float32, 10)
+    B = x.shape[2]
+    tile_rows, parts = (B + 1) // 2, 3
+    losses, grads, sync = spread_loss_and_grad(cell, params, x, target, mask, H, O, tile_rows,
+                                               32, 1, parts, resident=True, clusters=True)
+    equal_the_cpu_kernels(cell, params, x, target, mask, H, O, losses, grads, sync, parts,
+                          (cell, H, tile_rows, parts), clusters=True)
+
+
+def test_training_with_spread_tiles_as_clusters_is_one_blocks_training(cell="gru"):
+    """A whole training with each tile a cluster of 2 blocks (Adam between steps, the
+    device's validation, a model stopping first): one block a tile's parameters and curves
+    to the bit."""
+    from ablate.cuda.engine import train_ensemble
+
+    specs = small_specs(cell)
+    one = train_ensemble(specs, diagnostics=False, tile_rows=5, block_threads=4)
+    clustered = train_ensemble(specs, diagnostics=False, tile_rows=5, block_threads=4,
+                               parts=2, clusters=True)
+    for b, c in zip(one.results, clustered.results, strict=True):
+        assert (b.steps, b.stop_reason) == (c.steps, c.stop_reason)
+        for key in ("train_loss", "grad_norm", "val_loss", "val_metric"):
+            np.testing.assert_array_equal(b.curve[key], c.curve[key])
+    for b, c in zip(one.params, clustered.params, strict=True):
+        np.testing.assert_array_equal(b, c)
+
+
+@pytest.mark.parametrize("parts, message", [
+    (1, r"a tile spread over a cluster needs parts in 2\.\.8 \(clusters of more blocks "
+        r"need an opt-in not made here\), got 1"),
+    (9, r"needs parts in 2\.\.8 .*got 9"),
+])
+def test_a_cluster_of_a_bad_size_is_one_clear_error(parts, message):
+    from ablate.cuda.device import DeviceEnsemble
+
+    with pytest.raises(ValueError, match=message):
+        DeviceEnsemble("lstm", np.float32, 1, 2, 2, 1, 4, 2, 1, parts=parts, clusters=True)
 
 
 def test_the_cluster_barrier_assembles_for_sm90():

@@ -26,20 +26,22 @@ MAX_THREADS threads unless ``threads`` says otherwise, and a layout it cannot ta
 ValueError that names the limit. ``parts=P`` spreads each tile over P blocks that act as one
 (``ablate.cuda.tiles``: one model over P SMs); the grid is then M · tiles · P blocks. Both
 together: each of the P blocks holds in registers the rows and columns of R of its run of
-units, 1/P of R (H 128 at P 8: 32 weights a thread of 256).
+units, 1/P of R (H 128 at P 8: 32 weights a thread of 256). ``clusters=True`` (sm_90, P ≤ 8)
+launches each tile's P blocks as a thread-block cluster meeting at the hardware barrier
+instead of a count in global memory (``ablate.cuda.cluster``).
 """
 
 from __future__ import annotations
 
 import math
 import weakref
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 
 import numpy as np
 from numba import cuda
 
 from ablate import cells
-from ablate.cuda import memory, simulator
+from ablate.cuda import cluster, memory, simulator
 from ablate.cuda.adam import ADAM_THREADS, make_adam
 from ablate.cuda.kernels import kernels
 from ablate.cuda.tiles import FAILED, SPIN_LIMIT, sync_size
@@ -167,7 +169,7 @@ class DeviceEnsemble:
     def __init__(self, cell: str, dtype, n_models: int, T: int, B: int, n_in: int, H: int,
                  O: int, interval: int, tile_rows: int | None = None,
                  threads: int | None = None, rows_per_thread: int = 1,
-                 resident: bool = False, parts: int = 1) -> None:
+                 resident: bool = False, parts: int = 1, clusters: bool = False) -> None:
         self.cell, self.dtype = cell, np.dtype(dtype)
         self.M, self.T, self.B, self.n_in, self.H, self.O = n_models, T, B, n_in, H, O
         self.interval = interval
@@ -177,6 +179,7 @@ class DeviceEnsemble:
         self.rows_per_thread = rows_per_thread
         self.tile_rows = tile_rows or default_tiling(B, H, rows_per_thread)[0]
         self.parts = check_parts(parts)
+        self.clusters = bool(clusters) and cluster.check(self.parts) > 1
         # resident weights need one thread per gate row at least: a full block by default
         self.threads = threads or (MAX_THREADS if resident else
                                    threads_for(self.tile_rows, H, rows_per_thread, parts))
@@ -187,7 +190,7 @@ class DeviceEnsemble:
                                          rows_per_thread, self.parts) if resident else None)
         with simulator.turn():  # building runs cuda.jit, which a simulated launch rebinds
             self.kernels = kernels(cell, self.dtype, rows_per_thread, self.resident,
-                                   self.parts > 1)
+                                   self.parts > 1, self.clusters)
             if self.dtype.name not in _ADAM:
                 _ADAM[self.dtype.name] = make_adam(self.dtype)
         self.adam = _ADAM[self.dtype.name]
@@ -302,10 +305,15 @@ class DeviceEnsemble:
             return (self.n_tiles, self.M)
         return (self.M * self.n_tiles * self.parts,)
 
+    @contextmanager
     def _blocks_at_once(self):
         """Under the simulator the blocks of a spread tile must run at once (they wait for
-        each other); on a GPU, or at one block a tile, nothing."""
-        return simulator.blocks_at_once() if self.parts > 1 else nullcontext()
+        each other); on a GPU, or at one block a tile, nothing. Built for clusters, the
+        launches inside are cluster launches of ``parts`` blocks."""
+        at_once = simulator.blocks_at_once() if self.parts > 1 else nullcontext()
+        together = cluster.launching(self.parts) if self.clusters else nullcontext()
+        with at_once, together:
+            yield
 
     def step(self, s: int, loss_code: int) -> None:
         """Training step s of the loaded interval: three launches."""
@@ -319,7 +327,7 @@ class DeviceEnsemble:
     def fetch_progress(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(losses [M,S], grad_norms [M,S], limit [M]) back on the host; limit[m] is the
         steps model m took (less than loaded where it diverged). No parameters: cheap."""
-        if self.parts == 1:  # no barrier between blocks: nothing in sync to read
+        if self.parts == 1 or self.clusters:  # no barrier count in sync to read
             return self._get(self.losses, self.grad_norms, self.limit)
         losses, grad_norms, limit, sync = self._get(self.losses, self.grad_norms, self.limit,
                                                     self.sync)

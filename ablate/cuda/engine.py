@@ -33,7 +33,7 @@ from ablate.train import EnsembleSetup, RunState, Trained, ensemble_specs
 def train_ensemble(
     specs: Sequence[RunSpec], *, diagnostics: bool = True, threads: int | None = None,
     tile_rows: int | None = None, block_threads: int | None = None, rows_per_thread: int = 1,
-    resident: bool = False, parts: int = 1,
+    resident: bool = False, parts: int = 1, clusters: bool = False,
 ) -> Trained:
     """Train runs that share shapes together on the GPU; their results and final parameters.
 
@@ -42,8 +42,9 @@ def train_ensemble(
     on it. ``tile_rows``, ``block_threads`` and ``rows_per_thread`` override the device
     tiling (``ablate.cuda.device.default_tiling``), ``resident`` holds R in registers
     (``ablate.cuda.resident``, cells with R), ``parts`` spreads each batch tile over that
-    many blocks (``ablate.cuda.tiles``: one model over several SMs); no result depends on
-    them beyond float32 rounding (on parts not even that).
+    many blocks (``ablate.cuda.tiles``: one model over several SMs), ``clusters`` makes
+    those blocks a thread-block cluster (``ablate.cuda.cluster``: sm_90, parts ≤ 8); no
+    result depends on them beyond float32 rounding (on parts and clusters not even that).
     """
     _cuda.require()
     from ablate.cuda.device import DeviceEnsemble
@@ -59,7 +60,7 @@ def train_ensemble(
     upload = steps_per_upload(len(runs), T, B, setup.n_in, setup.n_out, setup.loss, setup.dtype)
     device = DeviceEnsemble(spec.cell, setup.dtype, len(runs), T, B, setup.n_in, spec.n_hidden,
                             setup.n_out, min(spec.eval_every, upload), tile_rows, block_threads,
-                            rows_per_thread, resident, parts)
+                            rows_per_thread, resident, parts, clusters)
     eval_threads = max(1, min(threads or n_threads(), len(runs)))
     pool = ThreadPoolExecutor(eval_threads, thread_name_prefix="ablate-eval")
     evaluation = None

@@ -24,14 +24,16 @@ _KERNELS: dict = {}
 
 
 def kernels(cell: str, dtype, rows_per_thread: int = 1, resident=None,
-            spread: bool = False) -> CudaCell:
+            spread: bool = False, clusters: bool = False) -> CudaCell:
     """The forward and backward CUDA kernels of ``cell`` for float32 or float64, a thread
     taking one unit of ``rows_per_thread`` batch rows at once; with a ``resident`` layout
     (``ablate.cuda.device.resident_layout``) R stays in registers; ``spread``: for a batch
-    tile over several blocks (``ablate.cuda.tiles``; the others run at parts 1 only)."""
+    tile over several blocks (``ablate.cuda.tiles``; the others run at parts 1 only);
+    ``clusters``: spread kernels whose blocks are a thread-block cluster (sm_90,
+    ``ablate.cuda.cluster``)."""
     cells.get(cell)  # an unknown name raises with the known ones
     dtype = np.dtype(dtype)
-    key = (cell, dtype.name, rows_per_thread, resident, spread)
+    key = (cell, dtype.name, rows_per_thread, resident, spread, clusters)
     if key not in _KERNELS:
         from ablate.cuda import lstm_family
 
@@ -41,7 +43,7 @@ def kernels(cell: str, dtype, rows_per_thread: int = 1, resident=None,
             from ablate.cuda import simple_family as family
         variant = family.VARIANTS[cell]
         forward, backward = family.make_kernels(variant, dtype, rows_per_thread, resident,
-                                                spread)
+                                                spread, clusters)
 
         def size(T, B, H, O, variant=variant, family=family):
             return family.work_size(variant, T, B, H, O)

@@ -65,7 +65,7 @@ from ablate.cuda.blocking import make_blocked
 from ablate.cuda.index import at
 from ablate.cuda.readout import make_readout
 from ablate.cuda.resident import Layout, kernel_parts
-from ablate.cuda.tiles import block_rows, place, spread_functions, unit_of
+from ablate.cuda.tiles import block_rows, spread_functions, unit_of
 
 __all__ = ["VARIANTS", "make_kernels", "output_offset", "work_size"]
 
@@ -84,11 +84,14 @@ def output_offset(variant: Variant, T: int, B: int, H: int, O: int) -> int:
 
 
 def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1,
-                 resident: Layout | None = None, spread: bool = False) -> tuple:
+                 resident: Layout | None = None, spread: bool = False,
+                 clusters: bool = False) -> tuple:
     """(forward, backward) CUDA kernels of one variant and precision; a thread computes one
     unit for ``rows_per_thread`` batch rows at once (see the module docstring). With a
     ``resident`` layout the sums through R hold R in registers (``ablate.cuda.resident``):
-    the kernels then run only at that layout's H, threads a block and tile_rows."""
+    the kernels then run only at that layout's H, threads a block and tile_rows.
+    ``spread``: for a tile over several blocks (``ablate.cuda.tiles``); ``clusters``: those
+    blocks a thread-block cluster meeting at its hardware barrier (``ablate.cuda.cluster``)."""
     dtype = np.dtype(dtype)
     RB = rows_per_thread
     ACC = numba.from_dtype(dtype)
@@ -116,7 +119,7 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1,
         assert (I_SLOT, F_SLOT, O_SLOT) == (0, 1, 3), variant.slots()
     RESIDENT = resident is not None
     SPREAD = spread  # a tile over several blocks (ablate.cuda.tiles); else parts is 1
-    meet, elements, reader = spread_functions(spread)
+    locate, meet, elements, reader = spread_functions(spread, clusters)
     # R in registers (ablate.cuda.resident): the functions, and the arrays' sizes
     (load_rows, forward_step, load_columns, backward_sum, store_gradient, N_HROWS, N_DAROWS,
      N_SCRATCH, HP, HELD_F, HELD_B) = kernel_parts(dtype, resident)
@@ -357,7 +360,7 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1,
         chunks, loss code PREDICT (ablate.cuda.evaluation).
         """
         if SPREAD:  # a tile over several blocks (ablate.cuda.tiles); else not compiled
-            m, tile, part, T, B, n_in, row0, rows, tid, n_threads = place(
+            m, tile, part, T, B, n_in, row0, rows, tid, n_threads = locate(
                 x, tile_rows, limit.shape[0], parts, sync)
         else:
             m = cuda.blockIdx.y
@@ -427,7 +430,7 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1,
         """Backpropagation through time of step s for the block's rows, then this tile's
         weight gradients into grad_tiles[m, tile, :] (forward must have run on work)."""
         if SPREAD:
-            m, tile, part, T, B, n_in, row0, rows, tid, n_threads = place(
+            m, tile, part, T, B, n_in, row0, rows, tid, n_threads = locate(
                 x, tile_rows, limit.shape[0], parts, sync)
         else:
             m = cuda.blockIdx.y

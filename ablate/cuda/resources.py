@@ -9,7 +9,9 @@ with R resident in registers (``ablate.cuda.resident``, at the largest share of 
 holds: ``resident_checked``); ``--resident-rows`` limits those to some rows_per_thread
 (the committed report has them all). Kernels for a tile spread
 over blocks (``ablate.cuda.tiles``) likewise at ``--spread-rows``, and with R resident too
-(each block its units' share: ``resident_checked``) where both lists have the rows.
+(each block its units' share: ``resident_checked``) where both lists have the rows; each
+spread kernel also for the blocks of a thread-block cluster ("… cluster", sm_90:
+``ablate.cuda.cluster``).
 ``--only`` compiles just the kernels named (as in the report's first column).
 
 The report names the hash of the code its kernels compile from (``source_version``: the
@@ -192,24 +194,26 @@ def measure(cell_names=None, dtypes=("float32",), jobs: int = 1,
 
 
 def kernel_specs(cell: str, dtype, resident_rows, spread_rows) -> list[tuple]:
-    """(name, rows_per_thread, resident layout or None, spread, role) of each of ``cell``'s
-    kernels ``measure`` compiles: every rows_per_thread; resident at those in
-    ``resident_rows``, spread at those in ``spread_rows``, both where both have them."""
+    """(name, rows_per_thread, resident layout or None, spread, clusters, role) of each of
+    ``cell``'s kernels ``measure`` compiles: every rows_per_thread; resident at those in
+    ``resident_rows``, spread at those in ``spread_rows`` (each also for a thread-block
+    cluster, named "… cluster": ablate.cuda.cluster), both where both have them."""
     from ablate.cuda.device import ROWS_PER_THREAD
 
     specs = []
     for rows in ROWS_PER_THREAD:
         checked = resident_checked(cell, dtype, rows) if rows in resident_rows else ()
-        kinds = [(None, False), *((layout, False) for layout in checked)]
+        kinds = [(None, False, False), *((layout, False, False) for layout in checked)]
         if rows in spread_rows:
-            kinds.append((None, True))
+            kinds += [(None, True, False), (None, True, True)]
             if rows in resident_rows:
-                kinds += [(layout, True)
-                          for layout in resident_checked(cell, dtype, rows, spread=True)]
-        for resident, spread in kinds:
+                kinds += [(layout, True, clusters)
+                          for layout in resident_checked(cell, dtype, rows, spread=True)
+                          for clusters in (False, True)]
+        for resident, spread, clusters in kinds:
             suffix = ((f" rows{rows}" if rows > 1 else "") + (" resident" if resident else "")
-                      + (" spread" if spread else ""))
-            specs += [(f"{cell} {role} {dtype}{suffix}", rows, resident, spread, role)
+                      + (" cluster" if clusters else " spread" if spread else ""))
+            specs += [(f"{cell} {role} {dtype}{suffix}", rows, resident, spread, clusters, role)
                       for role in ("forward", "backward")]
     return specs
 
@@ -230,10 +234,10 @@ def _measure_part(part: tuple) -> list[Usage]:
             ptx, _ = cuda.compile_ptx(make_adam(np.dtype(dtype)).py_func, sig["adam"], cc=CC)
             return [ptxas_usage(f"adam {dtype}", ptx, ptxas)]
         usages = []
-        for name, rows, resident, spread, role in kernel_specs(cell, dtype, resident_rows,
-                                                               spread_rows):
+        for name, rows, resident, spread, clusters, role in kernel_specs(
+                cell, dtype, resident_rows, spread_rows):
             if wanted is None or name in wanted:
-                kernel = getattr(kernels(cell, dtype, rows, resident, spread), role)
+                kernel = getattr(kernels(cell, dtype, rows, resident, spread, clusters), role)
                 ptx, _ = cuda.compile_ptx(kernel.py_func, sig[role], cc=CC)
                 usages.append(ptxas_usage(name, ptx, ptxas, rows))
         return usages

@@ -58,7 +58,7 @@ from ablate.cuda.blocking import make_blocked
 from ablate.cuda.index import at
 from ablate.cuda.readout import make_readout
 from ablate.cuda.resident import Layout, kernel_parts
-from ablate.cuda.tiles import block_rows, place, spread_functions, unit_of
+from ablate.cuda.tiles import block_rows, spread_functions, unit_of
 
 __all__ = ["VARIANTS", "make_kernels", "output_offset", "work_size"]
 
@@ -87,12 +87,15 @@ def output_offset(variant: Variant, T: int, B: int, H: int, O: int) -> int:
 
 
 def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1,
-                 resident: Layout | None = None, spread: bool = False) -> tuple:
+                 resident: Layout | None = None, spread: bool = False,
+                 clusters: bool = False) -> tuple:
     """(forward, backward) CUDA kernels of one variant and precision; a thread computes one
     unit for ``rows_per_thread`` batch rows at once (see the module docstring). With a
     ``resident`` layout (ELMAN and GRU) the sums through R hold R in registers
     (``ablate.cuda.resident``): the kernels then run only at that layout's H, threads a
-    block and tile_rows."""
+    block and tile_rows.
+    ``spread``: for a tile over several blocks (``ablate.cuda.tiles``); ``clusters``: those
+    blocks a thread-block cluster meeting at its hardware barrier (``ablate.cuda.cluster``)."""
     dtype = np.dtype(dtype)
     RB = rows_per_thread
     ACC = numba.from_dtype(dtype)
@@ -118,7 +121,7 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1,
     N_R_SLOTS = 1 if KIND == ELMAN else (2 if KIND == GRU else 0)  # slots R h_{t-1} feeds
     RESIDENT = resident is not None
     SPREAD = spread  # a tile over several blocks (ablate.cuda.tiles); else parts is 1
-    meet, elements, reader = spread_functions(spread)
+    locate, meet, elements, reader = spread_functions(spread, clusters)
     # R in registers (ablate.cuda.resident): the functions, and the arrays' sizes
     assert not (RESIDENT and KIND == MIN), "the min cells have no R"  # resident_layout says so
     (load_rows, forward_step, load_columns, backward_sum, store_gradient, N_HROWS, N_DAROWS,
@@ -245,7 +248,7 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1,
         chunks, loss code PREDICT (ablate.cuda.evaluation).
         """
         if SPREAD:  # a tile over several blocks (ablate.cuda.tiles); else not compiled
-            m, tile, part, T, B, n_in, row0, rows, tid, n_threads = place(
+            m, tile, part, T, B, n_in, row0, rows, tid, n_threads = locate(
                 x, tile_rows, limit.shape[0], parts, sync)
         else:
             m = cuda.blockIdx.y
@@ -344,7 +347,7 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1,
         """Backpropagation through time of step s for the block's rows, then this tile's
         weight gradients into grad_tiles[m, tile, :] (forward must have run on work)."""
         if SPREAD:
-            m, tile, part, T, B, n_in, row0, rows, tid, n_threads = place(
+            m, tile, part, T, B, n_in, row0, rows, tid, n_threads = locate(
                 x, tile_rows, limit.shape[0], parts, sync)
         else:
             m = cuda.blockIdx.y

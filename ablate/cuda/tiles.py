@@ -22,6 +22,11 @@ their SMs; P must not exceed what the GPU holds at once (``ablate.cuda.device`` 
 A barrier that waits past SPIN_LIMIT polls (seconds) gives up and raises the FAILED flag,
 which the host reads, instead of hanging the GPU.
 
+Built for clusters (``clusters``, P ≤ 8 on sm_90: ``ablate.cuda.cluster``), the P blocks of
+a set are one thread-block cluster instead: launched together onto one GPC, the block's
+place is its blockIdx (``cluster_place``), and ``meet`` is the cluster's hardware barrier.
+The ticket, the counts and the FAILED flag are then unused.
+
 sync (int64), one array per launch shape: [TICKET] the tickets handed out in this launch
 (the block that takes the last one sets it back to 0 for the next launch on the stream),
 [FAILED] 0, or 1 once a barrier gave up, [COUNTERS + m · tiles + tile] the barrier count of
@@ -78,6 +83,33 @@ def place(x, tile_rows, n_models, parts, sync):
         m = ticket // (n_tiles * parts)
         tile = (ticket // parts) % n_tiles
         part = ticket % parts
+        tid = part * cuda.blockDim.x + cuda.threadIdx.x
+        n_threads = parts * cuda.blockDim.x
+    row0 = tile * tile_rows
+    return m, tile, part, T, B, n_in, row0, min(tile_rows, B - row0), tid, n_threads
+
+
+@cuda.jit(device=True)
+def cluster_place(x, tile_rows, parts):
+    """``place`` of a block of a cluster launch of ``parts`` blocks along x: the clusters
+    are the (model, tile) sets in ``place``'s ticket order, and a cluster's blocks are
+    consecutive in blockIdx.x (its rank), so blockIdx.x stands for the ticket."""
+    T, B, n_in = x.shape[2], x.shape[3], x.shape[4]
+    # Never taken (clusters have 2 blocks or more), but as in ``place`` the branch keeps
+    # ptxas's registers down: without it single_net's backward at 8 rows a thread took 255
+    # registers and spilled 12 B, with it 248 and none (ablate.cuda.resources, 2026-12-05).
+    if parts == 1:
+        m = cuda.blockIdx.y
+        tile = cuda.blockIdx.x
+        part = 0
+        tid = cuda.threadIdx.x
+        n_threads = cuda.blockDim.x
+    else:
+        n_tiles = (B + tile_rows - 1) // tile_rows
+        block = cuda.blockIdx.x
+        m = block // (n_tiles * parts)
+        tile = (block // parts) % n_tiles
+        part = block % parts
         tid = part * cuda.blockDim.x + cuda.threadIdx.x
         n_threads = parts * cuda.blockDim.x
     row0 = tile * tile_rows
@@ -147,9 +179,12 @@ def part_rows(row0, rows, part, parts):
 _SPREAD_FUNCTIONS: dict = {}
 
 
-def spread_functions(spread: bool) -> tuple:
-    """(meet, elements, reader) for a cell kernel built ``spread`` or not: ``meet(sync,
-    group, parts)`` is ``barrier`` or a plain block barrier; ``elements(groups, H, tid,
+def spread_functions(spread: bool, clusters: bool = False) -> tuple:
+    """(locate, meet, elements, reader) for a cell kernel built ``spread`` or not, and
+    spread over clusters or not: ``locate(x, tile_rows, n_models, parts, sync)`` is
+    ``place``, or ``cluster_place``; ``meet(sync, group, parts)`` is ``barrier``, the
+    cluster's barrier (``ablate.cuda.cluster.cluster_sync``) or a plain block barrier;
+    ``elements(groups, H, tid,
     n_threads, part, parts)`` the (start, stop, step, unit0, units) of this thread's loop
     over the (group, unit) elements (``unit_of`` decodes one): every element of the tile at
     one block a tile, this block's run of units (``unit_run``) over its own threads when
@@ -158,12 +193,27 @@ def spread_functions(spread: bool) -> tuple:
     part, parts)`` the (first row, rows, tid, n_threads) of the readout: this block's share
     (``part_rows``) with its own threads, or the tile with the tile's. The other branch is
     not compiled."""
-    if spread not in _SPREAD_FUNCTIONS:
-        SPREAD = bool(spread)
+    key = (bool(spread), bool(clusters))
+    if clusters and not spread:
+        raise ValueError("clusters are for kernels built spread (a tile over blocks)")
+    if key not in _SPREAD_FUNCTIONS:
+        SPREAD, CLUSTERS = key
+        if CLUSTERS:
+            from ablate.cuda.cluster import cluster_sync
+        else:
+            cluster_sync = None  # never compiled: the branch below is not taken
+
+        @cuda.jit(device=True)
+        def locate(x, tile_rows, n_models, parts, sync):
+            if CLUSTERS:
+                return cluster_place(x, tile_rows, parts)
+            return place(x, tile_rows, n_models, parts, sync)
 
         @cuda.jit(device=True)
         def meet(sync, group, parts):
-            if SPREAD:
+            if CLUSTERS:
+                cluster_sync()  # every thread of the cluster's blocks: no syncthreads
+            elif SPREAD:
                 barrier(sync, group, parts)
             else:
                 cuda.syncthreads()
@@ -182,5 +232,5 @@ def spread_functions(spread: bool) -> tuple:
                 return first, count, cuda.threadIdx.x, cuda.blockDim.x
             return row0, rows, tid, n_threads
 
-        _SPREAD_FUNCTIONS[spread] = meet, elements, reader
-    return _SPREAD_FUNCTIONS[spread]
+        _SPREAD_FUNCTIONS[key] = locate, meet, elements, reader
+    return _SPREAD_FUNCTIONS[key]
