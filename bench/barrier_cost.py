@@ -104,6 +104,7 @@ def run_cluster_case(meet, clusters: int, parts: int, threads: int, steps: int,
 
     from ablate.cuda import cluster
 
+    cluster.install()
     blocks = clusters * parts
     counts = cuda.to_device(np.zeros(blocks, np.int64))
     violations = cuda.to_device(np.zeros(1, np.int64))

@@ -173,9 +173,10 @@ def check(parts: int) -> int:
 
 @contextlib.contextmanager
 def launching(parts: int):
-    """Launches from this thread inside are cluster launches of ``parts`` blocks along x
-    (under the simulator: one launch's clusters meet at Python barriers; hold
-    ``simulator.turn()`` and ``blocks_at_once()`` around it)."""
+    """Launches from this thread inside are cluster launches of ``parts`` blocks along x,
+    once ``install`` has run (``check`` runs it; not here: this is entered at every launch).
+    Under the simulator one launch's clusters meet at Python barriers; hold
+    ``simulator.turn()`` and ``blocks_at_once()`` around it."""
     if simulator.active():
         _SIMULATED[:] = [_SimulatedClusters(parts)]
         try:
@@ -183,6 +184,5 @@ def launching(parts: int):
         finally:
             _SIMULATED.clear()
         return
-    install()
     with asking(parts):
         yield

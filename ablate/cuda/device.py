@@ -179,7 +179,9 @@ class DeviceEnsemble:
         self.rows_per_thread = rows_per_thread
         self.tile_rows = tile_rows or default_tiling(B, H, rows_per_thread)[0]
         self.parts = check_parts(parts)
-        self.clusters = bool(clusters) and cluster.check(self.parts) > 1
+        self.clusters = bool(clusters)
+        if self.clusters:
+            cluster.check(self.parts)
         # resident weights need one thread per gate row at least: a full block by default
         self.threads = threads or (MAX_THREADS if resident else
                                    threads_for(self.tile_rows, H, rows_per_thread, parts))
@@ -305,14 +307,17 @@ class DeviceEnsemble:
             return (self.n_tiles, self.M)
         return (self.M * self.n_tiles * self.parts,)
 
-    @contextmanager
     def _blocks_at_once(self):
         """Under the simulator the blocks of a spread tile must run at once (they wait for
         each other); on a GPU, or at one block a tile, nothing. Built for clusters, the
         launches inside are cluster launches of ``parts`` blocks."""
-        at_once = simulator.blocks_at_once() if self.parts > 1 else nullcontext()
-        together = cluster.launching(self.parts) if self.clusters else nullcontext()
-        with at_once, together:
+        if self.parts == 1:
+            return nullcontext()
+        return self._clustered() if self.clusters else simulator.blocks_at_once()
+
+    @contextmanager
+    def _clustered(self):
+        with simulator.blocks_at_once(), cluster.launching(self.parts):
             yield
 
     def step(self, s: int, loss_code: int) -> None:

@@ -24,7 +24,7 @@ which the host reads, instead of hanging the GPU.
 
 Built for clusters (``clusters``, P ≤ 8 on sm_90: ``ablate.cuda.cluster``), the P blocks of
 a set are one thread-block cluster instead: launched together onto one GPC, the block's
-place is its blockIdx (``cluster_place``), and ``meet`` is the cluster's hardware barrier.
+place is its blockIdx (``place``, ``clustered``), and ``meet`` is the cluster's hardware barrier.
 The ticket, the counts and the FAILED flag are then unused.
 
 sync (int64), one array per launch shape: [TICKET] the tickets handed out in this launch
@@ -56,14 +56,18 @@ def block_rows(x, tile_rows):
 
 
 @cuda.jit(device=True)
-def place(x, tile_rows, n_models, parts, sync):
+def place(x, tile_rows, n_models, parts, sync, clustered):
     """(m, tile, part, T, B, I, row0, rows, tid, n_threads) of this block: at parts 1 from
     blockIdx (``block_rows``); at parts P > 1 from the block's ticket, the P blocks of a
-    (model, tile) being parts 0 … P − 1 of one virtual block of P · blockDim threads."""
+    (model, tile) being parts 0 … P − 1 of one virtual block of P · blockDim threads.
+    ``clustered`` (a compile-time constant; a cluster launch, ``ablate.cuda.cluster``): the
+    clusters are the sets in ticket order and a cluster's blocks are consecutive in
+    blockIdx.x, so blockIdx.x stands for the ticket."""
     T, B, n_in = x.shape[2], x.shape[3], x.shape[4]
     # Spread kernels run at parts > 1 only, but this branch stays: without it ptxas put
     # fgr's backward at 8 rows a thread at 255 registers and 24 B of spills (230 and none
-    # with it; python -m ablate.cuda.resources, 2026-12-05).
+    # with it), and single_net's over a cluster at 255 and 12 B (248 and none with it;
+    # python -m ablate.cuda.resources, 2026-12-05).
     if parts == 1:
         m = cuda.blockIdx.y
         tile = cuda.blockIdx.x
@@ -72,44 +76,20 @@ def place(x, tile_rows, n_models, parts, sync):
         n_threads = cuda.blockDim.x
     else:
         n_tiles = (B + tile_rows - 1) // tile_rows
-        n_blocks = n_models * n_tiles * parts
-        taken = cuda.shared.array(1, int64)
-        if cuda.threadIdx.x == 0:
-            taken[0] = cuda.atomic.add(sync, TICKET, 1)
-            if taken[0] == n_blocks - 1:  # the last block to start: the next launch from 0
-                cuda.atomic.add(sync, TICKET, -n_blocks)
-        cuda.syncthreads()
-        ticket = taken[0]
+        if clustered:
+            ticket = int64(cuda.blockIdx.x)
+        else:
+            n_blocks = n_models * n_tiles * parts
+            taken = cuda.shared.array(1, int64)
+            if cuda.threadIdx.x == 0:
+                taken[0] = cuda.atomic.add(sync, TICKET, 1)
+                if taken[0] == n_blocks - 1:  # the last block to start: the next launch from 0
+                    cuda.atomic.add(sync, TICKET, -n_blocks)
+            cuda.syncthreads()
+            ticket = taken[0]
         m = ticket // (n_tiles * parts)
         tile = (ticket // parts) % n_tiles
         part = ticket % parts
-        tid = part * cuda.blockDim.x + cuda.threadIdx.x
-        n_threads = parts * cuda.blockDim.x
-    row0 = tile * tile_rows
-    return m, tile, part, T, B, n_in, row0, min(tile_rows, B - row0), tid, n_threads
-
-
-@cuda.jit(device=True)
-def cluster_place(x, tile_rows, parts):
-    """``place`` of a block of a cluster launch of ``parts`` blocks along x: the clusters
-    are the (model, tile) sets in ``place``'s ticket order, and a cluster's blocks are
-    consecutive in blockIdx.x (its rank), so blockIdx.x stands for the ticket."""
-    T, B, n_in = x.shape[2], x.shape[3], x.shape[4]
-    # Never taken (clusters have 2 blocks or more), but as in ``place`` the branch keeps
-    # ptxas's registers down: without it single_net's backward at 8 rows a thread took 255
-    # registers and spilled 12 B, with it 248 and none (ablate.cuda.resources, 2026-12-05).
-    if parts == 1:
-        m = cuda.blockIdx.y
-        tile = cuda.blockIdx.x
-        part = 0
-        tid = cuda.threadIdx.x
-        n_threads = cuda.blockDim.x
-    else:
-        n_tiles = (B + tile_rows - 1) // tile_rows
-        block = cuda.blockIdx.x
-        m = block // (n_tiles * parts)
-        tile = (block // parts) % n_tiles
-        part = block % parts
         tid = part * cuda.blockDim.x + cuda.threadIdx.x
         n_threads = parts * cuda.blockDim.x
     row0 = tile * tile_rows
@@ -182,7 +162,7 @@ _SPREAD_FUNCTIONS: dict = {}
 def spread_functions(spread: bool, clusters: bool = False) -> tuple:
     """(locate, meet, elements, reader) for a cell kernel built ``spread`` or not, and
     spread over clusters or not: ``locate(x, tile_rows, n_models, parts, sync)`` is
-    ``place``, or ``cluster_place``; ``meet(sync, group, parts)`` is ``barrier``, the
+    ``place`` for that launch; ``meet(sync, group, parts)`` is ``barrier``, the
     cluster's barrier (``ablate.cuda.cluster.cluster_sync``) or a plain block barrier;
     ``elements(groups, H, tid,
     n_threads, part, parts)`` the (start, stop, step, unit0, units) of this thread's loop
@@ -205,9 +185,7 @@ def spread_functions(spread: bool, clusters: bool = False) -> tuple:
 
         @cuda.jit(device=True)
         def locate(x, tile_rows, n_models, parts, sync):
-            if CLUSTERS:
-                return cluster_place(x, tile_rows, parts)
-            return place(x, tile_rows, n_models, parts, sync)
+            return place(x, tile_rows, n_models, parts, sync, CLUSTERS)
 
         @cuda.jit(device=True)
         def meet(sync, group, parts):
