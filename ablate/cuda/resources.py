@@ -323,12 +323,16 @@ def main(argv=None) -> int:
     parser.add_argument("--only",
                         help="comma-separated kernel names, as the report's first column, to "
                              "compile only those (e.g. 'lstm backward float32 rows8 resident')")
-    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
-                        help="processes compiling side by side (default: the cores)")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="processes compiling side by side (default: the cores this "
+                             "process may use)")
     args = parser.parse_args(argv)
     if refuse_simulator():
         return 2
     from ablate.cuda.device import MAX_THREADS
+    from ablate.sweep import usable_cores  # not os.cpu_count(): a container may count its host
+
+    jobs = usable_cores() if args.jobs is None else max(1, args.jobs)
 
     names = args.cells.split(",") if args.cells else None
     dtypes = ("float32", "float64") if args.float64 else ("float32",)
@@ -338,7 +342,7 @@ def main(argv=None) -> int:
                    if args.spread_rows else None)
     only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
     try:
-        usages = measure(names, dtypes, max(1, args.jobs), resident_rows, spread_rows, only)
+        usages = measure(names, dtypes, jobs, resident_rows, spread_rows, only)
     except ValueError as error:
         parser.exit(2, f"error: {error}\n")
     chosen = [flag for flag, value in (("--cells", args.cells), ("--only", args.only),
