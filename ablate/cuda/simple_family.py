@@ -247,9 +247,7 @@ def make_kernels(variant: Variant, dtype: np.dtype, rows_per_thread: int = 1,
         targets, mask and scale for one) every model reads the same inputs: evaluation
         chunks, loss code PREDICT (ablate.cuda.evaluation).
         """
-        # Not one helper for both layouts: block_rows ahead of the limit test made ptxas
-        # spill fgr's resident backward (12 B), a sentinel m from such a helper more (56 B)
-        # (python -m ablate.cuda.resources, 2026-12-05)
+        # two branches, not one helper: see ablate.cuda.tiles.spread_functions
         if SPREAD:  # a tile over several blocks (ablate.cuda.tiles); else not compiled
             m, tile, part, T, B, n_in, row0, rows, tid, n_threads = locate(
                 x, tile_rows, limit.shape[0], parts, sync)

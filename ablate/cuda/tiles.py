@@ -172,7 +172,12 @@ def spread_functions(spread: bool, clusters: bool = False) -> tuple:
     (``ablate.cuda.resident``), stay in one block; ``reader(row0, rows, tid, n_threads,
     part, parts)`` the (first row, rows, tid, n_threads) of the readout: this block's share
     (``part_rows``) with its own threads, or the tile with the tile's. The other branch is
-    not compiled."""
+    not compiled.
+
+    The kernels call ``locate`` only when spread, and ``block_rows`` after their limit test
+    otherwise: one helper for both layouts put block_rows ahead of that test and made ptxas
+    spill fgr's resident backward (12 B), and one returning a sentinel m spilled 56 B
+    (python -m ablate.cuda.resources, 2026-12-05)."""
     key = (bool(spread), bool(clusters))
     if clusters and not spread:
         raise ValueError("clusters are for kernels built spread (a tile over blocks)")
